@@ -1,0 +1,178 @@
+"""The contract every kind of process shares.
+
+A backend turns one ``PRODUCTION_PROCESSES`` entry into a launch plan (argv, environment,
+stop rule) and validates the entry up front, so that a broken entry fails alone with one
+line that says what to fix, instead of crashing the console or the other entries.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+class ConfigError(Exception):
+    """A problem with an entry, worded as one line: what is wrong, then how to fix it."""
+
+
+@dataclass(frozen=True)
+class Project:
+    """Where the Django project lives, so children start in the same world as the console."""
+
+    settings_module: str
+    base_dir: str
+    pythonpath: tuple[str, ...] = ()
+    settings: Any = None
+    python: str = sys.executable
+
+    def child_env(self) -> dict[str, str]:
+        path = [*self.pythonpath, os.environ.get("PYTHONPATH", "")]
+        return {
+            "DJANGO_SETTINGS_MODULE": self.settings_module,
+            "PYTHONPATH": os.pathsep.join(p for p in path if p),
+            # Children write to a pipe: without this Python holds lines back for seconds.
+            "PYTHONUNBUFFERED": "1",
+        }
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything the supervisor needs to start and stop one child."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: str
+    stop_signal: signal.Signals = signal.SIGTERM
+    grace: float = 10.0
+    notes: tuple[str, ...] = field(default=())
+
+
+ScalarArg = str | int | float | None
+
+
+def flags_from_dict(args: Mapping[str, ScalarArg]) -> list[str]:
+    """``{"bind": "x", "preload": None}`` -> ``["--bind=x", "--preload"]``, as django-prodserver."""
+    return [f"--{key}" if value is None else f"--{key}={value}" for key, value in args.items()]
+
+
+def positive_int(entry: str, knob: str, value: object) -> int:
+    """Scaling knobs must be whole numbers above zero; say so naming the entry and knob."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        number = None
+    else:
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+    if number is None or number < 1:
+        raise ConfigError(
+            f"{entry}: ARGS {knob!r} must be a positive integer, got {value!r}; "
+            f'write e.g. "{knob}": 2'
+        )
+    return number
+
+
+class Backend:
+    """Base of every backend: holds the entry, validates ARGS, builds the launch.
+
+    ARGS may be a dict (``options``, turned into ``--key=value``) or, as in django-prodserver,
+    a list or a string of raw arguments (``extra``). Subclasses name their ``kind``, the options
+    that are scaling ``knobs`` (validated as positive integers), the ARGS shapes they accept,
+    and implement ``argv``.
+    """
+
+    kind: ClassVar[str] = "process"
+    knobs: ClassVar[tuple[str, ...]] = ()
+    accepts: ClassVar[tuple[type, ...]] = (dict, list, str)
+    stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
+    grace: ClassVar[float] = 10.0
+
+    def __init__(self, name: str, entry: Mapping[str, Any], project: Project) -> None:
+        self.name = name
+        self.entry = entry
+        self.project = project
+        args = entry.get("ARGS", self.accepts[0]())
+        self.options: dict[str, ScalarArg] = self._checked_options(args)
+        self.extra: list[str] = self._checked_extra(args)
+        self.scale = {
+            knob: positive_int(name, knob, self.options[knob])
+            for knob in self.knobs
+            if knob in self.options
+        }
+
+    def _checked_options(self, args: object) -> dict[str, ScalarArg]:
+        if not isinstance(args, self.accepts):
+            shapes = " or ".join(_SHAPE_NAMES[t] for t in self.accepts)
+            raise ConfigError(
+                f"{self.name}: ARGS must be {shapes} for {self.kind}, got {type(args).__name__}; "
+                f"write e.g. {_SHAPE_HINTS[self.accepts[0]]}"
+            )
+        if not isinstance(args, dict):
+            return {}
+        for key, value in args.items():
+            if not isinstance(key, str) or not key:
+                raise ConfigError(f"{self.name}: ARGS key {key!r} must be a non-empty string")
+            if isinstance(value, bool) or not isinstance(value, str | int | float | None):
+                raise ConfigError(
+                    f"{self.name}: ARGS {key!r} must be a string, a number or None, "
+                    f"got {type(value).__name__}; write it as a string"
+                )
+        return dict(args)
+
+    def _checked_extra(self, args: object) -> list[str]:
+        if isinstance(args, str):
+            try:
+                args = shlex.split(args)
+            except ValueError as e:
+                raise ConfigError(f"{self.name}: ARGS cannot be split ({e}); fix its quotes") from e
+        if not isinstance(args, list):
+            return []
+        if not all(isinstance(a, str) for a in args):
+            raise ConfigError(
+                f"{self.name}: ARGS must be a list of strings; write e.g. {_SHAPE_HINTS[list]}"
+            )
+        return list(args)
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def notes(self) -> list[str]:
+        """Lines the pane shows at each start: what the backend did with the entry."""
+        return []
+
+    def launch(self) -> Launch:
+        return Launch(
+            argv=tuple(self.argv()),
+            env=self.project.child_env(),
+            cwd=self.project.base_dir,
+            stop_signal=self.stop_signal,
+            grace=self.grace,
+            notes=tuple(self.notes()),
+        )
+
+    def django_command(self, command: str, *args: str) -> list[str]:
+        """Run a manage.py command without needing manage.py: settings come from the env."""
+        return [self.project.python, "-m", "django", command, *args]
+
+
+_SHAPE_NAMES: dict[type, str] = {dict: "a dict", list: "a list of strings", str: "a string"}
+_SHAPE_HINTS: dict[type, str] = {
+    dict: '"ARGS": {"bind": "127.0.0.1:8000"}',
+    list: '"ARGS": ["npm", "run", "watch"]',
+    str: '"ARGS": "--bind 127.0.0.1:8000"',
+}
+
+
+def require_module(entry: str, module: str, extra: str) -> None:
+    """A server that is not installed is a config error with the install command, not a crash."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(
+            f'{entry}: {module} is not installed; run: pip install "prodserver-tui[{extra}]"'
+        )

@@ -1,0 +1,31 @@
+"""gunicorn serving the project's WSGI application, as django-prodserver's GunicornServer does."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from backends.base import Backend, ConfigError, flags_from_dict, require_module
+
+
+class GunicornServer(Backend):
+    kind = "gunicorn"
+    knobs = ("workers", "threads")
+    # gunicorn's own graceful_timeout is 30 s; wait a little longer before SIGKILL.
+    grace: ClassVar[float] = 35.0
+
+    def argv(self) -> list[str]:
+        require_module(self.name, "gunicorn", "gunicorn")
+        flags = flags_from_dict({**self.options, **self.scale})
+        return [self.project.python, "-m", "gunicorn", *flags, *self.extra, wsgi_target(self)]
+
+
+def wsgi_target(backend: Backend) -> str:
+    """``WSGI_APPLICATION = "proj.wsgi.application"`` -> ``proj.wsgi:application``."""
+    path = getattr(backend.project.settings, "WSGI_APPLICATION", None)
+    if not isinstance(path, str) or "." not in path:
+        raise ConfigError(
+            f"{backend.name}: settings.WSGI_APPLICATION is not set; "
+            'set it to your WSGI callable, e.g. "mysite.wsgi.application"'
+        )
+    module, _, attr = path.rpartition(".")
+    return f"{module}:{attr}"

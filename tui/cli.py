@@ -1,0 +1,111 @@
+"""``prodserver-tui``: find the project, validate its processes, then run them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from backends.base import ConfigError
+from tui.project import Entry, ProjectError, discover, entries
+from tui.supervisor import Supervisor
+
+EXAMPLES = """\
+examples:
+  prodserver-tui                      run every PRODUCTION_PROCESSES entry (from manage.py's folder)
+  prodserver-tui web worker           run only these entries
+  prodserver-tui --check              validate and print each entry's command line
+  prodserver-tui --headless           plain prefixed output, for CI, containers and pipes
+  prodserver-tui --settings mysite.settings --pythonpath src
+  prodserver-tui --demo               run the bundled demo project (web, task workers, load)
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="prodserver-tui",
+        description="Run and watch every process of a Django project's PRODUCTION_PROCESSES.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("names", nargs="*", metavar="NAME", help="entries to run (default: all)")
+    p.add_argument("--settings", metavar="MODULE", help="Django settings module, as in Django")
+    p.add_argument(
+        "--pythonpath", metavar="DIR", action="append", default=[], help="add DIR to sys.path"
+    )
+    p.add_argument("--check", action="store_true", help="validate, print command lines, exit")
+    p.add_argument("--headless", action="store_true", help="prefixed output instead of the UI")
+    p.add_argument("--demo", action="store_true", help="run the bundled demo project")
+    p.add_argument(
+        "--ring-lines",
+        type=_positive,
+        default=10_000,
+        metavar="N",
+        help="lines of output kept per process (default: %(default)s)",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = args.settings
+        if args.demo:
+            from tui import demo
+
+            settings = demo.prepare()
+        project = discover(settings, args.pythonpath, Path.cwd())
+        found = entries(project, args.names)
+    except (ProjectError, RuntimeError) as e:
+        print(f"prodserver-tui: error: {e}", file=sys.stderr)
+        return 2
+    if args.check:
+        return check(found)
+    if not args.headless:
+        print(
+            "prodserver-tui: the full-screen console is not built yet; running headless",
+            file=sys.stderr,
+        )
+    supervisor = Supervisor(found, ring_lines=args.ring_lines)
+    from tui import headless
+
+    return asyncio.run(headless.run(supervisor, sys.stdout.buffer, sys.stdout.isatty()))
+
+
+def check(found: list[Entry]) -> int:
+    """One block per entry: its kind and resolved command line, or its error; 1 if any failed."""
+    width = max(len(e.name) for e in found)
+    failed = False
+    for entry in found:
+        try:
+            launch = entry.launch()
+        except ConfigError as e:
+            failed = True
+            print(f"{entry.name:<{width}}  error     {e}")
+            continue
+        print(f"{entry.name:<{width}}  {entry.kind:<9} {shlex.join(launch.argv)}")
+        for note in launch.notes:
+            print(f"{'':<{width}}  note      {note}")
+    return 1 if failed else 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def _version() -> str:
+    try:
+        return version("prodserver-tui")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

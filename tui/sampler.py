@@ -1,0 +1,118 @@
+"""CPU and memory of each entry's whole process tree, sampled off the event loop.
+
+gunicorn's workers, a task worker's processes and an npm script's node children all count:
+what a user pays for is the tree, not the one pid the console started. psutil ``Process``
+objects are cached per pid because ``cpu_percent`` measures against the previous call. The
+descendants seen here are remembered, so a grandchild that left the process group (or whose
+parent died) can still be killed when its entry stops.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Usage:
+    cpu: float  # percent of one core, summed over the tree
+    rss: int  # bytes, summed
+    uss: int | None  # bytes unique to the tree, where the OS lets us read it
+    processes: int  # size of the tree
+
+
+class Sampler:
+    def __init__(self) -> None:
+        self._cache: dict[int, psutil.Process] = {}
+        self._trees: dict[int, set[psutil.Process]] = {}  # root pid -> descendants seen
+        self._lock = threading.Lock()
+
+    def sample(self, roots: dict[str, int]) -> dict[str, Usage]:
+        """Blocking (reads /proc): call it from a thread."""
+        usage = {}
+        live: set[int] = set()
+        for name, pid in roots.items():
+            tree = self._tree(pid)
+            live.update(p.pid for p in tree)
+            usage[name] = _measure(tree)
+        with self._lock:
+            self._cache = {pid: p for pid, p in self._cache.items() if pid in live}
+        return usage
+
+    def descendants(self, pid: int) -> list[psutil.Process]:
+        """Every descendant of ``pid`` alive now, including ones seen earlier that left its tree."""
+        found = set(self._children(pid))
+        with self._lock:
+            found |= self._trees.get(pid, set())
+        return [p for p in found if _running(p)]
+
+    def forget(self, pid: int) -> list[psutil.Process]:
+        """The root is gone: hand back its descendants still alive, and stop tracking them."""
+        found = self.descendants(pid)
+        with self._lock:
+            self._trees.pop(pid, None)
+            self._cache.pop(pid, None)
+        return found
+
+    def _tree(self, pid: int) -> list[psutil.Process]:
+        root = self._process(pid)
+        if root is None:
+            return []
+        children = [self._process(c.pid) or c for c in self._children(pid)]
+        with self._lock:
+            seen = self._trees.setdefault(pid, set())
+            seen.update(children)
+            seen -= {p for p in seen if not _running(p)}
+            tree = [root, *seen]
+        return tree
+
+    def _process(self, pid: int) -> psutil.Process | None:
+        with self._lock:
+            proc = self._cache.get(pid)
+        if proc is not None and _running(proc):
+            return proc
+        try:
+            proc = psutil.Process(pid)
+        except psutil.Error:
+            return None
+        with self._lock:
+            self._cache[pid] = proc
+        return proc
+
+    @staticmethod
+    def _children(pid: int) -> list[psutil.Process]:
+        try:
+            return psutil.Process(pid).children(recursive=True)
+        except psutil.Error:
+            return []
+
+
+def _running(proc: psutil.Process) -> bool:
+    """``is_running`` also checks the create time, so a reused pid is not mistaken for ours."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _measure(tree: list[psutil.Process]) -> Usage:
+    cpu = 0.0
+    rss = 0
+    uss: int | None = 0
+    count = 0
+    for proc in tree:
+        try:
+            with proc.oneshot():
+                cpu += proc.cpu_percent(None)
+                rss += proc.memory_info().rss
+                if uss is not None:
+                    try:
+                        uss += proc.memory_full_info().uss
+                    except psutil.AccessDenied:
+                        uss = None
+            count += 1
+        except psutil.Error:
+            continue
+    return Usage(cpu=cpu, rss=rss, uss=uss, processes=count)

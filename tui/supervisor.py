@@ -1,0 +1,446 @@
+"""The engine: the asyncio lifecycle of every child process. Knows nothing of any UI.
+
+The console, the headless mode and the tests all drive this one object. Each child runs in
+its own session and process group so signals reach its whole tree; output is read in chunks
+through a protocol (no line-length limits) into a bounded ring per child; an unexpected exit
+is retried with backoff; stopping escalates from the backend's signal to SIGKILL after its
+grace period, and reaches descendants that left the group. A watchdog process kills every
+recorded descendant if this process dies without stopping them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import psutil
+
+from backends.base import ConfigError, Launch
+from tui.output import Line, Ring, Sanitiser
+from tui.project import Entry
+from tui.sampler import Sampler, Usage
+
+BACKOFF_FIRST = 1.0
+BACKOFF_CAP = 30.0
+BACKOFF_RESET_AFTER = 60.0  # up this long: the next crash starts the backoff from scratch
+RUNNING_AFTER = 1.0  # alive this long after start: "running" rather than "starting"
+PIPE_DRAIN = 2.0  # after the main process exits, wait this long at most for its pipes to close
+
+
+class State(enum.StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"  # stopped on request; stays down until started
+    EXITED = "exited"  # ended by itself with an exit code
+    KILLED = "killed"  # ended by a signal
+    BACKOFF = "backoff"  # waiting to restart after an unexpected exit
+    CONFIG_ERROR = "config-error"
+
+
+class Listener(Protocol):
+    def on_lines(self, child: Child, lines: list[Line]) -> None: ...
+    def on_state(self, child: Child) -> None: ...
+
+
+@dataclass(frozen=True)
+class Exit:
+    code: int | None
+    signal: int | None
+    forced: bool  # had to be SIGKILLed after its grace period
+
+
+class Child:
+    """One entry's process across restarts: state, counters and its output ring."""
+
+    def __init__(self, entry: Entry, supervisor: Supervisor, ring: Ring) -> None:
+        self.entry = entry
+        self.name = entry.name
+        self.kind = entry.kind
+        self.ring = ring
+        self.state = State.STOPPED
+        self.error: str | None = entry.error
+        self.pid: int | None = None
+        self.started_at: float | None = None  # time.time() of the current run
+        self.restarts = 0
+        self.last_exit: Exit | None = None
+        self.next_try_at: float | None = None  # time.time() of the next restart, in backoff
+        self.stop_deadline: float | None = None  # time.monotonic() when SIGKILL follows
+        self.usage: Usage | None = None
+        self._sup = supervisor
+        self._transport: asyncio.SubprocessTransport | None = None
+        self._exited: asyncio.Future[None] | None = None
+        self._wanted = False  # the user wants it up: an exit is unexpected and retried
+        self._backoff = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._forced = False
+        if entry.error:
+            self.state = State.CONFIG_ERROR
+
+    @property
+    def detail(self) -> str:
+        """What the state is waiting for, in words (for panes and headless lines)."""
+        now = time.time()
+        if self.state is State.CONFIG_ERROR:
+            return self.error or ""
+        if self.state is State.BACKOFF and self.next_try_at is not None:
+            return f"restarting in {max(0.0, self.next_try_at - now):.0f} s"
+        if self.state is State.STOPPING and self.stop_deadline is not None:
+            left = max(0.0, self.stop_deadline - time.monotonic())
+            return f"waiting for exit, {left:.0f} s before SIGKILL"
+        if self.state in (State.EXITED, State.KILLED) and self.last_exit:
+            return describe_exit(self.last_exit)
+        return ""
+
+    def note(self, text: str) -> None:
+        """A line of the console's own about this process, kept in its output like the rest."""
+        self._sup.emit_lines(self, "sys", [text])
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.state in (State.STARTING, State.RUNNING, State.STOPPING):
+            return
+        self._cancel_timer()
+        self._wanted = True
+        try:
+            launch = self.entry.launch()
+        except ConfigError as e:
+            self._wanted = False
+            self.error = str(e)
+            self._set(State.CONFIG_ERROR)
+            self.note(self.error)
+            return
+        await self._spawn(launch)
+
+    async def _spawn(self, launch: Launch) -> None:
+        loop = asyncio.get_running_loop()
+        for text in launch.notes:
+            self.note(text)
+        self._launch = launch
+        self._forced = False
+        self._exited = loop.create_future()
+        try:
+            transport, _ = await loop.subprocess_exec(
+                lambda: _Pipes(self),
+                *launch.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=launch.cwd,
+                env={**os.environ, **launch.env},
+                start_new_session=True,
+            )
+        except OSError as e:
+            self.note(f"cannot start {launch.argv[0]}: {e.strerror or e}")
+            self._exited = None
+            self._on_exit(Exit(code=127, signal=None, forced=False))
+            return
+        self._transport = transport
+        self.pid = transport.get_pid()
+        self.started_at = time.time()
+        self.last_exit = None
+        self._sup.watch(self.pid)
+        self._set(State.STARTING)
+        self._timer = loop.call_later(RUNNING_AFTER, self._mark_running)
+
+    def _mark_running(self) -> None:
+        self._timer = None
+        if self.state is State.STARTING:
+            self._set(State.RUNNING)
+
+    async def stop(self) -> None:
+        """Backend's signal to the group, its grace period, then SIGKILL to everyone left."""
+        self._wanted = False
+        self._cancel_timer()
+        if self._transport is None or self._exited is None:
+            if self.state is State.BACKOFF:
+                self._set(State.STOPPED)
+            return
+        exited = self._exited
+        if self.state is not State.STOPPING:
+            launch = self._launch
+            self.stop_deadline = time.monotonic() + launch.grace
+            self._set(State.STOPPING)
+            self._signal_tree(launch.stop_signal)
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), self._time_left())
+        except TimeoutError:
+            self.kill()
+            await exited
+
+    def kill(self) -> None:
+        """No more waiting: SIGKILL the whole tree now."""
+        if self._transport is not None:
+            self._forced = True
+            self._signal_tree(signal.SIGKILL)
+
+    async def restart(self) -> None:
+        await self.stop()
+        self.restarts += 1
+        await self.start()
+
+    def _time_left(self) -> float:
+        return max(0.0, (self.stop_deadline or 0.0) - time.monotonic())
+
+    def _signal_tree(self, sig: int) -> None:
+        """Signal the group, and each descendant that left it (setsid'd grandchildren)."""
+        pid = self.pid
+        if pid is None:
+            return
+        with contextlib.suppress(OSError):
+            os.killpg(pid, sig)
+        for proc in self._sup.sampler.descendants(pid):
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(sig)
+
+    # -- exit ------------------------------------------------------------------------------
+
+    def _main_exited(self) -> None:
+        """The main process is gone: whatever it left behind (workers, grandchildren) goes too.
+
+        Their exit also closes the pipes they inherited, so the last output can be read and the
+        exit is reported after it (in ``_finished``), never before.
+        """
+        pid = self.pid
+        if pid is None:
+            return
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+        for proc in self._sup.sampler.forget(pid):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        # A descendant we never saw may still hold a pipe: do not wait for it for ever.
+        transport = self._transport
+        if transport is not None:
+            asyncio.get_running_loop().call_later(PIPE_DRAIN, transport.close)
+
+    def _finished(self, code: int) -> None:
+        """Process exited and both pipes are drained."""
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        exit_ = Exit(
+            code=code if code >= 0 else None,
+            signal=-code if code < 0 else None,
+            forced=self._forced,
+        )
+        if self._exited is not None and not self._exited.done():
+            self._exited.set_result(None)
+        self._exited = None
+        self._on_exit(exit_)
+
+    def _on_exit(self, exit_: Exit) -> None:
+        self._cancel_timer()
+        uptime = time.time() - self.started_at if self.started_at else 0.0
+        self.pid = None
+        self.usage = None
+        self.stop_deadline = None
+        self.last_exit = exit_
+        if not self._wanted:
+            self.note(f"stopped ({describe_exit(exit_)})")
+            self._set(State.STOPPED)
+            return
+        self._backoff = (
+            BACKOFF_FIRST
+            if uptime >= BACKOFF_RESET_AFTER or not self._backoff
+            else min(self._backoff * 2, BACKOFF_CAP)
+        )
+        self.next_try_at = time.time() + self._backoff
+        self.note(f"{describe_exit(exit_)}; restarting in {self._backoff:.0f} s")
+        self._set(State.BACKOFF)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._backoff, self._retry)
+
+    def _retry(self) -> None:
+        self._timer = None
+        self.next_try_at = None
+        self.restarts += 1
+        self._sup.spawn_task(self._retry_start())
+
+    async def _retry_start(self) -> None:
+        self.state = State.STOPPED  # let start() proceed from backoff
+        await self.start()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.next_try_at = None
+
+    def _set(self, state: State) -> None:
+        self.state = state
+        self._sup.emit_state(self)
+
+
+def describe_exit(exit_: Exit) -> str:
+    if exit_.signal is not None:
+        name = signal.Signals(exit_.signal).name if exit_.signal in _SIGNALS else exit_.signal
+        how = f"killed by {name}"
+    else:
+        how = f"exited with code {exit_.code}"
+    return how + (" after its grace period" if exit_.forced else "")
+
+
+_SIGNALS = {s.value for s in signal.Signals}
+
+
+class _Pipes(asyncio.SubprocessProtocol):
+    """Chunks from stdout and stderr, kept apart, sanitised into lines."""
+
+    def __init__(self, child: Child) -> None:
+        self.child = child
+        self.sanitisers = {1: Sanitiser(), 2: Sanitiser()}
+        self.streams = {1: "out", 2: "err"}
+        self.transport: asyncio.SubprocessTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        lines = self.sanitisers[fd].feed(data)
+        if lines:
+            self.child._sup.emit_lines(self.child, self.streams[fd], lines)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd in self.sanitisers:
+            lines = self.sanitisers[fd].flush()
+            if lines:
+                self.child._sup.emit_lines(self.child, self.streams[fd], lines)
+
+    def process_exited(self) -> None:
+        self.child._main_exited()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        assert self.transport is not None
+        self.child._finished(self.transport.get_returncode() or 0)
+
+
+class Supervisor:
+    """Starts, stops, restarts and samples every entry; listeners hear lines and states."""
+
+    def __init__(
+        self,
+        entries: Sequence[Entry],
+        ring_lines: int = 10_000,
+        watchdog: bool = True,
+        sample_every: float = 1.0,
+    ) -> None:
+        self.children = {e.name: Child(e, self, Ring(max_lines=ring_lines)) for e in entries}
+        self.sampler = Sampler()
+        self._listeners: list[Listener] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._use_watchdog = watchdog
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._sample_every = sample_every
+        self._sampling: asyncio.Task[None] | None = None
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def __getitem__(self, name: str) -> Child:
+        return self.children[name]
+
+    # -- control ---------------------------------------------------------------------------
+
+    async def start_all(self) -> None:
+        if self._use_watchdog and self._watchdog is None:
+            self._watchdog = start_watchdog()
+        if self._sampling is None:
+            self._sampling = asyncio.get_running_loop().create_task(self._sample_forever())
+        for child in self.children.values():
+            if child.state is State.CONFIG_ERROR:
+                child.note(child.error or "config error")
+                self.emit_state(child)
+            else:
+                await child.start()
+
+    async def start(self, name: str) -> None:
+        await self.children[name].start()
+
+    async def stop(self, name: str) -> None:
+        await self.children[name].stop()
+
+    async def restart(self, name: str) -> None:
+        await self.children[name].restart()
+
+    async def stop_all(self) -> bool:
+        """Stop everyone at once; True when none had to be killed."""
+        await asyncio.gather(*(c.stop() for c in self.children.values()))
+        if self._sampling is not None:
+            self._sampling.cancel()
+            self._sampling = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._watchdog is not None:
+            self._watchdog.stdin.close()  # type: ignore[union-attr]
+            self._watchdog.wait()
+            self._watchdog = None
+        return not any(c.last_exit and c.last_exit.forced for c in self.children.values())
+
+    def kill_all(self) -> None:
+        for child in self.children.values():
+            child.kill()
+
+    # -- plumbing for children -------------------------------------------------------------
+
+    def watch(self, pid: int) -> None:
+        """Tell the watchdog about a new child, so it dies with us whatever happens."""
+        if self._watchdog is None or self._watchdog.stdin is None:
+            return
+        with contextlib.suppress(psutil.Error, OSError):
+            ctime = psutil.Process(pid).create_time()
+            self._watchdog.stdin.write(f"{pid} {ctime!r}\n".encode())
+            self._watchdog.stdin.flush()
+
+    def emit_lines(self, child: Child, stream: str, lines: list[str]) -> None:
+        first = child.ring.next_seq
+        child.ring.append(stream, lines)
+        if self._listeners:
+            kept = child.ring.since(first)
+            for listener in self._listeners:
+                listener.on_lines(child, kept)
+
+    def emit_state(self, child: Child) -> None:
+        for listener in self._listeners:
+            listener.on_state(child)
+
+    def spawn_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sample_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            roots = {c.name: c.pid for c in self.children.values() if c.pid is not None}
+            usage = await loop.run_in_executor(None, self.sampler.sample, roots)
+            for child in self.children.values():
+                child.usage = usage.get(child.name) if child.pid is not None else None
+            await asyncio.sleep(self._sample_every)
+
+
+def start_watchdog() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tui.watchdog"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": _our_path()},
+    )
+
+
+def _our_path() -> str:
+    """The watchdog must import ``tui`` from wherever this copy of it lives."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
