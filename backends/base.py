@@ -90,7 +90,7 @@ class Backend:
     knobs: ClassVar[tuple[str, ...]] = ()
     accepts: ClassVar[tuple[type, ...]] = (dict, list, str)
     stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
-    grace: ClassVar[float] = 10.0
+    grace: float = 10.0  # default for the kind; an entry's GRACE overrides it
 
     def __init__(self, name: str, entry: Mapping[str, Any], project: Project) -> None:
         self.name = name
@@ -104,6 +104,7 @@ class Backend:
             for knob in self.knobs
             if knob in self.options
         }
+        self.grace = self._checked_grace(entry.get("GRACE", self.grace))
 
     def _checked_options(self, args: object) -> dict[str, ScalarArg]:
         if not isinstance(args, self.accepts):
@@ -123,6 +124,15 @@ class Backend:
                     f"got {type(value).__name__}; write it as a string"
                 )
         return dict(args)
+
+    def _checked_grace(self, grace: object) -> float:
+        """``GRACE``: seconds between the stop signal and SIGKILL, per entry."""
+        if isinstance(grace, bool) or not isinstance(grace, int | float) or not grace > 0:
+            raise ConfigError(
+                f"{self.name}: GRACE must be a number of seconds above 0, got {grace!r}; "
+                'write e.g. "GRACE": 30'
+            )
+        return float(grace)
 
     def _checked_extra(self, args: object) -> list[str]:
         if isinstance(args, str):

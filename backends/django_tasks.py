@@ -7,8 +7,6 @@ translated (``queue`` -> ``--queue-name``) and every other ``db_worker`` option 
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from backends.base import Backend, flags_from_dict
 
 # The seed's spelling -> db_worker's option (underscores are accepted for any option too).
@@ -19,7 +17,7 @@ class DjangoTasksWorker(Backend):
     kind = "tasks"
     knobs = ("processes", "threads")
     # Stop lets the running task finish: db_worker exits after it on SIGTERM.
-    grace: ClassVar[float] = 30.0
+    grace = 30.0
 
     def argv(self) -> list[str]:
         options: dict[str, str | int | float | None] = {}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from backends.base import Backend, ConfigError, flags_from_dict, require_module
 
 
@@ -11,7 +9,7 @@ class GunicornServer(Backend):
     kind = "gunicorn"
     knobs = ("workers", "threads")
     # gunicorn's own graceful_timeout is 30 s; wait a little longer before SIGKILL.
-    grace: ClassVar[float] = 35.0
+    grace = 35.0
 
     def argv(self) -> list[str]:
         require_module(self.name, "gunicorn", "gunicorn")

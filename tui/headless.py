@@ -19,7 +19,7 @@ from tui.supervisor import Child, State, Supervisor
 
 _SGR = re.compile(r"\x1b\[[0-9;:]*m")
 _COLOURS = (36, 33, 32, 35, 34, 31, 96, 93, 92, 95, 94, 91)  # ANSI foregrounds, cycled by name
-_STATE_COLOURS = {State.RUNNING: 32, State.CONFIG_ERROR: 31, State.BACKOFF: 33, State.KILLED: 31}
+_STATE_COLOURS = {State.RUNNING: 32, State.CONFIG_ERROR: 31, State.BACKOFF: 33, State.STOPPING: 33}
 
 
 class Printer:
@@ -42,24 +42,20 @@ class Printer:
     def on_lines(self, child: Child, lines: list[Line]) -> None:
         if not lines:
             return
-        head = (
-            f"{time.strftime('%H:%M:%S', time.localtime(lines[0].time))} {self.prefix[child.name]} "
-        )
+        clock = time.strftime("%H:%M:%S", time.localtime(lines[0].time))
+        head = f"{clock} {self.prefix[child.name]} "
         if self.colour:
-            text = "".join(f"{head}{line.text}\x1b[0m\n" for line in lines)
+            sys_head = f"{head}\x1b[{_STATE_COLOURS.get(child.state, 1)}m"
+            text = "".join(
+                f"{sys_head if line.stream == 'sys' else head}{line.text}\x1b[0m\n"
+                for line in lines
+            )
         else:
             text = "".join(f"{head}{_SGR.sub('', line.text)}\n" for line in lines)
         self._write(text)
 
     def on_state(self, child: Child) -> None:
-        state = str(child.state)
-        if child.pid is not None and child.state in (State.STARTING, State.RUNNING):
-            state += f" (pid {child.pid})"
-        if child.detail:
-            state += f": {child.detail}"
-        if self.colour and child.state in _STATE_COLOURS:
-            state = f"\x1b[{_STATE_COLOURS[child.state]}m{state}\x1b[0m"
-        self._write(f"{time.strftime('%H:%M:%S')} {self.prefix[child.name]} -- {state}\n")
+        """State changes arrive as lines of their own (stream "sys"): nothing more to print."""
 
     def _write(self, text: str) -> None:
         try:

@@ -11,6 +11,7 @@ import ast
 import importlib
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,7 @@ def load_settings(module: str, pythonpath: Sequence[str]) -> Any:
             sys.path.insert(0, path)
     os.environ["DJANGO_SETTINGS_MODULE"] = module
     try:
-        importlib.import_module(module)
+        settings = _import_settings(module)
     except ImportError as e:
         raise ProjectError(
             f"cannot import settings {module!r} ({e}); fix --settings or add its folder with "
@@ -81,9 +82,22 @@ def load_settings(module: str, pythonpath: Sequence[str]) -> Any:
         ) from e
     except Exception as e:  # settings are user code: any error must become one line
         raise ProjectError(f"settings {module!r} failed to load: {type(e).__name__}: {e}") from e
-    from django.conf import settings as django_settings
+    return settings
 
-    return django_settings
+
+def _import_settings(module: str) -> Any:
+    """Django sets ``TZ`` to TIME_ZONE when settings load; the console keeps the user's clock."""
+    tz = os.environ.get("TZ")
+    importlib.import_module(module)
+    from django.conf import settings
+
+    settings.SETTINGS_MODULE  # noqa: B018  (loads them now, inside the caller's error handling)
+    if tz is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = tz
+    time.tzset()
+    return settings
 
 
 @dataclass

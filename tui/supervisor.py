@@ -92,12 +92,15 @@ class Child:
         now = time.time()
         if self.state is State.CONFIG_ERROR:
             return self.error or ""
-        if self.state is State.BACKOFF and self.next_try_at is not None:
-            return f"restarting in {max(0.0, self.next_try_at - now):.0f} s"
+        if self.state is State.BACKOFF and self.next_try_at is not None and self.last_exit:
+            left = max(0.0, self.next_try_at - now)
+            return f"{describe_exit(self.last_exit)}, restarting in {left:.0f} s"
         if self.state is State.STOPPING and self.stop_deadline is not None:
             left = max(0.0, self.stop_deadline - time.monotonic())
             return f"waiting for exit, {left:.0f} s before SIGKILL"
-        if self.state in (State.EXITED, State.KILLED) and self.last_exit:
+        if self.state in (State.STARTING, State.RUNNING) and self.pid is not None:
+            return f"pid {self.pid}"
+        if self.state is State.STOPPED and self.last_exit:
             return describe_exit(self.last_exit)
         return ""
 
@@ -118,7 +121,6 @@ class Child:
             self._wanted = False
             self.error = str(e)
             self._set(State.CONFIG_ERROR)
-            self.note(self.error)
             return
         await self._spawn(launch)
 
@@ -148,7 +150,6 @@ class Child:
         self._transport = transport
         self.pid = transport.get_pid()
         self.started_at = time.time()
-        self.last_exit = None
         self._sup.watch(self.pid)
         self._set(State.STARTING)
         self._timer = loop.call_later(RUNNING_AFTER, self._mark_running)
@@ -247,7 +248,6 @@ class Child:
         self.stop_deadline = None
         self.last_exit = exit_
         if not self._wanted:
-            self.note(f"stopped ({describe_exit(exit_)})")
             self._set(State.STOPPED)
             return
         self._backoff = (
@@ -256,7 +256,6 @@ class Child:
             else min(self._backoff * 2, BACKOFF_CAP)
         )
         self.next_try_at = time.time() + self._backoff
-        self.note(f"{describe_exit(exit_)}; restarting in {self._backoff:.0f} s")
         self._set(State.BACKOFF)
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._backoff, self._retry)
@@ -278,7 +277,10 @@ class Child:
         self.next_try_at = None
 
     def _set(self, state: State) -> None:
+        """Every change of state is also a line in the output, so the history stays readable."""
         self.state = state
+        detail = self.detail
+        self.note(f"-- {state}: {detail}" if detail else f"-- {state}")
         self._sup.emit_state(self)
 
 
@@ -359,8 +361,7 @@ class Supervisor:
             self._sampling = asyncio.get_running_loop().create_task(self._sample_forever())
         for child in self.children.values():
             if child.state is State.CONFIG_ERROR:
-                child.note(child.error or "config error")
-                self.emit_state(child)
+                child._set(State.CONFIG_ERROR)
             else:
                 await child.start()
 

@@ -1,0 +1,61 @@
+"""Settings for the test project: a plain Django layout, the kind the console must find and run.
+
+The database path and port come from the environment so every test gets its own copy and
+concurrent runs never share a SQLite file or a listening socket.
+"""
+
+import os
+from importlib.util import find_spec
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = "test-only-insecure-key-not-a-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+
+# On Django 5.2 the tasks framework is the django-tasks backport; Django 6 has it built in.
+_TASKS_APPS = ["django_tasks_db"]
+if find_spec("django.tasks") is None:
+    _TASKS_APPS.insert(0, "django_tasks")
+
+INSTALLED_APPS = [*_TASKS_APPS, "testapp"]
+
+MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
+
+ROOT_URLCONF = "djproject.urls"
+WSGI_APPLICATION = "djproject.wsgi.application"
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("DJPROJECT_DB", str(BASE_DIR / "db.sqlite3")),
+        # Several workers write at once in tests: wait for SQLite's lock instead of failing.
+        "OPTIONS": {"timeout": 20},
+    }
+}
+
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default", "other"],
+    }
+}
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+PRODUCTION_PROCESSES = {
+    "web": {
+        "BACKEND": "django_prodserver.backends.gunicorn.GunicornServer",
+        "ARGS": {
+            "bind": "127.0.0.1:" + os.environ.get("DJPROJECT_PORT", "8766"),
+            "workers": "2",
+        },
+    },
+    "worker": {
+        "BACKEND": "django_prodserver.backends.django_tasks.DjangoTasksWorker",
+        "ARGS": {"queue": "default"},
+    },
+}

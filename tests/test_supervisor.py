@@ -1,0 +1,182 @@
+"""The engine against real child processes: lifecycle, backoff, escalation, orphans, output."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import time
+
+import pytest
+from conftest import fixture_argv
+from helpers import command, is_alive, tree, until, wait_gone
+
+import tui.supervisor as supervisor_module
+from tui.supervisor import State, Supervisor
+
+
+async def started(*entries, **kwargs) -> Supervisor:  # type: ignore[no-untyped-def]
+    sup = Supervisor(list(entries), watchdog=False, **kwargs)
+    await sup.start_all()
+    return sup
+
+
+def texts(sup: Supervisor, name: str, stream: str | None = None) -> list[str]:
+    return [
+        line.text for line in sup[name].ring.since(0) if stream is None or line.stream == stream
+    ]
+
+
+async def test_output_is_kept_per_stream_and_stop_leaves_nothing() -> None:
+    sup = await started(command("chatty", fixture_argv("chatty", "200")))
+    child = sup["chatty"]
+    await until(lambda: "err 3" in texts(sup, "chatty", "err"), what="stderr line")
+    assert "out 1" in texts(sup, "chatty", "out")
+    assert "err 3" not in texts(sup, "chatty", "out")
+    pid = child.pid
+    assert pid is not None
+    await until(lambda: child.state is State.RUNNING, what="running")
+    assert await sup.stop_all()
+    assert child.state is State.STOPPED and child.pid is None
+    assert not is_alive(pid)
+    assert texts(sup, "chatty", "sys")[-1] == "-- stopped: killed by SIGTERM"
+
+
+async def test_restart_changes_pid_and_counts() -> None:
+    sup = await started(command("chatty", fixture_argv("chatty")))
+    first = sup["chatty"].pid
+    await sup.restart("chatty")
+    assert sup["chatty"].pid not in (None, first)
+    assert sup["chatty"].restarts == 1
+    assert not is_alive(first)  # type: ignore[arg-type]
+    await sup.stop_all()
+
+
+async def test_crash_restarts_with_doubling_backoff() -> None:
+    sup = await started(command("crasher", fixture_argv("crasher", "0.1", "3")))
+    child = sup["crasher"]
+    starts: list[float] = []
+    last_pid = None
+
+    def record() -> bool:
+        nonlocal last_pid
+        if child.pid is not None and child.pid != last_pid:
+            last_pid = child.pid
+            starts.append(time.monotonic())
+        return len(starts) >= 3
+
+    await until(record, timeout=15, what="three starts")
+    assert child.last_exit is not None and child.last_exit.code == 3
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # each run lasts ~0.1 s plus interpreter start-up, then waits 1 s, then 2 s
+    assert 1.0 <= gaps[0] < 2.0, gaps
+    assert 2.0 <= gaps[1] < 3.0, gaps
+    assert child.restarts == 2
+    assert "-- backoff: exited with code 3, restarting in 2 s" in texts(sup, "crasher", "sys")
+    await sup.stop_all()
+    assert child.state is State.STOPPED
+
+
+async def test_backoff_resets_after_a_long_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(supervisor_module, "BACKOFF_RESET_AFTER", 0.3)
+    sup = await started(command("crasher", fixture_argv("crasher", "0.5", "1")))
+    lines = lambda: [t for t in texts(sup, "crasher", "sys") if t.startswith("-- backoff")]  # noqa: E731
+    await until(lambda: len(lines()) >= 2, timeout=10, what="two crashes")
+    assert all(t.endswith("restarting in 1 s") for t in lines()), lines()
+    await sup.stop_all()
+
+
+async def test_sigterm_ignored_escalates_to_sigkill_after_grace() -> None:
+    sup = await started(command("stubborn", fixture_argv("ignores_sigterm"), GRACE=1))
+    child = sup["stubborn"]
+    await until(lambda: "ignoring SIGTERM" in " ".join(texts(sup, "stubborn")), what="ready")
+    pid = child.pid
+    began = time.monotonic()
+    clean = await sup.stop_all()
+    took = time.monotonic() - began
+    assert not clean
+    assert 1.0 <= took < 3.0, took
+    assert child.last_exit is not None and child.last_exit.forced
+    assert child.last_exit.signal == signal.SIGKILL
+    assert texts(sup, "stubborn", "sys")[-1] == (
+        "-- stopped: killed by SIGKILL after its grace period"
+    )
+    assert not is_alive(pid)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("how", ["same-group", "escape"])
+async def test_stop_kills_grandchildren_even_outside_the_group(how: str) -> None:
+    args = ["escape"] if how == "escape" else []
+    sup = await started(command("parent", fixture_argv("spawns_grandchild", *args)))
+    await until(lambda: any("grandchild" in t for t in texts(sup, "parent")), what="pids")
+    await until(lambda: len(tree(sup["parent"].pid or 0)) == 2, what="child and grandchild")
+    pids = tree(sup["parent"].pid or 0)
+    await until(lambda: sup["parent"].usage is not None, what="a sample")
+    await sup.stop_all()
+    assert wait_gone(pids, timeout=3) == []
+
+
+async def test_leftovers_die_with_their_main_process() -> None:
+    sup = await started(command("parent", fixture_argv("spawns_grandchild")))
+    await until(lambda: len(tree(sup["parent"].pid or 0)) >= 2, what="grandchild")
+    pids = tree(sup["parent"].pid or 0)
+    os.kill(pids[0], signal.SIGKILL)  # the main process dies alone
+    await until(lambda: not any(map(is_alive, pids)), timeout=5, what="the grandchild to die")
+    await until(lambda: sup["parent"].state is State.BACKOFF, what="backoff")
+    await sup.stop_all()
+
+
+async def test_megabyte_lines_are_split_and_kept_bounded() -> None:
+    sup = await started(command("long", fixture_argv("long_line", "3", "1")))
+    await until(lambda: "done" in texts(sup, "long"), timeout=15, what="done")
+    pieces = [t for t in texts(sup, "long", "out") if t.startswith("x")]
+    assert all(len(t) <= 16384 for t in pieces)
+    assert sum(map(len, pieces)) == 3 * 1024 * 1024
+    await sup.stop_all()
+
+
+async def test_a_million_lines_keep_the_ring_bounded() -> None:
+    sup = await started(command("flood", fixture_argv("flood", "1000000")), ring_lines=10_000)
+    child = sup["flood"]
+    await until(lambda: child.state is State.BACKOFF, timeout=60, what="flood to finish")
+    out = [line for line in child.ring.since(0) if line.stream == "out"]
+    assert len(child.ring) <= 10_000
+    assert out[-1].text.startswith("0000999999")  # the newest line survived, nothing mangled
+    assert child.ring.dropped >= 1_000_000 - 10_000
+    await sup.stop_all()
+
+
+async def test_hostile_output_is_sanitised() -> None:
+    sup = await started(command("hostile", fixture_argv("hostile_output")))
+    await until(lambda: "END" in texts(sup, "hostile"), what="END")
+    for text in texts(sup, "hostile", "out"):
+        assert "\x00" not in text and "\x07" not in text and "\r" not in text
+        assert "\x1b]" not in text and "\x1b[2J" not in text
+    joined = "\n".join(texts(sup, "hostile", "out"))
+    assert "\x1b[31mred\x1b[0m" in joined  # colours survive
+    assert "[bold red]markup[/]" in joined  # markup is kept as plain data
+    assert "\ufffd" in joined  # invalid UTF-8 replaced, not fatal
+    await sup.stop_all()
+
+
+async def test_a_config_error_does_not_stop_the_others() -> None:
+    bad = command("bad", ["no-such-program-anywhere"])
+    sup = await started(bad, command("chatty", fixture_argv("chatty")))
+    assert sup["bad"].state is State.CONFIG_ERROR
+    assert texts(sup, "bad", "sys") == [
+        "-- config-error: bad: program 'no-such-program-anywhere' not found; "
+        "install it or give its full path"
+    ]
+    await until(lambda: sup["chatty"].state is State.RUNNING, what="chatty running")
+    await sup.stop_all()
+
+
+async def test_sampler_sums_the_whole_tree() -> None:
+    sup = await started(command("parent", fixture_argv("spawns_grandchild")))
+    await until(
+        lambda: sup["parent"].usage is not None and sup["parent"].usage.processes == 2,
+        what="two processes sampled",
+    )
+    usage = sup["parent"].usage
+    assert usage is not None and usage.rss > 2 * 5_000_000  # two Python interpreters
+    await sup.stop_all()
