@@ -1,0 +1,124 @@
+"""The command as a user runs it: headless output, exit codes, and no orphans however it dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES
+from helpers import tree, wait_gone
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Headless:
+    """``prodserver-tui --headless`` in its own session, its output drained by a thread."""
+
+    def __init__(self, cwd: Path, *args: str) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+        env["PYTHONPATH"] = str(REPO)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tui.cli", "--headless", "--settings", "s", *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            text=True,
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, count: int = 1, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while sum(text in line for line in self.lines) < count:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(f"never saw {text!r} x{count}:\n" + "\n".join(self.lines))
+            time.sleep(0.05)
+
+
+def settings(folder: Path, entries: dict[str, str]) -> None:
+    body = ",\n".join(
+        f'    "{name}": {{"BACKEND": "backends.command.Command", "ARGS": {args}}}'
+        for name, args in entries.items()
+    )
+    (folder / "s.py").write_text(
+        textwrap.dedent(f"""
+        import sys
+        F = {str(FIXTURES) + "/"!r}
+        SECRET_KEY = "test"
+        PRODUCTION_PROCESSES = {{
+        """)
+        + body
+        + "\n}\n"
+    )
+
+
+def py(script: str, *args: str) -> str:
+    return (
+        repr(["__PY__", "__F__" + script + ".py", *args])
+        .replace("'__PY__'", "sys.executable")
+        .replace("'__F__", "F + '")
+    )
+
+
+FAMILY = {
+    "chatty": py("chatty"),
+    "escapee": py("spawns_grandchild", "escape"),
+    "grouped": py("spawns_grandchild"),
+}
+
+
+def test_headless_prefixes_lines_and_exits_0_when_all_stop_cleanly(tmp_path: Path) -> None:
+    settings(tmp_path, {"chatty": py("chatty"), "grouped": py("spawns_grandchild")})
+    run = Headless(tmp_path)
+    run.wait_for("-- running", count=2)
+    run.wait_for("| out 2")
+    run.proc.send_signal(signal.SIGINT)
+    assert run.proc.wait(timeout=15) == 0
+    line = next(line for line in run.lines if "| out 2" in line)
+    assert line.split(" ", 1)[1] == "chatty  | out 2"
+    assert time.strptime(line.split(" ", 1)[0], "%H:%M:%S")
+    assert not any("\x1b" in line for line in run.lines)  # no colour when not a terminal
+
+
+def test_exit_is_non_zero_when_something_had_to_be_killed(tmp_path: Path) -> None:
+    (tmp_path / "s.py").write_text(
+        f"import sys\nSECRET_KEY = 'x'\nPRODUCTION_PROCESSES = {{'stubborn': {{"
+        f"'BACKEND': 'backends.command.Command', 'GRACE': 1, "
+        f"'ARGS': [sys.executable, {str(FIXTURES / 'ignores_sigterm.py')!r}]}}}}\n"
+    )
+    run = Headless(tmp_path)
+    run.wait_for("ignoring SIGTERM")
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.proc.wait(timeout=15) == 1
+    assert any("killed by SIGKILL after its grace period" in line for line in run.lines)
+
+
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL], ids=lambda s: s.name
+)
+def test_no_descendant_survives_the_console(tmp_path: Path, sig: signal.Signals) -> None:
+    settings(tmp_path, FAMILY)
+    run = Headless(tmp_path)
+    run.wait_for("-- running", count=3)
+    run.wait_for("grandchild", count=2)
+    pids = tree(run.proc.pid)[1:]
+    # chatty, 2 x (child + grandchild), and the watchdog
+    assert len(pids) == 6, pids
+    run.proc.send_signal(sig)
+    run.proc.wait(timeout=20)
+    assert wait_gone(pids, timeout=10) == []
