@@ -102,9 +102,13 @@ async def test_db_worker_runs_enqueued_tasks(djproject: Path) -> None:
     await until(
         lambda: statuses(djproject) == {"SUCCESSFUL": 20, "FAILED": 1}, timeout=30, what="tasks"
     )
-    lines = [line.text for line in sup["worker"].ring.since(0)]
-    assert any("state=SUCCESSFUL" in text for text in lines), lines[-5:]
-    assert any("ValueError: boom" in text for text in lines), lines[-5:]
+    # No per-task log lines asserted: on Django 6 with DEBUG=False db_worker's are dropped
+    # (DESIGN.md section 1); the prodserver-tui worker will configure its own logging.
+    with sqlite3.connect(djproject.parent / "db.sqlite3") as conn:
+        (traceback,) = conn.execute(
+            "select traceback from django_tasks_database_dbtaskresult where status = 'FAILED'"
+        ).fetchone()
+    assert "ValueError: boom" in traceback
     assert await sup.stop_all()
     assert sup["worker"].state is State.STOPPED
 

@@ -39,7 +39,8 @@ _CONTROL = re.compile(
           | [ -/]* [0-~]?                            # ESC c, ESC 7, ESC ( B, or a lone ESC
         )
       | (?<=\x9b) [0-?]* [ -/]* [@-~]?               # 8-bit CSI: the whole sequence
-      | (?<! [\x1b\x9b] )                            # anything else: just the character
+      | (?<! [\x1b\x9b] )                            # anything else, with the run of such
+        [\x00-\x08\x0a-\x0c\x0e-\x1a\x1c-\x1f\x7f-\x9a\x9c-\x9f]*  # controls after it (a NUL flood)
     )
     """,
     re.VERBOSE,
@@ -56,6 +57,8 @@ def _is_clean(text: str) -> bool:
 
 
 class Line(NamedTuple):
+    """A tuple: immutable, so viewers can hold on to lines the ring hands out, and small."""
+
     seq: int  # strictly increasing per Ring, from 0: lets a reader resume where it left off
     stream: str  # "out", "err", or "sys" for the console's own notes about the process
     text: str  # sanitised, without its newline; may contain SGR sequences

@@ -1,0 +1,59 @@
+"""How fast child output goes from pipe to ring: the console must keep up with a chatty child.
+
+Feeds 1,000,000 lines of 80 bytes in 64 KiB chunks (lines straddle chunks, as from a pipe)
+through Sanitiser.feed and Ring.append, best of three runs. Run from the repository root:
+
+    .venv/bin/python -m bench.sanitiser
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from tui.output import Ring, Sanitiser
+
+LINES = 1_000_000
+CHUNK = 64 * 1024
+RUNS = 3
+
+
+def stream(make: Callable[[int], str]) -> list[bytes]:
+    """LINES lines of exactly 80 bytes (newline included), cut into CHUNK-sized reads."""
+    data = "".join(make(i).ljust(79, ".")[:79] + "\n" for i in range(LINES)).encode()
+    assert len(data) == 80 * LINES
+    return [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
+
+
+def best(chunks: list[bytes], ring: bool) -> float:
+    times = []
+    for _ in range(RUNS):
+        sanitiser, kept = Sanitiser(), Ring()
+        start = time.perf_counter()
+        for chunk in chunks:
+            lines = sanitiser.feed(chunk)
+            if ring:
+                kept.append("out", lines)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+CASES: dict[str, Callable[[int], str]] = {
+    "plain": lambda i: f"{i:07d} GET /api/items/?page=3 HTTP/1.1 200 1532",
+    "SGR colour": lambda i: f"\x1b[32mINFO\x1b[0m {i:07d} GET /api/items/?page=3 HTTP/1.1 200",
+    "cursor move (slow path)": lambda i: f"\x1b[2K{i:07d} GET /api/items/?page=3 HTTP/1.1 200",
+}
+
+
+def main() -> None:
+    print(f"{LINES:,} lines of 80 bytes in {CHUNK // 1024} KiB chunks, best of {RUNS}\n")
+    print(f"{'case':<26}{'feed+append lines/s':>22}{'MB/s':>8}{'feed only lines/s':>20}")
+    for name, make in CASES.items():
+        chunks = stream(make)
+        both, feed = best(chunks, ring=True), best(chunks, ring=False)
+        mb = 80 * LINES / both / 1e6
+        print(f"{name:<26}{LINES / both:>22,.0f}{mb:>8.0f}{LINES / feed:>20,.0f}")
+
+
+if __name__ == "__main__":
+    main()
