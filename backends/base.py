@@ -77,6 +77,24 @@ def positive_int(entry: str, knob: str, value: object) -> int:
     return number
 
 
+@dataclass(frozen=True)
+class Knob:
+    """A scaling knob: its ARGS option, its default, and the signals that move it live by one.
+
+    Signals go to the main process only (gunicorn's TTIN / TTOU convention). A knob without
+    signals changes by a graceful restart with the new value.
+    """
+
+    name: str
+    default: int = 1
+    up: signal.Signals | None = None
+    down: signal.Signals | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.up is not None and self.down is not None
+
+
 class Backend:
     """Base of every backend: holds the entry, validates ARGS, builds the launch.
 
@@ -87,7 +105,7 @@ class Backend:
     """
 
     kind: ClassVar[str] = "process"
-    knobs: ClassVar[tuple[str, ...]] = ()
+    knobs: ClassVar[tuple[Knob, ...]] = ()
     accepts: ClassVar[tuple[type, ...]] = (dict, list, str)
     stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
     grace: float = 10.0  # default for the kind; an entry's GRACE overrides it
@@ -99,11 +117,12 @@ class Backend:
         args = entry.get("ARGS", self.accepts[0]())
         self.options: dict[str, ScalarArg] = self._checked_options(args)
         self.extra: list[str] = self._checked_extra(args)
+        # What each knob is now: set from ARGS, changed by scaling, kept across restarts.
         self.scale = {
-            knob: positive_int(name, knob, self.options[knob])
-            for knob in self.knobs
-            if knob in self.options
+            k.name: positive_int(name, k.name, self.options.get(k.name, k.default))
+            for k in self.knobs
         }
+        self.configured = dict(self.scale)
         self.grace = self._checked_grace(entry.get("GRACE", self.grace))
 
     def _checked_options(self, args: object) -> dict[str, ScalarArg]:
@@ -147,6 +166,13 @@ class Backend:
                 f"{self.name}: ARGS must be a list of strings; write e.g. {_SHAPE_HINTS[list]}"
             )
         return list(args)
+
+    def knob(self, name: str) -> Knob:
+        for knob in self.knobs:
+            if knob.name == name:
+                return knob
+        known = ", ".join(k.name for k in self.knobs) or "none"
+        raise ConfigError(f"{self.name}: {self.kind} has no knob {name!r}; its knobs: {known}")
 
     def argv(self) -> list[str]:
         raise NotImplementedError

@@ -1,41 +1,53 @@
-"""The django-tasks database worker, started the way the seed documentation promises.
+"""The django-tasks database worker, as the seed documentation promises it.
 
-django-prodserver passes ARGS straight to ``db_worker``, which has no ``--processes`` or
-``--threads`` and no ``--queue``: the documented config crashes. Here the seed's ARGS are
-translated (``queue`` -> ``--queue-name``) and every other ``db_worker`` option passes through.
+django-prodserver passes ARGS straight to ``db_worker``, which has no ``--processes``,
+``--threads`` or ``--queue``: the documented config crashes. This backend runs prodserver-tui's
+own worker (``python -m backends.taskworker``), which makes those ARGS real and accepts every
+``db_worker`` option too; the worker's own parser validates ARGS before anything starts.
 """
 
 from __future__ import annotations
 
-from backends.base import Backend, flags_from_dict
+import signal
 
-# The seed's spelling -> db_worker's option (underscores are accepted for any option too).
-_RENAMED = {"queue": "queue-name", "queues": "queue-name"}
+from backends.base import Backend, ConfigError, Knob, flags_from_dict
+from backends.taskworker.cli import OptionError, parser
+
+# db_worker options that make no sense here: dropped with a note instead of failing.
+_IGNORED = {
+    "reload": "use restart instead",
+    "no-reload": "",
+    "worker-id": "ids are host:pid:thread",
+}
 
 
 class DjangoTasksWorker(Backend):
     kind = "tasks"
-    knobs = ("processes", "threads")
-    # Stop lets the running task finish: db_worker exits after it on SIGTERM.
-    grace = 30.0
+    knobs = (
+        Knob("processes", up=signal.SIGTTIN, down=signal.SIGTTOU),
+        Knob("threads", up=signal.SIGUSR1, down=signal.SIGUSR2),
+    )
 
     def argv(self) -> list[str]:
-        options: dict[str, str | int | float | None] = {}
-        for key, value in self.options.items():
-            if key in self.knobs:
-                continue
-            options[_RENAMED.get(key, key.replace("_", "-"))] = value
-        # The autoreloader (db_worker's default when DEBUG) forks and restarts mid-task.
-        if "reload" not in options and "no-reload" not in options:
-            options["no-reload"] = None
-        return self.django_command("db_worker", *flags_from_dict(options), *self.extra)
+        options = {
+            key.replace("_", "-"): value
+            for key, value in self.options.items()
+            if key.replace("_", "-") not in _IGNORED
+        }
+        args = flags_from_dict({**options, **self.scale}) + self.extra
+        try:
+            parsed = parser().parse_args(args)
+        except OptionError as e:
+            raise ConfigError(
+                f"{self.name}: {e}; see: python -m backends.taskworker --help"
+            ) from None
+        if "GRACE" not in self.entry:  # the master kills at drain_timeout; this is the backstop
+            self.grace = parsed.drain_timeout + 5.0
+        return [self.project.python, "-m", "backends.taskworker", *args]
 
     def notes(self) -> list[str]:
-        wanted = {k: v for k, v in self.scale.items() if v != 1}
-        if not wanted:
-            return []
-        asked = ", ".join(f"{k}={v}" for k, v in wanted.items())
         return [
-            f"{asked} asked, but db_worker runs 1 process x 1 thread: "
-            "processes and threads are not supported yet (coming with the prodserver-tui worker)"
+            f"ARGS {key!r} ignored: {_IGNORED[key.replace('_', '-')] or 'not needed'}"
+            for key in self.options
+            if key.replace("_", "-") in _IGNORED
         ]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from backends.base import Backend, ConfigError, flags_from_dict, require_module
+import signal
+
+from backends.base import Backend, ConfigError, Knob, flags_from_dict, require_module
 
 
 class GunicornServer(Backend):
     kind = "gunicorn"
-    knobs = ("workers", "threads")
+    knobs = (Knob("workers", up=signal.SIGTTIN, down=signal.SIGTTOU), Knob("threads"))
     # gunicorn's own graceful_timeout is 30 s; wait a little longer before SIGKILL.
     grace = 35.0
 

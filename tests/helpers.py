@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,6 +18,56 @@ import psutil
 
 from backends.base import Project
 from tui.project import Entry, build_entry
+
+WORKER = "django_prodserver.backends.django_tasks.DjangoTasksWorker"
+
+
+def entry(djproject: Path, name: str, backend: str, args: Any, **extra: Any) -> Entry:
+    """An entry of the test Django project, as PRODUCTION_PROCESSES would declare it."""
+    project = Project(
+        "djproject.settings",
+        str(djproject),
+        pythonpath=(str(djproject),),
+        settings=SimpleNamespace(WSGI_APPLICATION="djproject.wsgi.application"),
+    )
+    built = build_entry(name, {"BACKEND": backend, "ARGS": args, **extra}, project)
+    assert built.error is None, built.error
+    return built
+
+
+def query(djproject: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(djproject.parent / "db.sqlite3", timeout=20) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def statuses(djproject: Path) -> dict[str, int]:
+    return dict(
+        query(
+            djproject,
+            "select status, count(*) from django_tasks_database_dbtaskresult group by status",
+        )
+    )
+
+
+def enqueue(djproject: Path, code: str) -> None:
+    """Enqueue real tasks with ``.enqueue()`` in the project's own Django, in one transaction."""
+    script = "from django.db import transaction\nfrom testapp import tasks\n"
+    script += "with transaction.atomic():\n"
+    script += "".join(f"    {line}\n" for line in code.splitlines())
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script],
+        cwd=djproject,
+        check=True,
+        capture_output=True,
+    )
+
+
+def get(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return str(response.read().decode())
+    except OSError:
+        return None
 
 
 def command(name: str, argv: list[str], **extra: Any) -> Entry:

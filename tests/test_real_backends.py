@@ -3,58 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
-import urllib.request
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
-from helpers import free_port, is_alive, tree, until
+from helpers import WORKER, enqueue, entry, free_port, get, is_alive, statuses, tree, until
 
-from backends.base import Project
-from tui.project import Entry, build_entry
 from tui.supervisor import State, Supervisor
-
-WORKER = "django_prodserver.backends.django_tasks.DjangoTasksWorker"
-
-
-def entry(djproject: Path, name: str, backend: str, args: Any) -> Entry:
-    project = Project(
-        "djproject.settings",
-        str(djproject),
-        pythonpath=(str(djproject),),
-        settings=SimpleNamespace(WSGI_APPLICATION="djproject.wsgi.application"),
-    )
-    built = build_entry(name, {"BACKEND": backend, "ARGS": args}, project)
-    assert built.error is None, built.error
-    return built
-
-
-def get(url: str) -> str | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.read().decode()
-    except OSError:
-        return None
-
-
-def statuses(djproject: Path) -> dict[str, int]:
-    db = djproject.parent / "db.sqlite3"
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute(
-            "select status, count(*) from django_tasks_database_dbtaskresult group by status"
-        ).fetchall()
-    return dict(rows)
-
-
-def enqueue(djproject: Path, code: str) -> None:
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", f"from testapp import tasks\n{code}"],
-        cwd=djproject,
-        check=True,
-        capture_output=True,
-    )
 
 
 async def test_gunicorn_serves_counts_its_workers_and_stops_clean(djproject: Path) -> None:
@@ -93,7 +46,7 @@ async def test_runserver_serves_and_stops_with_its_reloader(djproject: Path) -> 
     assert not any(map(is_alive, pids))
 
 
-async def test_db_worker_runs_enqueued_tasks(djproject: Path) -> None:
+async def test_task_worker_runs_enqueued_tasks(djproject: Path) -> None:
     enqueue(djproject, "for i in range(20): tasks.add.enqueue(i, i)\ntasks.fail.enqueue('boom')")
     assert statuses(djproject) == {"READY": 21}
     worker = entry(djproject, "worker", WORKER, {"queue": "default", "verbosity": "1"})
@@ -102,8 +55,12 @@ async def test_db_worker_runs_enqueued_tasks(djproject: Path) -> None:
     await until(
         lambda: statuses(djproject) == {"SUCCESSFUL": 20, "FAILED": 1}, timeout=30, what="tasks"
     )
-    # No per-task log lines asserted: on Django 6 with DEBUG=False db_worker's are dropped
-    # (DESIGN.md section 1); the prodserver-tui worker will configure its own logging.
+    def lines() -> list[str]:
+        return [line.text for line in sup["worker"].ring.since(0)]
+
+    # one line per finished task, naming the thread that ran it (output trails the database)
+    await until(lambda: sum(" done testapp.tasks.add " in t for t in lines()) == 20, what="lines")
+    assert any("FAILED testapp.tasks.fail" in t and "ValueError: boom" in t for t in lines())
     with sqlite3.connect(djproject.parent / "db.sqlite3") as conn:
         (traceback,) = conn.execute(
             "select traceback from django_tasks_database_dbtaskresult where status = 'FAILED'"
@@ -113,7 +70,7 @@ async def test_db_worker_runs_enqueued_tasks(djproject: Path) -> None:
     assert sup["worker"].state is State.STOPPED
 
 
-async def test_db_worker_finishes_its_task_on_stop(djproject: Path) -> None:
+async def test_task_worker_finishes_its_task_on_stop(djproject: Path) -> None:
     enqueue(djproject, "tasks.sleep.enqueue(2)")
     worker = entry(djproject, "worker", WORKER, {"queue": "default"})
     sup = Supervisor([worker], watchdog=False)

@@ -18,13 +18,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import psutil
 
-from backends.base import ConfigError, Launch
+from backends.base import ConfigError, Launch, positive_int
 from tui.output import Line, Ring, Sanitiser
 from tui.project import Entry
 from tui.sampler import Sampler, Usage
@@ -33,6 +33,7 @@ BACKOFF_FIRST = 1.0
 BACKOFF_CAP = 30.0
 BACKOFF_RESET_AFTER = 60.0  # up this long: the next crash starts the backoff from scratch
 RUNNING_AFTER = 1.0  # alive this long after start: "running" rather than "starting"
+SIGNAL_SPACING = 0.05  # between two scaling signals, so the receiver sees each one
 PIPE_DRAIN = 2.0  # after the main process exits, wait this long at most for its pipes to close
 
 
@@ -189,6 +190,38 @@ class Child:
         await self.stop()
         self.restarts += 1
         await self.start()
+
+    async def scale(self, knob_name: str, value: object) -> bool:
+        """Set a knob; it sticks across restarts. True when applied live, False by a restart.
+
+        Live knobs get one signal per step, sent to the main process only once it is running
+        (a TTIN before a server installs its handlers would stop it), spaced so that no two
+        coalesce.
+        """
+        backend = self.entry.backend
+        if backend is None:
+            raise ConfigError(self.error or f"{self.name}: not runnable")
+        knob = backend.knob(knob_name)
+        wanted = positive_int(self.name, knob_name, value)
+        before = backend.scale[knob_name]
+        backend.scale[knob_name] = wanted
+        if wanted == before:
+            return True
+        self.note(f"-- scale {knob_name}: {before} -> {wanted}")
+        if self.state not in (State.STARTING, State.RUNNING):
+            return True  # applies at the next start
+        if not knob.live:
+            await self.restart()
+            return False
+        if self.state is State.STARTING:
+            await self._sup.wait_for(lambda: self.state is not State.STARTING)
+        sig = knob.up if wanted > before else knob.down
+        for _ in range(abs(wanted - before)):
+            if self.pid is None:
+                break
+            os.kill(self.pid, sig)  # type: ignore[arg-type]
+            await asyncio.sleep(SIGNAL_SPACING)
+        return True
 
     def _time_left(self) -> float:
         return max(0.0, (self.stop_deadline or 0.0) - time.monotonic())
@@ -373,6 +406,13 @@ class Supervisor:
 
     async def restart(self, name: str) -> None:
         await self.children[name].restart()
+
+    async def scale(self, name: str, knob: str, value: object) -> bool:
+        return await self.children[name].scale(knob, value)
+
+    async def wait_for(self, condition: Callable[[], bool], every: float = 0.05) -> None:
+        while not condition():
+            await asyncio.sleep(every)
 
     async def stop_all(self) -> bool:
         """Stop everyone at once; True when none had to be killed."""

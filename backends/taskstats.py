@@ -1,0 +1,516 @@
+"""Queue depth, throughput, latency and recent failures, read from django-tasks-db's result table.
+
+The console polls this from a thread every second or two while the table keeps every task ever
+run (a million rows is ordinary), so a poll must read only what changed recently, never the
+whole history:
+
+* READY rows come through django-tasks-db's own partial index (READY rows only).
+* Everything about finished or running tasks is a range on ``(status, finished_at)``: the index
+  that the optional ``prodserver_tui`` app (``backends.taskworker`` in INSTALLED_APPS, then
+  ``manage.py migrate``) adds. django-tasks-db indexes neither column, so without that app each
+  of those queries scans the table: the numbers are the same, only slower (and on SQLite every
+  scan holds a read lock that makes the workers' commits wait).
+* All-time totals would need a count of the whole table, so they are counted once, up to a
+  settled watermark two minutes back, and then advanced by the rows finishing after it; a full
+  recount every ten minutes picks up what the advance cannot see (rows deleted by a cleanup, or
+  stamped by a worker whose clock lags by minutes); `reset` forces one sooner.
+
+Separate queries are separate snapshots: a task that moves on between two of them may be
+missed or seen twice for one poll. That is the price of not holding a read transaction open
+(which on SQLite would block every worker's commit for the whole poll).
+
+Connections: `poll` uses Django's connection for the calling thread and leaves it open, like
+any ORM call. A thread that polls should call ``django.db.connections.close_all()`` when it is
+done with a round (or stops), or it keeps one database connection open per thread. Only after
+a database error does `poll` close a connection, and only one Django itself marks unusable.
+
+This module must never import the console (tui) or any UI library.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, connections
+from django.db.models import Case, Count, DateTimeField, DurationField, F, Min, Q, When
+from django.db.models import ExpressionWrapper as Expr
+from django.db.models.functions import Right
+from django.utils import timezone
+
+from backends.taskworker import ids
+
+TABLE = "django_tasks_database_dbtaskresult"
+#: Created by backends/taskworker/migrations; optional, see the module docstring.
+FINISHED_INDEX = "prodserver_tui_finished_idx"
+
+READY, RUNNING, SUCCESSFUL, FAILED = "READY", "RUNNING", "SUCCESSFUL", "FAILED"
+FINISHED = (SUCCESSFUL, FAILED)
+DB_BACKENDS = frozenset({"django_tasks_db.DatabaseBackend", "django_tasks_db.backend.DatabaseBackend"})
+DEFAULT_QUEUE = "default"
+
+WINDOW = timedelta(seconds=60)
+SHORT_WINDOW = timedelta(seconds=10)
+#: Latency percentiles come from the last SAMPLE finished tasks, at most PER_QUEUE per queue:
+#: a bounded read that still reflects "now", and a quiet queue is not drowned by a busy one.
+SAMPLE = 1000
+PER_QUEUE = 200
+#: Rows finished longer ago than this are assumed final (committed, not still being written).
+SETTLE = timedelta(seconds=120)
+#: How often the settled totals are recounted from scratch (a full scan of the table).
+RECOUNT_EVERY = 600.0
+#: Enough of a traceback to find its last line, without fetching megabytes of it.
+TRACEBACK_TAIL = 2000
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    backend: str
+    queue: str
+    ready: int
+    scheduled: int
+    running: int
+    succeeded_1m: int
+    failed_1m: int
+    succeeded_total: int
+    failed_total: int
+    throughput_10s: float
+    throughput_60s: float
+    wait_p50: float | None
+    wait_p95: float | None
+    run_p50: float | None
+    run_p95: float | None
+
+
+@dataclass(frozen=True)
+class Failure:
+    id: str
+    task_path: str
+    queue: str
+    exception: str
+    message: str
+    finished_at: datetime
+    worker_id: str | None
+
+
+@dataclass(frozen=True)
+class WorkerCounts:
+    running: int
+    succeeded_1m: int
+    failed_1m: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    taken_at: datetime
+    queues: list[QueueStats]
+    failures: list[Failure]
+    by_pid: dict[int, WorkerCounts]
+    oldest_ready_wait: float | None
+    error: str | None = None
+
+
+def poll(using: str = "default", failures: int = 10) -> Snapshot:
+    """One round of statistics; database trouble comes back as ``error``, never as an exception.
+
+    The console keeps showing its last good values while ``error`` says what is wrong, so a
+    locked SQLite file or a restarting server must not kill the polling thread.
+    """
+    now = timezone.now()
+    try:
+        return _poll(using, failures, now)
+    except DatabaseError as exc:
+        _drop_if_broken(using)
+        return _empty(now, explain(exc, using))
+    except (ImproperlyConfigured, RuntimeError, LookupError) as exc:
+        # Not the database itself but the setup around it: no such alias, app not installed.
+        return _empty(now, _one_line(f"cannot read task results: {exc}"))
+
+
+def reset(using: str | None = None) -> None:
+    """Forget the settled totals, so the next poll recounts them (e.g. after pruning results)."""
+    with _lock:
+        for key in [k for k in _settled if using is None or k[0] == using]:
+            del _settled[key]
+
+
+def configured_queues() -> list[tuple[str, str]]:
+    """(backend alias, queue) pairs of settings.TASKS that use django-tasks-db.
+
+    A configured queue with no rows yet still gets a line of zeros, which tells the user that
+    the queue exists and is idle rather than misspelled.
+    """
+    pairs: list[tuple[str, str]] = []
+    for alias, params in (getattr(settings, "TASKS", None) or {}).items():
+        if not isinstance(params, dict) or not _is_db_backend(params.get("BACKEND")):
+            continue
+        for queue in params.get("QUEUES") or [DEFAULT_QUEUE]:
+            if (alias, queue) not in pairs:
+                pairs.append((alias, queue))
+    return pairs
+
+
+def has_index(using: str = "default") -> bool:
+    """Whether the optional (status, finished_at) index exists; the bench and a hint use it."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, TABLE)
+    return FINISHED_INDEX in constraints
+
+
+def explain(exc: BaseException, using: str = "default") -> str:
+    """One line for the status bar: what is wrong with the database, then how to fix it."""
+    text = _one_line(str(exc)) or type(exc).__name__
+    low = text.lower()
+    if "no such table" in low or "doesn't exist" in low or (
+        "does not exist" in low and "relation" in low
+    ):
+        return f"table {TABLE} is missing: run manage.py migrate"
+    if "no such column" in low or ("does not exist" in low and "column" in low):
+        return f"table {TABLE} is out of date ({text}): run manage.py migrate"
+    if "database is locked" in low or "database table is locked" in low:
+        return (
+            "database is locked by a writer (SQLite): retrying on the next poll; "
+            "WAL mode or a longer OPTIONS['timeout'] makes this rarer"
+        )
+    if "unable to open database file" in low:
+        return f"cannot open the SQLite database file: check DATABASES['{using}']['NAME']"
+    unreachable = (
+        "could not connect",
+        "connection refused",
+        "connection failed",
+        "could not translate host",
+        "server closed the connection",
+        "terminating connection",
+        "connection is closed",
+        "connection already closed",
+        "timeout expired",
+    )
+    if any(marker in low for marker in unreachable):
+        return (
+            f"database '{using}' is unreachable ({text}): "
+            f"check DATABASES['{using}'] and that the server is running"
+        )
+    return f"database error on '{using}': {text}"
+
+
+# --- internals -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Queue:
+    """Mutable tallies for one (backend, queue) while a poll is being assembled."""
+
+    ready: int = 0
+    scheduled: int = 0
+    running: int = 0
+    succeeded_1m: int = 0
+    failed_1m: int = 0
+    succeeded_total: int = 0
+    failed_total: int = 0
+    finished_10s: int = 0
+    finished_60s: int = 0
+    waits: list[float] = field(default_factory=list)
+    runs: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """Counts of finished rows up to ``upto``, so later polls need only count newer rows."""
+
+    upto: datetime
+    counts: dict[tuple[str, str, str], int]
+    counted_at: float  # time.monotonic() of the last full count
+
+
+_lock = threading.Lock()
+_settled: dict[tuple[str, ...], _Settled] = {}
+
+
+def _poll(using: str, failures: int, now: datetime) -> Snapshot:
+    from django_tasks_db.models import DBTaskResult, get_date_max
+
+    rows = DBTaskResult.objects.using(using).order_by()
+    never = get_date_max()  # run_after of a task that was not deferred
+    queues: dict[tuple[str, str], _Queue] = defaultdict(_Queue)
+    for pair in configured_queues():
+        queues[pair] = _Queue()
+    pids: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])  # running, succeeded, failed
+
+    # READY: through django-tasks-db's partial index. A deferred task waits from run_after on.
+    due = Q(run_after=never) | Q(run_after__lte=now)
+    due_since = Case(
+        When(Q(run_after=never) | Q(run_after__lt=F("enqueued_at")), then=F("enqueued_at")),
+        default=F("run_after"),
+        output_field=DateTimeField(),
+    )
+    oldest: datetime | None = None
+    ready = (
+        rows.filter(status=READY)
+        .values_list("backend_name", "queue_name")
+        .annotate(
+            n_due=Count("pk", filter=due),
+            n_later=Count("pk", filter=~due),
+            since=Min(due_since, filter=due),
+        )
+    )
+    for backend, queue, n_due, n_later, since in ready:
+        tally = queues[backend, queue]
+        tally.ready += n_due
+        tally.scheduled += n_later
+        if since is not None and (oldest is None or since < oldest):
+            oldest = since
+
+    # RUNNING: few rows, fetched whole so each can be attributed to its worker's pid.
+    for backend, queue, worker_ids in rows.filter(status=RUNNING).values_list(
+        "backend_name", "queue_name", "worker_ids"
+    ):
+        queues[backend, queue].running += 1
+        if (pid := _local_pid(worker_ids)) is not None:
+            pids[pid][0] += 1
+
+    _count_finished(rows, using, now, queues, pids)
+    _sample_latency(rows, queues, due_since)
+    recent_failures = _failures(rows, failures) if failures > 0 else []
+
+    return Snapshot(
+        taken_at=now,
+        queues=[_queue_stats(pair, queues[pair]) for pair in sorted(queues)],
+        failures=recent_failures,
+        by_pid={pid: WorkerCounts(*counts) for pid, counts in sorted(pids.items())},
+        oldest_ready_wait=None if oldest is None else max(0.0, (now - oldest).total_seconds()),
+    )
+
+
+def _count_finished(
+    rows: Any,
+    using: str,
+    now: datetime,
+    queues: dict[tuple[str, str], _Queue],
+    pids: dict[int, list[int]],
+) -> None:
+    """Recent windows, per-pid counts and totals, in one range query over recent rows."""
+    key = _db_key(using)
+    with _lock:
+        settled = _settled.get(key)
+    if settled is None or time.monotonic() - settled.counted_at > RECOUNT_EVERY:
+        settled = _full_count(rows, now - SETTLE)
+    # Never move the watermark back (a clock step backwards would count rows twice).
+    settle_to = max(settled.upto, now - SETTLE)
+    since = min(settled.upto, now - WINDOW)
+    recent = (
+        rows.filter(status__in=FINISHED, finished_at__gt=since)
+        .values_list("backend_name", "queue_name", "status", "worker_ids")
+        .annotate(
+            settling=Count("pk", filter=Q(finished_at__gt=settled.upto, finished_at__lte=settle_to)),
+            unsettled=Count("pk", filter=Q(finished_at__gt=settle_to)),
+            last_60s=Count("pk", filter=Q(finished_at__gt=now - WINDOW)),
+            last_10s=Count("pk", filter=Q(finished_at__gt=now - SHORT_WINDOW)),
+        )
+    )
+    totals = dict(settled.counts)
+    advanced = dict(settled.counts)
+    for backend, queue, status, worker_ids, settling, unsettled, last_60s, last_10s in recent:
+        key3 = (backend, queue, status)
+        totals[key3] = totals.get(key3, 0) + settling + unsettled
+        advanced[key3] = advanced.get(key3, 0) + settling
+        tally = queues[backend, queue]
+        tally.finished_60s += last_60s
+        tally.finished_10s += last_10s
+        failed = status == FAILED
+        if failed:
+            tally.failed_1m += last_60s
+        else:
+            tally.succeeded_1m += last_60s
+        if last_60s and (pid := _local_pid(worker_ids)) is not None:
+            pids[pid][2 if failed else 1] += last_60s
+    for (backend, queue, status), count in totals.items():
+        tally = queues[backend, queue]
+        if status == FAILED:
+            tally.failed_total += count
+        else:
+            tally.succeeded_total += count
+    with _lock:
+        # Another thread polling the same database may have advanced it meanwhile: keep theirs.
+        current = _settled.get(key)
+        if current is None or current is settled or current.counted_at < settled.counted_at:
+            _settled[key] = _Settled(settle_to, advanced, settled.counted_at)
+
+
+def _full_count(rows: Any, upto: datetime) -> _Settled:
+    """The one query that reads all history; run on the first poll and every RECOUNT_EVERY."""
+    counted = (
+        rows.filter(status__in=FINISHED)
+        .exclude(finished_at__gt=upto)
+        .values_list("backend_name", "queue_name", "status")
+        .annotate(n=Count("pk"))
+    )
+    counts = {(backend, queue, status): n for backend, queue, status, n in counted}
+    return _Settled(upto, counts, time.monotonic())
+
+
+def _sample_latency(
+    rows: Any, queues: dict[tuple[str, str], _Queue], due_since: Case
+) -> None:
+    """Waits and run times of the latest finished tasks, two index-ordered reads.
+
+    One query per status, because ``status IN (...) ORDER BY finished_at`` cannot be read in
+    order from a (status, finished_at) index; the failed read is bounded by the oldest row the
+    successful one returned, so a rare failure does not pull in days of history.
+    """
+    columns = {
+        "wait": Expr(F("started_at") - due_since, output_field=DurationField()),
+        "run": Expr(F("finished_at") - F("started_at"), output_field=DurationField()),
+    }
+
+    def latest(status: str, after: datetime | None) -> list[tuple[Any, ...]]:
+        picked = rows.filter(status=status, finished_at__isnull=False)
+        if after is not None:
+            picked = picked.filter(finished_at__gte=after)
+        ordered = picked.annotate(**columns).order_by("-finished_at")
+        return list(
+            ordered.values_list("backend_name", "queue_name", "finished_at", "wait", "run")[
+                :SAMPLE
+            ]
+        )
+
+    succeeded = latest(SUCCESSFUL, None)
+    cutoff = succeeded[-1][2] if len(succeeded) == SAMPLE else None
+    sample = sorted([*succeeded, *latest(FAILED, cutoff)], key=lambda r: r[2], reverse=True)
+    for backend, queue, _finished, wait, run in sample[:SAMPLE]:
+        tally = queues[backend, queue]
+        if len(tally.runs) >= PER_QUEUE or wait is None or run is None:
+            continue
+        tally.waits.append(max(0.0, wait.total_seconds()))
+        tally.runs.append(max(0.0, run.total_seconds()))
+
+
+def _failures(rows: Any, limit: int) -> list[Failure]:
+    latest = (
+        rows.filter(status=FAILED)
+        .annotate(tail=Right("traceback", TRACEBACK_TAIL))
+        .order_by("-finished_at")
+        .values_list(
+            "id", "task_path", "queue_name", "exception_class_path", "tail", "finished_at",
+            "worker_ids",
+        )[:limit]
+    )
+    return [
+        Failure(
+            id=str(id_),
+            task_path=task_path,
+            queue=queue,
+            exception=exception,
+            message=_last_line(tail) or exception.rpartition(".")[2],
+            finished_at=finished_at,
+            worker_id=_last_worker(worker_ids),
+        )
+        for id_, task_path, queue, exception, tail, finished_at, worker_ids in latest
+    ]
+
+
+def _queue_stats(pair: tuple[str, str], tally: _Queue) -> QueueStats:
+    waits, runs = sorted(tally.waits), sorted(tally.runs)
+    return QueueStats(
+        backend=pair[0],
+        queue=pair[1],
+        ready=tally.ready,
+        scheduled=tally.scheduled,
+        running=tally.running,
+        succeeded_1m=tally.succeeded_1m,
+        failed_1m=tally.failed_1m,
+        succeeded_total=tally.succeeded_total,
+        failed_total=tally.failed_total,
+        throughput_10s=tally.finished_10s / SHORT_WINDOW.total_seconds(),
+        throughput_60s=tally.finished_60s / WINDOW.total_seconds(),
+        wait_p50=quantile(waits, 0.50),
+        wait_p95=quantile(waits, 0.95),
+        run_p50=quantile(runs, 0.50),
+        run_p95=quantile(runs, 0.95),
+    )
+
+
+def quantile(ordered: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default), ``None`` when empty."""
+    if not ordered:
+        return None
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _last_worker(worker_ids: Any) -> str | None:
+    if isinstance(worker_ids, list) and worker_ids and isinstance(worker_ids[-1], str):
+        return worker_ids[-1]
+    return None
+
+
+def _local_pid(worker_ids: Any) -> int | None:
+    """The pid in the task's last worker id, if one of our workers on this host wrote it.
+
+    A pid of another host (a shared PostgreSQL) would name an unrelated local process.
+    """
+    last = _last_worker(worker_ids)
+    parsed = ids.parse(last) if last else None
+    if parsed is None or parsed.host != ids.this_host():
+        return None
+    return parsed.pid
+
+
+def _last_line(text: str | None) -> str:
+    for line in reversed((text or "").splitlines()):
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _is_db_backend(path: object) -> bool:
+    if not isinstance(path, str):
+        return False
+    if path in DB_BACKENDS:
+        return True
+    try:  # a project's own subclass of the database backend
+        from django.utils.module_loading import import_string
+        from django_tasks_db.backend import DatabaseBackend
+
+        backend = import_string(path)
+    except ImportError:
+        return False
+    return isinstance(backend, type) and issubclass(backend, DatabaseBackend)
+
+
+def _db_key(using: str) -> tuple[str, ...]:
+    """The cache key of settled totals: the alias, and where it points in case that changes."""
+    params = connections[using].settings_dict
+    return (using, *(str(params.get(k, "")) for k in ("ENGINE", "NAME", "HOST", "PORT")))
+
+
+def _drop_if_broken(using: str) -> None:
+    """A connection Django marked unusable would fail every later poll: let it reconnect."""
+    try:
+        connections[using].close_if_unusable_or_obsolete()
+    except Exception:  # closing a dead connection may fail too; the next poll reconnects
+        pass
+
+
+def _empty(now: datetime, error: str) -> Snapshot:
+    return Snapshot(
+        taken_at=now, queues=[], failures=[], by_pid={}, oldest_ready_wait=None, error=error
+    )
+
+
+def _tally_pairs(queues: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    return sorted(set(queues))

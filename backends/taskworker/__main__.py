@@ -1,0 +1,3 @@
+from backends.taskworker.cli import main
+
+main()

@@ -1,0 +1,226 @@
+"""The prefork master, as gunicorn's: keeps ``processes`` worker processes of ``threads`` each.
+
+It replaces a process that dies (after requeueing, or failing, the tasks it left RUNNING),
+changes both counts live on signals, and on stop lets every process drain, killing what is
+still running after ``--drain-timeout`` and recovering those tasks too. Signals:
+
+  SIGTTIN / SIGTTOU   one more / one fewer worker process (never below 1)
+  SIGUSR1 / SIGUSR2   one more / one fewer thread in every process (never below 1)
+  SIGTERM, SIGHUP     drain and exit;  SIGINT (Ctrl-C) the same, a second one kills
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+
+from backends.taskworker import ids
+from backends.taskworker.setup import log, setup_django, setup_logging
+
+CRASH_DELAY_CAP = 30.0
+HEALTHY_AFTER = 5.0  # a process up this long resets the crash backoff
+
+
+def run_master(options: argparse.Namespace) -> int:
+    threading.current_thread().name = f"{ids.this_host()}:{os.getpid()}:master"
+    setup_logging(options.verbosity)
+    master = Master(options)  # signal handlers first: a TTIN during start-up must not stop us
+    setup_django()
+    return master.run()
+
+
+def _call(handler: Callable[[], None]) -> Callable[[int, FrameType | None], None]:
+    return lambda _signum, _frame: handler()
+
+
+class Child:
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.started = time.monotonic()
+        self.retiring = False
+
+
+class Master:
+    def __init__(self, options: argparse.Namespace) -> None:
+        self.options = options
+        self.processes: int = options.processes
+        self.threads: int = options.threads
+        self.children: dict[int, Child] = {}
+        self.stopping = False
+        self.interrupts = 0
+        self.deadline = 0.0
+        self.killed = False
+        self.batch_done = False
+        self.crash_delay = 0.0
+        self.next_spawn = 0.0
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        handlers: dict[signal.Signals, Callable[[], None]] = {
+            signal.SIGTTIN: lambda: self._scale_processes(+1),
+            signal.SIGTTOU: lambda: self._scale_processes(-1),
+            signal.SIGUSR1: lambda: self._scale_threads(+1),
+            signal.SIGUSR2: lambda: self._scale_threads(-1),
+            signal.SIGTERM: self._stop,
+            signal.SIGHUP: self._stop,
+            signal.SIGINT: self._interrupt,
+        }
+        for sig, handler in handlers.items():
+            signal.signal(sig, _call(handler))
+
+    # -- signals (run in the main thread, between loop steps) ---------------------------------
+
+    def _scale_processes(self, delta: int) -> None:
+        self.processes = max(1, self.processes + delta)
+        log.info("scaling to %d processes x %d threads", self.processes, self.threads)
+
+    def _scale_threads(self, delta: int) -> None:
+        self.threads = max(1, self.threads + delta)
+        log.info("scaling to %d processes x %d threads", self.processes, self.threads)
+        for child in self.children.values():
+            if not child.retiring:
+                self._tell(child, f"threads {self.threads}")
+
+    def _interrupt(self) -> None:
+        self.interrupts += 1
+        if self.interrupts > 1:
+            self._kill_all("second interrupt")
+        else:
+            self._stop()
+
+    def _stop(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.deadline = time.monotonic() + self.options.drain_timeout
+        log.warning(
+            "stopping: %d processes drain (up to %.0f s)",
+            len(self.children),
+            self.options.drain_timeout,
+        )
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        log.info(
+            "master up: %d processes x %d threads, queues %s",
+            self.processes,
+            self.threads,
+            self.options.queue_name,
+        )
+        self._recover(None, "at start-up")
+        while True:
+            self._reap()
+            if self.stopping or self.batch_done:
+                if not self.children:
+                    log.info("all worker processes stopped")
+                    return 1 if self.killed else 0
+                if self.stopping and time.monotonic() > self.deadline and not self.killed:
+                    self._kill_all("drain timeout")
+            else:
+                self._balance()
+            with contextlib.suppress(InterruptedError):
+                select.select([self.wake_r], [], [], 0.5)
+            with contextlib.suppress(BlockingIOError):
+                os.read(self.wake_r, 4096)
+
+    def _balance(self) -> None:
+        active = [c for c in self.children.values() if not c.retiring]
+        for child in sorted(active, key=lambda c: c.started)[self.processes :]:
+            child.retiring = True
+            log.info("retiring worker process %d (finishes its tasks first)", child.proc.pid)
+            child.proc.send_signal(signal.SIGTERM)
+        if len(active) < self.processes and time.monotonic() >= self.next_spawn:
+            for _ in range(self.processes - len(active)):
+                self._spawn()
+
+    def _spawn(self) -> None:
+        o = self.options
+        argv = [
+            sys.executable,
+            "-m",
+            "backends.taskworker",
+            "--child",
+            f"--threads={self.threads}",
+            f"--queue-name={o.queue_name}",
+            f"--exclude-queues={o.exclude_queues}",
+            f"--interval={o.interval}",
+            f"--backend={o.backend_name}",
+            f"--verbosity={o.verbosity}",
+            f"--startup-delay={'yes' if o.startup_delay else 'no'}",
+        ]
+        if o.batch:
+            argv.append("--batch")
+        if o.max_tasks:
+            argv.append(f"--max-tasks={o.max_tasks}")
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, text=True)
+        self.children[proc.pid] = Child(proc)
+        log.info("started worker process %d with %d threads", proc.pid, self.threads)
+
+    def _reap(self) -> None:
+        for pid, child in list(self.children.items()):
+            code = child.proc.poll()
+            if code is None:
+                continue
+            del self.children[pid]
+            with contextlib.suppress(OSError):
+                child.proc.stdin.close()  # type: ignore[union-attr]
+            if code == 0:
+                if self.options.batch:
+                    self.batch_done = True
+                continue
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            log.error("worker process %d died (%s)", pid, how)
+            self._recover([pid], f"of process {pid}")
+            if not self.stopping:
+                lived = time.monotonic() - child.started
+                self.crash_delay = (
+                    0.0
+                    if lived > HEALTHY_AFTER
+                    else min(max(1.0, self.crash_delay * 2), CRASH_DELAY_CAP)
+                )
+                self.next_spawn = time.monotonic() + self.crash_delay
+
+    def _kill_all(self, why: str) -> None:
+        log.error("%s: killing %d worker processes", why, len(self.children))
+        self.killed = True
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _tell(self, child: Child, line: str) -> None:
+        with contextlib.suppress(OSError):
+            child.proc.stdin.write(line + "\n")  # type: ignore[union-attr]
+            child.proc.stdin.flush()  # type: ignore[union-attr]
+
+    def _recover(self, pids: list[int] | None, what: str) -> None:
+        """Tasks left RUNNING by dead processes of this host go back to READY (or FAILED)."""
+        from django.db import connections, router
+        from django_tasks_db.models import DBTaskResult
+
+        from backends.taskworker.recovery import recover
+
+        try:
+            done = recover(
+                self.options.on_crash, using=router.db_for_write(DBTaskResult), pids=pids
+            )
+            if done:
+                verb = "requeued" if self.options.on_crash == "requeue" else "marked failed"
+                log.warning("%s %d stuck task(s) %s", verb, len(done), what)
+        except Exception as e:  # the database may be down: the tasks stay detectable as stuck
+            log.error("could not recover stuck tasks %s: %s", what, e)
+        finally:
+            connections.close_all()

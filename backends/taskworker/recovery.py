@@ -1,0 +1,192 @@
+"""Recover tasks that a dead worker process left RUNNING.
+
+django-tasks-db has no heartbeat: a worker killed with SIGKILL (the OOM killer, a lost
+container) leaves its task RUNNING for ever. Our worker ids carry host and pid, so on this
+host such a task is recognisable: its last worker's pid is dead, or belongs to a newer program.
+Tasks whose last worker id names another host, or is not in our format (db_worker's random
+ids), are never touched: a shared database serves machines whose processes we cannot see.
+
+Every write is a conditional UPDATE on ``status = RUNNING``, so a task that finished, or was
+recovered by someone else, between the look and the write is left alone. No UI imports here:
+the task worker's master uses this module too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import psutil
+from django.utils import timezone
+from django_tasks_db.compat import TaskResultStatus
+
+from backends.taskworker.ids import parse, this_host
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+    from django_tasks_db.models import DBTaskResult
+
+logger = logging.getLogger("backends.taskworker")
+
+POLICIES = ("requeue", "fail")
+
+# psutil's create_time comes from boot time + clock ticks, which can be off from the wall clock
+# by up to about a second; a worker's own process is always created before it claims a task.
+CREATE_TIME_SLACK = 1.0
+
+# Spelled out rather than derived from the class, so it stays importable under ``python -m``.
+WORKER_DIED_PATH = "backends.taskworker.recovery.WorkerDied"
+
+
+class WorkerDied(Exception):
+    """Recorded as a FAILED task's exception class, so django's TaskError can resolve it."""
+
+
+@dataclass(frozen=True)
+class StuckTask:
+    id: str
+    task_path: str
+    queue: str
+    worker_id: str
+    started_at: datetime
+    reason: str
+
+
+def _results(using: str) -> QuerySet[DBTaskResult]:
+    # Imported late: the model needs the app registry, and importing this module must not.
+    from django_tasks_db.models import DBTaskResult
+
+    return DBTaskResult.objects.using(using)
+
+
+def _timestamp(value: datetime) -> float:
+    # With USE_TZ=False Django hands out naive datetimes in TIME_ZONE, not the system's zone.
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, timezone.get_default_timezone())
+    return value.timestamp()
+
+
+def _why_dead(pid: int, started_at: datetime) -> str | None:
+    """Why the worker with ``pid`` cannot be running a task claimed at ``started_at``, if so.
+
+    A process we may not inspect (AccessDenied) counts as alive: requeueing a task that is
+    still running would run it twice, which is worse than leaving it for a human.
+    """
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return f"pid {pid} is gone"
+        created = process.create_time()
+    except psutil.NoSuchProcess:  # includes ZombieProcess
+        return f"pid {pid} is gone"
+    except psutil.AccessDenied:
+        return None
+    if created > _timestamp(started_at) + CREATE_TIME_SLACK:
+        return f"pid {pid} now belongs to another program"
+    return None
+
+
+def find_stuck(using: str = "default", pids: Collection[int] | None = None) -> list[StuckTask]:
+    """RUNNING tasks of this host whose worker process is dead or was replaced by another.
+
+    ``pids`` narrows the search to tasks last claimed by those pids: the master passes the
+    children it saw die. Only the *last* worker id counts, because earlier ones are the
+    history of attempts that were already recovered.
+
+    ``status`` is not indexed outside READY, so this scans the table; call it on events
+    (startup, a child's death), not in a tight loop.
+    """
+    host = this_host()
+    wanted = None if pids is None else frozenset(pids)
+    rows = (
+        _results(using)
+        .filter(status=TaskResultStatus.RUNNING)
+        .order_by("started_at", "id")
+        .values_list("id", "task_path", "queue_name", "worker_ids", "started_at")
+    )
+    stuck = []
+    for task_id, task_path, queue, worker_ids, started_at in rows:
+        if not worker_ids or started_at is None:
+            continue  # not claimed the way db_worker claims: nothing to reason from
+        worker_id = str(worker_ids[-1])
+        parsed = parse(worker_id)
+        if parsed is None or parsed.host != host:
+            continue
+        if wanted is not None and parsed.pid not in wanted:
+            continue
+        reason = _why_dead(parsed.pid, started_at)
+        if reason is not None:
+            stuck.append(StuckTask(str(task_id), task_path, queue, worker_id, started_at, reason))
+    return stuck
+
+
+def _requeue_fields() -> dict[str, Any]:
+    # worker_ids stay: the dead worker's id in the history says who was running it.
+    return {"status": TaskResultStatus.READY, "started_at": None}
+
+
+def _failed_fields(reason: str) -> dict[str, Any]:
+    traceback = (
+        "The worker process died while running this task; it left no traceback.\n"
+        f"WorkerDied: {reason}\n"
+    )
+    return {
+        "status": TaskResultStatus.FAILED,
+        "finished_at": timezone.now(),
+        "exception_class_path": WORKER_DIED_PATH,
+        "traceback": traceback,
+    }
+
+
+def requeue(ids: Collection[str], using: str = "default") -> int:
+    """Put still-RUNNING tasks back to READY under the same id; how many changed.
+
+    The same id keeps any caller's TaskResult handle valid. ``run_after`` is untouched: a
+    claimed task's is already due (or the "not deferred" sentinel), so a worker picks it up.
+    """
+    if not ids:
+        return 0
+    return (
+        _results(using)
+        .filter(id__in=list(ids), status=TaskResultStatus.RUNNING)
+        .update(**_requeue_fields())
+    )
+
+
+def mark_failed(ids: Collection[str], reason: str, using: str = "default") -> int:
+    """Mark still-RUNNING tasks FAILED with a WorkerDied error; how many changed."""
+    if not ids:
+        return 0
+    return (
+        _results(using)
+        .filter(id__in=list(ids), status=TaskResultStatus.RUNNING)
+        .update(**_failed_fields(reason))
+    )
+
+
+def recover(
+    policy: str, using: str = "default", pids: Collection[int] | None = None
+) -> list[StuckTask]:
+    """Find stuck tasks and requeue or fail them; the ones actually changed.
+
+    Each write is also conditioned on the ``started_at`` that was seen, so a task that was
+    recovered and claimed again by a live worker in the meantime is not yanked from it.
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"unknown recovery policy {policy!r}: choose 'requeue' or 'fail'")
+    done = []
+    for task in find_stuck(using, pids):
+        fields = _requeue_fields() if policy == "requeue" else _failed_fields(task.reason)
+        changed = (
+            _results(using)
+            .filter(id=task.id, status=TaskResultStatus.RUNNING, started_at=task.started_at)
+            .update(**fields)
+        )
+        if changed:
+            verb = "requeued" if policy == "requeue" else "failed"
+            logger.warning("%s task %s (%s): %s", verb, task.id, task.task_path, task.reason)
+            done.append(task)
+    return done

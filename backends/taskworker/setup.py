@@ -1,0 +1,50 @@
+"""What every worker process does before touching the database: Django, connections, logging."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+log = logging.getLogger("backends.taskworker")
+
+# verbosity -> (our logger's level, django-tasks' own loggers' level)
+_LEVELS = {
+    0: (logging.ERROR, logging.CRITICAL),
+    1: (logging.INFO, logging.CRITICAL),
+    2: (logging.DEBUG, logging.INFO),
+    3: (logging.DEBUG, logging.DEBUG),
+}
+
+
+def setup_django() -> None:
+    """Persistent, health-checked connections, whatever CONN_MAX_AGE says.
+
+    With Django's default CONN_MAX_AGE=0 a worker reconnects for every task, which cut
+    db_worker's throughput 3x on PostgreSQL. Must run before any connection opens.
+    """
+    from django.conf import settings
+
+    for alias in settings.DATABASES.values():
+        alias["CONN_MAX_AGE"] = None
+        alias["CONN_HEALTH_CHECKS"] = True
+    import django
+
+    django.setup()
+
+
+def setup_logging(verbosity: int) -> None:
+    """Our own handler on stdout: with DEBUG=False and Django's default LOGGING the
+    django-tasks lines would be dropped and the pane would show nothing."""
+    ours, theirs = _LEVELS[verbosity]
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(threadName)s %(message)s"))
+    for name, level in (
+        ("backends.taskworker", ours),
+        ("django_tasks_db", theirs),
+        ("django.tasks", theirs),
+        ("django_tasks", theirs),
+    ):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
