@@ -1,0 +1,184 @@
+"""The task worker: processes x threads, exactly-once, live scaling, drain, crash recovery."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+
+import psutil
+import pytest
+from helpers import WORKER, enqueue, entry, query, statuses, until
+
+from backends.taskworker import ids
+from tui.supervisor import Supervisor
+
+TABLE = "django_tasks_database_dbtaskresult"
+
+
+def tokens(path: Path) -> Counter[str]:
+    return Counter(path.read_text().split()) if path.exists() else Counter()
+
+
+def enqueue_records(djproject: Path, n: int, start: int = 0) -> Path:
+    out = djproject.parent / "ran.txt"
+    enqueue(
+        djproject,
+        f"for i in range({start}, {start + n}): tasks.record.enqueue({str(out)!r}, str(i))",
+    )
+    return out
+
+
+def worker_ids(djproject: Path) -> list[list[str]]:
+    import json
+
+    return [json.loads(row[0]) for row in query(djproject, f"select worker_ids from {TABLE}")]
+
+
+async def run_worker(djproject: Path, **args: object) -> Supervisor:
+    sup = Supervisor(
+        [entry(djproject, "worker", WORKER, {"queue": "default", "interval": "0.1", **args})],
+        watchdog=False,
+    )
+    await sup.start_all()
+    return sup
+
+
+def workers_now(sup: Supervisor) -> list[psutil.Process]:
+    """The real worker processes under the master."""
+    pid = sup["worker"].pid
+    return psutil.Process(pid).children() if pid else []
+
+
+def assert_exactly_once(djproject: Path, ran: Path, n: int) -> None:
+    counts = tokens(ran)
+    assert sorted(counts, key=int) == [str(i) for i in range(n)]
+    assert set(counts.values()) == {1}, [t for t, c in counts.items() if c > 1]
+    assert statuses(djproject) == {"SUCCESSFUL": n}
+    assert all(len(w) == 1 for w in worker_ids(djproject))  # claimed once each
+
+
+@pytest.mark.parametrize(("processes", "threads"), [(1, 1), (1, 4), (3, 2)])
+async def test_every_task_runs_exactly_once(djproject: Path, processes: int, threads: int) -> None:
+    ran = enqueue_records(djproject, 300)
+    sup = await run_worker(djproject, processes=str(processes), threads=str(threads))
+    await until(lambda: statuses(djproject) == {"SUCCESSFUL": 300}, timeout=60, what="300 tasks")
+    assert await sup.stop_all()
+    assert_exactly_once(djproject, ran, 300)
+    used = {ids.parse(w[0]) for w in worker_ids(djproject)}
+    assert all(u is not None and u.host == ids.this_host() for u in used)
+    if processes * threads > 1:
+        assert len(used) > 1  # the work really was spread
+
+
+async def test_scaling_live_loses_and_doubles_nothing(djproject: Path) -> None:
+    ran = enqueue_records(djproject, 2000)
+    sup = await run_worker(djproject)
+    done = lambda: statuses(djproject).get("SUCCESSFUL", 0)  # noqa: E731
+    await until(lambda: done() > 50, timeout=30, what="work under way")
+
+    await sup.scale("worker", "threads", 8)
+    await until(
+        lambda: all(p.num_threads() >= 8 for p in workers_now(sup)), what="8 worker threads"
+    )
+    await sup.scale("worker", "processes", 3)
+    await until(lambda: len(workers_now(sup)) == 3, what="3 worker processes")
+    await until(lambda: all(p.num_threads() >= 8 for p in workers_now(sup)), what="8 threads each")
+    await sup.scale("worker", "threads", 1)
+    await sup.scale("worker", "processes", 1)
+    await until(lambda: len(workers_now(sup)) == 1, timeout=20, what="back to 1 process")
+    await until(lambda: done() == 2000, timeout=90, what="2000 tasks")
+    assert await sup.stop_all()
+    assert_exactly_once(djproject, ran, 2000)
+    used = {ids.parse(w[0]) for w in worker_ids(djproject)}
+    assert len({u.pid for u in used if u}) >= 3 and len({u.thread for u in used if u}) > 1
+    assert sup["worker"].entry.backend.scale == {"processes": 1, "threads": 1}  # type: ignore[union-attr]
+
+
+async def test_scale_sticks_across_restart(djproject: Path) -> None:
+    sup = await run_worker(djproject)
+    await sup.scale("worker", "processes", 2)
+    await until(lambda: len(workers_now(sup)) == 2, what="2 processes")
+    await sup.restart("worker")
+    await until(lambda: len(workers_now(sup)) == 2, what="2 processes after restart")
+    backend = sup["worker"].entry.backend
+    assert backend is not None and backend.configured == {"processes": 1, "threads": 1}
+    await sup.stop_all()
+
+
+async def test_stop_lets_a_running_task_finish(djproject: Path) -> None:
+    enqueue(djproject, "tasks.sleep.enqueue(5)")
+    sup = await run_worker(djproject, threads="2")
+    await until(lambda: statuses(djproject) == {"RUNNING": 1}, timeout=20, what="running")
+    assert await sup.stop_all()  # drained, not killed
+    assert statuses(djproject) == {"SUCCESSFUL": 1}
+
+
+async def test_a_killed_process_has_its_task_requeued_and_finished(djproject: Path) -> None:
+    enqueue(djproject, "tasks.sleep.enqueue(3)")
+    sup = await run_worker(djproject)
+    await until(lambda: statuses(djproject) == {"RUNNING": 1}, timeout=20, what="running")
+    (replica,) = workers_now(sup)
+    os.kill(replica.pid, signal.SIGKILL)
+    await until(lambda: statuses(djproject) == {"SUCCESSFUL": 1}, timeout=30, what="rerun")
+    (ran_by,) = worker_ids(djproject)
+    assert len(ran_by) == 2 and ids.parse(ran_by[0]).pid == replica.pid  # type: ignore[union-attr]
+    lines = [line.text for line in sup["worker"].ring.since(0)]
+    assert any(f"worker process {replica.pid} died (killed by SIGKILL)" in t for t in lines)
+    assert any("requeued 1 stuck task(s)" in t for t in lines)
+    await sup.stop_all()
+
+
+async def test_on_crash_fail_marks_the_task_failed(djproject: Path) -> None:
+    enqueue(djproject, "tasks.sleep.enqueue(3)")
+    sup = await run_worker(djproject, on_crash="fail")
+    await until(lambda: statuses(djproject) == {"RUNNING": 1}, timeout=20, what="running")
+    os.kill(workers_now(sup)[0].pid, signal.SIGKILL)
+    await until(lambda: statuses(djproject) == {"FAILED": 1}, timeout=20, what="failed")
+    ((traceback,),) = query(djproject, f"select traceback from {TABLE}")
+    assert "WorkerDied" in traceback
+    await sup.stop_all()
+
+
+async def test_a_failing_task_is_recorded_with_its_traceback(djproject: Path) -> None:
+    enqueue(djproject, "tasks.fail.enqueue('kaput')")
+    sup = await run_worker(djproject)
+    await until(lambda: statuses(djproject) == {"FAILED": 1}, timeout=20, what="failed")
+    ((exc, traceback),) = query(djproject, f"select exception_class_path, traceback from {TABLE}")
+    assert exc == "builtins.ValueError" and "ValueError: kaput" in traceback
+    await sup.stop_all()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ({"threads": "0"}, "worker: ARGS 'threads' must be a positive integer, got '0'"),
+        ({"threads": "x"}, "worker: ARGS 'threads' must be a positive integer, got 'x'"),
+        ({"queue_nme": "a"}, "worker: unrecognized arguments: --queue-nme=a; see: python -m"),
+        ({"verbosity": "7"}, "worker: argument --verbosity/-v: invalid _verbosity value: '7'"),
+        ({"on_crash": "panic"}, "worker: argument --on-crash: invalid choice: 'panic'"),
+    ],
+)
+def test_bad_args_are_one_clear_line(djproject: Path, args: dict[str, str], expected: str) -> None:
+    from backends.base import Project
+    from tui.project import build_entry
+
+    built = build_entry(
+        "worker", {"BACKEND": WORKER, "ARGS": args}, Project("s", str(djproject), settings=None)
+    )
+    assert built.error is not None and built.error.startswith(expected), built.error
+    assert "\n" not in built.error
+
+
+def test_seed_configs_validate_unchanged(djproject: Path) -> None:
+    from backends.base import Project
+    from tui.project import build_entry
+
+    project = Project("s", str(djproject), settings=None)
+    for args in ({"processes": "4", "threads": "1"}, {"processes": "2", "threads": "2"}):
+        built = build_entry("worker", {"BACKEND": WORKER, "ARGS": args}, project)
+        assert built.error is None
+        argv = built.launch().argv
+        assert argv[1:3] == ("-m", "backends.taskworker")
+        assert f"--processes={args['processes']}" in argv and f"--threads={args['threads']}" in argv
