@@ -144,7 +144,7 @@ def test_task_worker_threads_must_be_positive() -> None:
     )
 
 
-def test_task_worker_translates_seed_args_and_notes_unsupported_knobs() -> None:
+def test_task_worker_runs_our_worker_with_the_seed_args() -> None:
     spec = {
         "BACKEND": "django_prodserver.backends.django_tasks.DjangoTasksWorker",
         "ARGS": {"processes": "4", "threads": "1", "queue": "emails", "verbosity": "2"},
@@ -153,21 +153,37 @@ def test_task_worker_translates_seed_args_and_notes_unsupported_knobs() -> None:
     launch = entry.launch()
     assert launch.argv[1:] == (
         "-m",
-        "django",
-        "db_worker",
-        "--queue-name=emails",
+        "backends.taskworker",
+        "--processes=4",
+        "--threads=1",
+        "--queue=emails",
         "--verbosity=2",
-        "--no-reload",
     )
-    assert (
-        launch.notes and "processes=4" in launch.notes[0] and "not supported yet" in launch.notes[0]
-    )
+    assert launch.notes == ()
+
+
+def test_task_worker_drops_db_worker_only_options_with_a_note() -> None:
+    spec = {
+        "BACKEND": "django_prodserver.backends.django_tasks.DjangoTasksWorker",
+        "ARGS": {"no_reload": None, "interval": "0.5"},
+    }
+    (entry,) = entries(project({"worker": spec}))
+    launch = entry.launch()
+    assert "--interval=0.5" in launch.argv and not any("reload" in a for a in launch.argv)
+    assert launch.notes == ("ARGS 'no_reload' ignored: not needed",)
 
 
 def test_gunicorn_finds_the_wsgi_application() -> None:
     spec = {"BACKEND": "django_prodserver.backends.gunicorn.GunicornServer", "ARGS": {"bind": "x"}}
     (entry,) = entries(project({"web": spec}))
-    assert entry.launch().argv[1:] == ("-m", "gunicorn", "--bind=x", "mysite.wsgi:application")
+    assert entry.launch().argv[1:] == (
+        "-m",
+        "gunicorn",
+        "--bind=x",
+        "--workers=1",
+        "--threads=1",
+        "mysite.wsgi:application",
+    )
 
 
 def test_gunicorn_without_wsgi_application() -> None:

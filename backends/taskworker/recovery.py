@@ -6,9 +6,10 @@ host such a task is recognisable: its last worker's pid is dead, or belongs to a
 Tasks whose last worker id names another host, or is not in our format (db_worker's random
 ids), are never touched: a shared database serves machines whose processes we cannot see.
 
-Every write is a conditional UPDATE on ``status = RUNNING``, so a task that finished, or was
-recovered by someone else, between the look and the write is left alone. No UI imports here:
-the task worker's master uses this module too.
+Every write is a conditional UPDATE on ``status = RUNNING``, so a task that finished between
+the look and the write is left alone; recover() also matches the ``started_at`` it saw, so a
+task recovered by someone else and claimed again meanwhile is not taken from its new worker.
+No UI imports here: the task worker's master uses this module too.
 """
 
 from __future__ import annotations
@@ -96,8 +97,9 @@ def find_stuck(using: str = "default", pids: Collection[int] | None = None) -> l
     children it saw die. Only the *last* worker id counts, because earlier ones are the
     history of attempts that were already recovered.
 
-    ``status`` is not indexed outside READY, so this scans the table; call it on events
-    (startup, a child's death), not in a tight loop.
+    django-tasks-db indexes ``status`` for READY rows only, so unless the optional
+    ``backends.taskworker`` app's (status, finished_at) index is migrated this scans the table:
+    call it on events (start-up, a child's death), not in a tight loop.
     """
     host = this_host()
     wanted = None if pids is None else frozenset(pids)
