@@ -177,6 +177,10 @@ class Backend:
     def argv(self) -> list[str]:
         raise NotImplementedError
 
+    def url(self) -> str | None:
+        """Where a web server answers, for the pane's title; None for everything else."""
+        return None
+
     def notes(self) -> list[str]:
         """Lines the pane shows at each start: what the backend did with the entry."""
         return []

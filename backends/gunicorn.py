@@ -18,6 +18,10 @@ class GunicornServer(Backend):
         flags = flags_from_dict({**self.options, **self.scale})
         return [self.project.python, "-m", "gunicorn", *flags, *self.extra, wsgi_target(self)]
 
+    def url(self) -> str | None:
+        bind = str(self.options.get("bind") or "127.0.0.1:8000")
+        return None if bind.startswith(("unix:", "fd://")) else f"http://{bind}"
+
 
 def wsgi_target(backend: Backend) -> str:
     """``WSGI_APPLICATION = "proj.wsgi.application"`` -> ``proj.wsgi:application``."""

@@ -10,6 +10,10 @@ class RunServer(Backend):
 
     kind = "runserver"
 
+    def url(self) -> str | None:
+        addrport = str(self.options.get("addrport") or self.options.get("bind") or "8000")
+        return f"http://{addrport if ':' in addrport else '127.0.0.1:' + addrport}"
+
     def argv(self) -> list[str]:
         options = dict(self.options)
         addrport = options.pop("addrport", None) or options.pop("bind", None)

@@ -122,3 +122,25 @@ def test_no_descendant_survives_the_console(tmp_path: Path, sig: signal.Signals)
     run.proc.send_signal(sig)
     run.proc.wait(timeout=20)
     assert wait_gone(pids, timeout=10) == []
+
+
+def test_sigterm_works_while_nobody_reads_the_output(tmp_path: Path) -> None:
+    """``prodserver-tui --headless | less``, paused: the console must still answer signals."""
+    settings(tmp_path, {"flood": py("flood", "5000000")})
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "--headless", "--settings", "s"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,  # never read
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(3)  # long enough to fill every pipe between the flood and us
+        pids = tree(proc.pid)[1:]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert wait_gone(pids, timeout=5) == []
+    finally:
+        proc.kill()

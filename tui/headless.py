@@ -8,9 +8,12 @@ for CI, containers and ``| grep``; Ctrl-C, SIGTERM and SIGHUP stop everything gr
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -22,14 +25,76 @@ _COLOURS = (36, 33, 32, 35, 34, 31, 96, 93, 92, 95, 94, 91)  # ANSI foregrounds,
 _STATE_COLOURS = {State.RUNNING: 32, State.CONFIG_ERROR: 31, State.BACKOFF: 33, State.STOPPING: 33}
 
 
-class Printer:
+class Writer:
+    """Writes in a thread, so a reader that stops reading never freezes the event loop.
+
+    A blocked write in the loop would also block signal handling: Ctrl-C and SIGTERM would go
+    unanswered while ``| less`` is paused. Past ``high`` pending batches the supervisor stops
+    reading the children's pipes (they block, nothing is lost) until the backlog is ``low``.
+    """
+
     def __init__(
-        self, names: list[str], out: BinaryIO, colour: bool, on_broken: Callable[[], None]
+        self,
+        fd: int,
+        on_pressure: Callable[[bool], None],
+        on_broken: Callable[[], None],
+        high: int = 64,
+        low: int = 16,
     ) -> None:
-        width = max(map(len, names), default=0)
-        self.out = out
-        self.colour = colour
+        self.fd = fd
+        self.on_pressure = on_pressure
         self.on_broken = on_broken
+        self.high, self.low = high, low
+        self.pending: deque[bytes] = deque()
+        self.paused = False
+        self.broken = False
+        self.cond = threading.Condition()
+        self.loop = asyncio.get_running_loop()
+        threading.Thread(target=self._run, name="headless-writer", daemon=True).start()
+
+    def write(self, data: bytes) -> None:
+        if self.broken:
+            return
+        with self.cond:
+            self.pending.append(data)
+            self.cond.notify()
+            if len(self.pending) >= self.high and not self.paused:
+                self.paused = True
+                self.on_pressure(True)
+
+    def drain(self, timeout: float) -> None:
+        """At exit: give the reader a moment to take the last lines, never wait for ever."""
+        with self.cond:
+            self.cond.wait_for(lambda: not self.pending or self.broken, timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                self.cond.wait_for(lambda: self.pending)
+                data = self.pending[0]
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self.fd, view) :]
+            except OSError:  # the reader went away (``| head``): stop everything, quietly
+                with self.cond:
+                    self.broken = True
+                    self.cond.notify_all()
+                self.loop.call_soon_threadsafe(self.on_broken)
+                return
+            with self.cond:
+                self.pending.popleft()
+                self.cond.notify_all()
+                if self.paused and len(self.pending) <= self.low:
+                    self.paused = False
+                    self.loop.call_soon_threadsafe(self.on_pressure, False)
+
+
+class Printer:
+    def __init__(self, names: list[str], writer: Writer, colour: bool) -> None:
+        width = max(map(len, names), default=0)
+        self.writer = writer
+        self.colour = colour
         self.prefix = {
             name: (
                 f"\x1b[{_COLOURS[i % len(_COLOURS)]}m{name:<{width}} |\x1b[0m"
@@ -58,11 +123,7 @@ class Printer:
         """State changes arrive as lines of their own (stream "sys"): nothing more to print."""
 
     def _write(self, text: str) -> None:
-        try:
-            self.out.write(text.encode("utf-8", "replace"))
-            self.out.flush()
-        except OSError:  # the reader went away (``| head``): stop everything, quietly
-            self.on_broken()
+        self.writer.write(text.encode("utf-8", "replace"))
 
 
 async def run(supervisor: Supervisor, out: BinaryIO, colour: bool) -> int:
@@ -77,11 +138,14 @@ async def run(supervisor: Supervisor, out: BinaryIO, colour: bool) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, on_signal)
-    supervisor.subscribe(Printer(list(supervisor.children), out, colour, stop.set))
+    writer = Writer(out.fileno(), supervisor.pause_output, stop.set)
+    supervisor.subscribe(Printer(list(supervisor.children), writer, colour))
     await supervisor.start_all()
     if all(c.state is State.CONFIG_ERROR for c in supervisor.children.values()):
         stop.set()
-        await supervisor.stop_all()
-        return 1
     await stop.wait()
-    return 0 if await supervisor.stop_all() else 1
+    clean = await supervisor.stop_all()
+    await loop.run_in_executor(None, writer.drain, 2.0)
+    if all(c.state is State.CONFIG_ERROR for c in supervisor.children.values()):
+        return 1
+    return 0 if clean else 1

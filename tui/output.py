@@ -171,6 +171,11 @@ class Ring:
     def __len__(self) -> int:
         return len(self._lines)
 
+    def at(self, seq: int) -> Line | None:
+        """The line with this seq, if still kept: what a viewer drawing one row asks for."""
+        index = seq - self.first_seq
+        return self._lines[index] if 0 <= index < len(self._lines) else None
+
     def append(self, stream: str, lines: list[str]) -> None:
         """One timestamp for the batch: it arrived in one read, and time.time() is not free."""
         seq = self.next_seq

@@ -21,6 +21,9 @@ class Usage:
     rss: int  # bytes, summed
     uss: int | None  # bytes unique to the tree, where the OS lets us read it
     processes: int  # size of the tree
+    children: int  # direct children of the main process: gunicorn's workers, our worker's
+    threads: int  # OS threads over the tree
+    pids: frozenset[int]  # the tree, to attribute task statistics to this entry
 
 
 class Sampler:
@@ -36,7 +39,7 @@ class Sampler:
         for name, pid in roots.items():
             tree = self._tree(pid)
             live.update(p.pid for p in tree)
-            usage[name] = _measure(tree)
+            usage[name] = _measure(tree, pid)
         with self._lock:
             self._cache = {pid: p for pid, p in self._cache.items() if pid in live}
         return usage
@@ -97,16 +100,20 @@ def _running(proc: psutil.Process) -> bool:
         return False
 
 
-def _measure(tree: list[psutil.Process]) -> Usage:
+def _measure(tree: list[psutil.Process], root: int) -> Usage:
     cpu = 0.0
     rss = 0
     uss: int | None = 0
-    count = 0
+    count = children = threads = 0
+    pids = set()
     for proc in tree:
         try:
             with proc.oneshot():
                 cpu += proc.cpu_percent(None)
                 rss += proc.memory_info().rss
+                threads += proc.num_threads()
+                children += proc.ppid() == root
+                pids.add(proc.pid)
                 if uss is not None:
                     try:
                         uss += proc.memory_full_info().uss
@@ -115,4 +122,12 @@ def _measure(tree: list[psutil.Process]) -> Usage:
             count += 1
         except psutil.Error:
             continue
-    return Usage(cpu=cpu, rss=rss, uss=uss, processes=count)
+    return Usage(
+        cpu=cpu,
+        rss=rss,
+        uss=uss,
+        processes=count,
+        children=children,
+        threads=threads,
+        pids=frozenset(pids),
+    )

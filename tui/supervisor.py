@@ -20,7 +20,8 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
 
@@ -28,6 +29,9 @@ from backends.base import ConfigError, Launch, positive_int
 from tui.output import Line, Ring, Sanitiser
 from tui.project import Entry
 from tui.sampler import Sampler, Usage
+
+if TYPE_CHECKING:
+    from backends.taskstats import Snapshot, WorkerCounts
 
 BACKOFF_FIRST = 1.0
 BACKOFF_CAP = 30.0
@@ -77,6 +81,7 @@ class Child:
         self.next_try_at: float | None = None  # time.time() of the next restart, in backoff
         self.stop_deadline: float | None = None  # time.monotonic() when SIGKILL follows
         self.usage: Usage | None = None
+        self.tasks: WorkerCounts | None = None  # task workers: what its tree is running now
         self._sup = supervisor
         self._transport: asyncio.SubprocessTransport | None = None
         self._exited: asyncio.Future[None] | None = None
@@ -98,6 +103,8 @@ class Child:
             return f"{describe_exit(self.last_exit)}, restarting in {left:.0f} s"
         if self.state is State.STOPPING and self.stop_deadline is not None:
             left = max(0.0, self.stop_deadline - time.monotonic())
+            if self.tasks and self.tasks.running:
+                return f"draining {self.tasks.running} tasks, {left:.0f} s left"
             return f"waiting for exit, {left:.0f} s before SIGKILL"
         if self.state in (State.STARTING, State.RUNNING) and self.pid is not None:
             return f"pid {self.pid}"
@@ -133,7 +140,7 @@ class Child:
         self._forced = False
         self._exited = loop.create_future()
         try:
-            transport, _ = await loop.subprocess_exec(
+            await loop.subprocess_exec(
                 lambda: _Pipes(self),
                 *launch.argv,
                 stdin=subprocess.DEVNULL,
@@ -147,13 +154,29 @@ class Child:
             self.note(f"cannot start {launch.argv[0]}: {e.strerror or e}")
             self._exited = None
             self._on_exit(Exit(code=127, signal=None, forced=False))
-            return
+
+    def _started(self, transport: asyncio.SubprocessTransport) -> None:
+        """Called before the first byte of output is delivered, so the state line comes first."""
         self._transport = transport
         self.pid = transport.get_pid()
         self.started_at = time.time()
         self._sup.watch(self.pid)
         self._set(State.STARTING)
-        self._timer = loop.call_later(RUNNING_AFTER, self._mark_running)
+        self._timer = asyncio.get_running_loop().call_later(RUNNING_AFTER, self._mark_running)
+        if self._sup.output_paused:
+            self.pause_output(True)
+
+    def pause_output(self, paused: bool) -> None:
+        """Stop (or resume) reading this child's pipes: it blocks on write, nothing is lost."""
+        if self._transport is None:
+            return
+        for fd in (1, 2):
+            pipe = self._transport.get_pipe_transport(fd)
+            if isinstance(pipe, asyncio.ReadTransport) and not pipe.is_closing():
+                if paused:
+                    pipe.pause_reading()
+                else:
+                    pipe.resume_reading()
 
     def _mark_running(self) -> None:
         self._timer = None
@@ -278,6 +301,7 @@ class Child:
         uptime = time.time() - self.started_at if self.started_at else 0.0
         self.pid = None
         self.usage = None
+        self.tasks = None
         self.stop_deadline = None
         self.last_exit = exit_
         if not self._wanted:
@@ -340,6 +364,7 @@ class _Pipes(asyncio.SubprocessProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.child._started(self.transport)  # type: ignore[arg-type]
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         lines = self.sanitisers[fd].feed(data)
@@ -369,6 +394,7 @@ class Supervisor:
         ring_lines: int = 10_000,
         watchdog: bool = True,
         sample_every: float = 1.0,
+        stats_every: float = 1.5,
     ) -> None:
         self.children = {e.name: Child(e, self, Ring(max_lines=ring_lines)) for e in entries}
         self.sampler = Sampler()
@@ -378,6 +404,11 @@ class Supervisor:
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._sample_every = sample_every
         self._sampling: asyncio.Task[None] | None = None
+        self.stats: Snapshot | None = None  # task statistics, when an entry is a task worker
+        self._stats_every = stats_every
+        self._stats_wanted = stats_every > 0 and any(e.kind == "tasks" for e in entries)
+        self._stats: asyncio.Task[None] | None = None
+        self.output_paused = False
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -390,8 +421,11 @@ class Supervisor:
     async def start_all(self) -> None:
         if self._use_watchdog and self._watchdog is None:
             self._watchdog = start_watchdog()
+        loop = asyncio.get_running_loop()
         if self._sampling is None:
-            self._sampling = asyncio.get_running_loop().create_task(self._sample_forever())
+            self._sampling = loop.create_task(self._sample_forever())
+        if self._stats_wanted and self._stats is None:
+            self._stats = loop.create_task(self._stats_forever())
         for child in self.children.values():
             if child.state is State.CONFIG_ERROR:
                 child._set(State.CONFIG_ERROR)
@@ -417,9 +451,10 @@ class Supervisor:
     async def stop_all(self) -> bool:
         """Stop everyone at once; True when none had to be killed."""
         await asyncio.gather(*(c.stop() for c in self.children.values()))
-        if self._sampling is not None:
-            self._sampling.cancel()
-            self._sampling = None
+        for task in (self._sampling, self._stats):
+            if task is not None:
+                task.cancel()
+        self._sampling = self._stats = None
         for task in list(self._tasks):
             task.cancel()
         if self._watchdog is not None:
@@ -427,6 +462,12 @@ class Supervisor:
             self._watchdog.wait()
             self._watchdog = None
         return not any(c.last_exit and c.last_exit.forced for c in self.children.values())
+
+    def pause_output(self, paused: bool) -> None:
+        """Backpressure from a slow reader of our own output (``--headless | less``)."""
+        self.output_paused = paused
+        for child in self.children.values():
+            child.pause_output(paused)
 
     def kill_all(self) -> None:
         for child in self.children.values():
@@ -468,6 +509,52 @@ class Supervisor:
             for child in self.children.values():
                 child.usage = usage.get(child.name) if child.pid is not None else None
             await asyncio.sleep(self._sample_every)
+
+    async def _stats_forever(self) -> None:
+        """Task statistics from the database, off the loop; attributed to entries by pid."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self.stats = await loop.run_in_executor(None, poll_task_stats)
+            for child in self.children.values():
+                if child.kind == "tasks":
+                    child.tasks = _attribute(self.stats, child.usage)
+            await asyncio.sleep(self._stats_every)
+
+
+def poll_task_stats() -> Snapshot:
+    """Runs in a worker thread: Django is set up on first use, connections closed after."""
+    import django
+    from django.db import connections
+
+    from backends import taskstats
+
+    try:
+        django.setup()
+        return taskstats.poll()
+    except Exception as e:  # the project's apps failed to load: say so, keep the console up
+        return taskstats.Snapshot(
+            taken_at=datetime.now(UTC),
+            queues=[],
+            failures=[],
+            by_pid={},
+            oldest_ready_wait=None,
+            error=f"cannot read task statistics: {type(e).__name__}: {e}",
+        )
+    finally:
+        connections.close_all()
+
+
+def _attribute(stats: Snapshot, usage: Usage | None) -> WorkerCounts | None:
+    from backends.taskstats import WorkerCounts
+
+    if usage is None or stats.error:
+        return None
+    counts = [stats.by_pid[pid] for pid in usage.pids if pid in stats.by_pid]
+    return WorkerCounts(
+        running=sum(c.running for c in counts),
+        succeeded_1m=sum(c.succeeded_1m for c in counts),
+        failed_1m=sum(c.failed_1m for c in counts),
+    )
 
 
 def start_watchdog() -> subprocess.Popen[bytes]:

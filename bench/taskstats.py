@@ -1,0 +1,375 @@
+"""How long one ``backends.taskstats.poll()`` takes on a result table of a million rows.
+
+Why this exists
+---------------
+The console polls task statistics every second or two, and django-tasks-db keeps every result
+row: a busy project reaches a million rows in days. django-tasks-db indexes READY rows only, so
+this measures a poll with and without the optional ``(status, finished_at)`` index of the
+``prodserver_tui`` app (``backends.taskworker``), on SQLite and on PostgreSQL.
+
+What it does
+------------
+* SQLite: a file in a temporary folder. PostgreSQL: a scratch database
+  ``prodserver_stats_bench_<pid>`` on 127.0.0.1:5432 (trust auth, user postgres or root), when a
+  server answers and psycopg is installed; otherwise its row says why it was skipped. Both are
+  removed at the end, however the script ends.
+* A throwaway settings module (in the temporary folder) installs django-tasks-db (plus the
+  django-tasks backport on Django 5.2) and the index app; ``migrate django_tasks_database``
+  makes the table without the index.
+* Rows (1,000,000 by default): history finished over the last 7 days, then a tail finished over
+  the last 10 minutes (2 % of the rows, about 33 tasks/s), a few thousand READY (a sixth of them
+  deferred into the future, the rest due), 8 RUNNING; 3 % of finished tasks FAILED with a
+  traceback; queues default (80 %) and emails; worker ids mostly ``host:pid:thread`` (this
+  host and another one), some db_worker-style random ids. SQLite is filled with executemany,
+  PostgreSQL with COPY, then VACUUM ANALYZE (what autovacuum does soon after a bulk load); SQLite
+  gets no ANALYZE, as in most deployments.
+* The first poll (which counts all history once, see taskstats) is timed on its own; then the
+  median and p95 of ``--calls`` (20) polls. Then ``migrate prodserver_tui`` adds the index,
+  the settled totals are forgotten, and the same is timed again.
+
+Run from the repository root::
+
+    .venv/bin/python bench/taskstats.py
+    .venv/bin/python bench/taskstats.py --rows 200000 --databases sqlite --explain
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLE = "django_tasks_database_dbtaskresult"
+COLUMNS = (
+    "id",
+    "status",
+    "enqueued_at",
+    "started_at",
+    "finished_at",
+    "args_kwargs",
+    "priority",
+    "task_path",
+    "worker_ids",
+    "queue_name",
+    "backend_name",
+    "run_after",
+    "return_value",
+    "exception_class_path",
+    "traceback",
+)
+NEVER = datetime(9999, 1, 1, tzinfo=UTC)
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/srv/app/.venv/lib/python3.12/site-packages/django_tasks_db/management/commands/'
+    'db_worker.py", line 180, in run_task\n'
+    "    return_value = task.call(*task_result.args, **task_result.kwargs)\n"
+    '  File "/srv/app/shop/tasks.py", line 42, in send_receipt\n'
+    "    raise ValueError(f'no address for order {order_id}')\n"
+    "ValueError: no address for order {n}\n"
+)
+
+
+def settings_source(sqlite_path: Path, pg: dict[str, Any] | None) -> str:
+    apps = ["django_tasks_db"]
+    if importlib.util.find_spec("django.tasks") is None:
+        apps.insert(0, "django_tasks")
+    if importlib.util.find_spec("backends.taskworker.apps") is not None:
+        apps.append("backends.taskworker")
+    databases: dict[str, Any] = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(sqlite_path),
+            "OPTIONS": {"timeout": 20},
+        }
+    }
+    if pg is not None:
+        databases["pg"] = {"ENGINE": "django.db.backends.postgresql", **pg}
+    return (
+        "SECRET_KEY = 'bench-only'\n"
+        f"INSTALLED_APPS = {apps!r}\n"
+        f"DATABASES = {databases!r}\n"
+        "TASKS = {'default': {'BACKEND': 'django_tasks_db.DatabaseBackend',"
+        " 'QUEUES': ['default', 'emails']}}\n"
+        "USE_TZ = True\nTIME_ZONE = 'UTC'\n"
+        "DEFAULT_AUTO_FIELD = 'django.db.models.BigAutoField'\n"
+    )
+
+
+def find_postgres() -> tuple[dict[str, Any] | None, str]:
+    """Connection parameters of a server that answers, or None and why not."""
+    try:
+        import psycopg
+    except ImportError:
+        return None, "psycopg not installed (pip install 'psycopg[binary]')"
+    reasons = []
+    for user in ("postgres", "root"):
+        params = {"HOST": "127.0.0.1", "PORT": "5432", "USER": user, "PASSWORD": ""}
+        try:
+            with psycopg.connect(
+                host="127.0.0.1", port=5432, user=user, dbname="postgres", connect_timeout=3
+            ):
+                return params, ""
+        except psycopg.Error as exc:
+            reasons.append(" ".join(str(exc).split())[:80])
+    return None, f"no PostgreSQL on 127.0.0.1:5432 ({reasons[-1]})"
+
+
+def admin_sql(pg: dict[str, Any], sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(
+        host=pg["HOST"], port=int(pg["PORT"]), user=pg["USER"], dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+def rows(count: int, seed: int, host: str) -> Iterator[tuple[Any, ...]]:
+    """Rows as Python values, oldest history first and the live part (tail, READY) last."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    live = max(100, count // 50)
+    ready = max(10, min(3000, count // 300))
+    running = 8
+    history = count - live - ready - running
+    pids = [rng.randint(1000, 400000) for _ in range(6)]
+
+    def worker() -> str:
+        pick = rng.random()
+        if pick < 0.5:
+            return f"{host}:{rng.choice(pids)}:{rng.randint(0, 3)}"
+        if pick < 0.8:
+            return f"otherhost:{rng.choice(pids)}:{rng.randint(0, 3)}"
+        return uuid.UUID(int=rng.getrandbits(128)).hex[:20]  # db_worker's own kind of id
+
+    def finished(at: datetime) -> tuple[Any, ...]:
+        run = timedelta(seconds=rng.expovariate(1 / 0.2))
+        wait = timedelta(seconds=rng.expovariate(1 / 1.0))
+        started = at - run
+        failed = rng.random() < 0.03
+        queue = "default" if rng.random() < 0.8 else "emails"
+        return (
+            uuid.UUID(int=rng.getrandbits(128), version=4),
+            "FAILED" if failed else "SUCCESSFUL",
+            started - wait,
+            started,
+            at,
+            '{"args": [42], "kwargs": {}}',
+            0,
+            "shop.tasks.send_receipt" if queue == "emails" else "shop.tasks.refresh",
+            json.dumps([worker()]),
+            queue,
+            "default",
+            NEVER,
+            None if failed else "true",
+            "builtins.ValueError" if failed else "",
+            TRACEBACK.replace("{n}", str(rng.randint(1, 10**6))) if failed else "",
+        )
+
+    week = 7 * 86400.0
+    for _ in range(history):
+        yield finished(now - timedelta(seconds=600 + rng.random() * (week - 600)))
+    now = datetime.now(UTC)  # the tail is stamped after the history, so it is really recent
+    for _ in range(live):
+        yield finished(now - timedelta(seconds=rng.random() * 600))
+    for i in range(ready + running):
+        enqueued = now - timedelta(seconds=rng.random() * 30)
+        deferred = i % 6 == 0
+        run_after = now + timedelta(hours=1 + rng.random()) if deferred else NEVER
+        is_running = i >= ready
+        yield (
+            uuid.UUID(int=rng.getrandbits(128), version=4),
+            "RUNNING" if is_running else "READY",
+            enqueued,
+            now if is_running else None,
+            None,
+            '{"args": [42], "kwargs": {}}',
+            0,
+            "shop.tasks.refresh",
+            json.dumps([worker()] if is_running else []),
+            "default" if rng.random() < 0.8 else "emails",
+            "default",
+            run_after,
+            None,
+            "",
+            "",
+        )
+
+
+def load(alias: str, count: int, host: str) -> float:
+    from django.db import connections, transaction
+
+    connection = connections[alias]
+    started = time.perf_counter()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            raw = cursor.cursor
+            with raw.copy(f"COPY {TABLE} ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                for row in rows(count, 1, host):
+                    copy.write_row(row)
+        with connection.cursor() as cursor:
+            cursor.execute(f"VACUUM ANALYZE {TABLE}")
+        return time.perf_counter() - started
+
+    def sqlite_value(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
+        if isinstance(value, uuid.UUID):
+            return value.hex
+        return value
+
+    sql = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('%s' for _ in COLUMNS)})"
+    batch: list[tuple[Any, ...]] = []
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA synchronous = OFF")
+    with transaction.atomic(using=alias), connection.cursor() as cursor:
+        for row in rows(count, 1, host):
+            batch.append(tuple(sqlite_value(v) for v in row))
+            if len(batch) == 20000:
+                cursor.executemany(sql, batch)
+                batch.clear()
+        if batch:
+            cursor.executemany(sql, batch)
+    return time.perf_counter() - started
+
+
+def time_polls(alias: str, calls: int, explain: bool) -> dict[str, Any]:
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    from backends import taskstats
+
+    taskstats.reset(alias)
+    started = time.perf_counter()
+    first = taskstats.poll(alias)
+    first_ms = (time.perf_counter() - started) * 1000
+    if first.error:
+        raise SystemExit(f"poll failed on {alias}: {first.error}")
+    timings = []
+    with CaptureQueriesContext(connections[alias]) as captured:
+        for _ in range(calls):
+            started = time.perf_counter()
+            snap = taskstats.poll(alias)
+            timings.append((time.perf_counter() - started) * 1000)
+    per_poll = len(captured.captured_queries) // calls
+    if explain:
+        show_plans(alias, captured.captured_queries[:per_poll])
+    timings.sort()
+    default = next(q for q in snap.queues if q.queue == "default")
+    return {
+        "first": first_ms,
+        "median": statistics.median(timings),
+        "p95": timings[min(len(timings) - 1, round(0.95 * (len(timings) - 1)))],
+        "queries": per_poll,
+        "check": f"ready={default.ready} sched={default.scheduled} run={default.running} "
+        f"ok1m={default.succeeded_1m} fail1m={default.failed_1m} "
+        f"total={default.succeeded_total + default.failed_total} "
+        f"wait50={default.wait_p50 or 0:.2f}s run95={default.run_p95 or 0:.2f}s",
+    }
+
+
+def show_plans(alias: str, queries: list[dict[str, str]]) -> None:
+    from django.db import connections
+
+    connection = connections[alias]
+    prefix = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN "
+    with connection.cursor() as cursor:
+        for query in queries:
+            print(f"\n--- {alias}: {query['sql'][:300]}")
+            cursor.execute(prefix + query["sql"])
+            for row in cursor.fetchall():
+                print("   ", " | ".join(str(c) for c in row))
+
+
+def bench(alias: str, label: str, count: int, calls: int, explain: bool) -> list[list[str]]:
+    from django.core.management import call_command
+
+    from backends import taskstats
+    from backends.taskworker import ids
+
+    call_command("migrate", "django_tasks_database", database=alias, verbosity=0)
+    seconds = load(alias, count, ids.this_host())
+    print(f"{label}: loaded {count:,} rows in {seconds:.1f} s", flush=True)
+    table = []
+    for index in ("no", "yes"):
+        if index == "yes":
+            started = time.perf_counter()
+            call_command("migrate", "prodserver_tui", database=alias, verbosity=0)
+            print(f"{label}: index built in {time.perf_counter() - started:.1f} s", flush=True)
+        assert taskstats.has_index(alias) == (index == "yes")
+        result = time_polls(alias, calls, explain)
+        print(f"{label} index={index}: {result['check']}", flush=True)
+        table.append(
+            [
+                label,
+                f"{count:,}",
+                index,
+                f"{result['first']:.1f}",
+                f"{result['median']:.1f}",
+                f"{result['p95']:.1f}",
+                str(result["queries"]),
+            ]
+        )
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--explain", action="store_true", help="print each query's plan")
+    args = parser.parse_args()
+    wanted = set(args.databases.split(","))
+
+    tmp = Path(tempfile.mkdtemp(prefix="prodserver-stats-bench-"))
+    pg, why_not = find_postgres() if "postgresql" in wanted else (None, "not requested")
+    pg_name = f"prodserver_stats_bench_{os.getpid()}"
+    table: list[list[str]] = []
+    try:
+        if pg is not None:
+            admin_sql(pg, f"CREATE DATABASE {pg_name}")
+            pg = {**pg, "NAME": pg_name}
+        (tmp / "bench_settings.py").write_text(settings_source(tmp / "bench.sqlite3", pg))
+        sys.path[:0] = [str(tmp), str(ROOT)]
+        os.environ["DJANGO_SETTINGS_MODULE"] = "bench_settings"
+        import django
+
+        django.setup()
+        if "sqlite" in wanted:
+            table += bench("default", "sqlite", args.rows, args.calls, args.explain)
+        if pg is not None:
+            table += bench("pg", "postgresql", args.rows, args.calls, args.explain)
+        elif "postgresql" in wanted:
+            table.append(["postgresql", "-", "-", "skipped", why_not, "", ""])
+    finally:
+        with contextlib.suppress(Exception):
+            from django.db import connections
+
+            connections.close_all()
+        if pg is not None:
+            admin_sql(pg, f"DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    head = ["database", "rows", "index", "first poll ms", "poll median ms", "poll p95 ms", "queries"]
+    widths = [max(len(r[i]) for r in [head, *table]) for i in range(len(head))]
+    print()
+    for r in [head, ["-" * w for w in widths], *table]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+if __name__ == "__main__":
+    main()
