@@ -55,6 +55,7 @@ async def test_task_worker_runs_enqueued_tasks(djproject: Path) -> None:
     await until(
         lambda: statuses(djproject) == {"SUCCESSFUL": 20, "FAILED": 1}, timeout=30, what="tasks"
     )
+
     def lines() -> list[str]:
         return [line.text for line in sup["worker"].ring.since(0)]
 
