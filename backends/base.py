@@ -106,6 +106,7 @@ class Backend:
 
     kind: ClassVar[str] = "process"
     knobs: ClassVar[tuple[Knob, ...]] = ()
+    main_knob: ClassVar[str | None] = None  # what + / - scale in the console
     accepts: ClassVar[tuple[type, ...]] = (dict, list, str)
     stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
     grace: float = 10.0  # default for the kind; an entry's GRACE overrides it

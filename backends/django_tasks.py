@@ -23,6 +23,7 @@ _IGNORED = {
 
 class DjangoTasksWorker(Backend):
     kind = "tasks"
+    main_knob = "threads"
     knobs = (
         Knob("processes", up=signal.SIGTTIN, down=signal.SIGTTOU),
         Knob("threads", up=signal.SIGUSR1, down=signal.SIGUSR2),

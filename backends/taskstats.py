@@ -5,15 +5,17 @@ run (a million rows is ordinary), so a poll must read only what changed recently
 whole history:
 
 * READY rows come through django-tasks-db's own partial index (READY rows only).
-* Everything about finished or running tasks is a range on ``(status, finished_at)``: the index
-  that the optional ``prodserver_tui`` app (``backends.taskworker`` in INSTALLED_APPS, then
-  ``manage.py migrate``) adds. django-tasks-db indexes neither column, so without that app each
+* Everything about running or finished tasks is a range on ``(status, finished_at)``, an index
+  that the optional ``prodserver_tui`` app adds (``"backends.taskworker"`` in INSTALLED_APPS,
+  then ``manage.py migrate``). django-tasks-db indexes neither column, so without that app each
   of those queries scans the table: the numbers are the same, only slower (and on SQLite every
   scan holds a read lock that makes the workers' commits wait).
-* All-time totals would need a count of the whole table, so they are counted once, up to a
-  settled watermark two minutes back, and then advanced by the rows finishing after it; a full
-  recount every ten minutes picks up what the advance cannot see (rows deleted by a cleanup, or
-  stamped by a worker whose clock lags by minutes); `reset` forces one sooner.
+* All-time totals would need a count of the whole table on every poll, so they are counted
+  once, up to a settled watermark a minute back, and then advanced by the rows finishing after
+  it. A full recount every ten minutes picks up what advancing cannot see (rows deleted by a
+  cleanup, or stamped by a worker whose clock lags by minutes); `reset` forces one sooner. The
+  app's second index, ``(backend_name, queue_name, status, finished_at)``, lets that count read
+  the index alone.
 
 Separate queries are separate snapshots: a task that moves on between two of them may be
 missed or seen twice for one poll. That is the price of not holding a read transaction open
@@ -30,12 +32,13 @@ This module must never import the console (tui) or any UI library.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -47,9 +50,14 @@ from django.utils.connection import ConnectionDoesNotExist
 
 from backends.taskworker import ids
 
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.models.sql.compiler import SQLCompiler
+
 TABLE = "django_tasks_database_dbtaskresult"
 #: Created by backends/taskworker/migrations; optional, see the module docstring.
-FINISHED_INDEX = "prodserver_tui_finished_idx"
+FINISHED_INDEX = "prodserver_tui_finished_idx"  # (status, finished_at)
+TOTALS_INDEX = "prodserver_tui_totals_idx"  # (backend_name, queue_name, status, finished_at)
 
 READY, RUNNING, SUCCESSFUL, FAILED = "READY", "RUNNING", "SUCCESSFUL", "FAILED"
 FINISHED = (SUCCESSFUL, FAILED)
@@ -68,12 +76,21 @@ PER_QUEUE = 200
 SETTLE = timedelta(seconds=60)
 #: How often the settled totals are recounted from scratch (a full scan of the table).
 RECOUNT_EVERY = 600.0
+#: How long a look for the optional indexes is trusted (a migrate may add them meanwhile).
+INDEX_CHECK_EVERY = 60.0
 #: Enough of a traceback to find its last line, without fetching megabytes of it.
 TRACEBACK_TAIL = 2000
 
 
 @dataclass(frozen=True)
 class QueueStats:
+    """One line of the queue table.
+
+    ``wait_*`` count from when a task became due (``run_after`` for a deferred one, else
+    ``enqueued_at``): a task deferred by an hour did not wait an hour. Percentiles are ``None``
+    when no task of the queue is among the last SAMPLE finished.
+    """
+
     backend: str
     queue: str
     ready: int
@@ -93,6 +110,8 @@ class QueueStats:
 
 @dataclass(frozen=True)
 class Failure:
+    """A recent failure, recognisable in one line without opening its traceback."""
+
     id: str
     task_path: str
     queue: str
@@ -104,6 +123,8 @@ class Failure:
 
 @dataclass(frozen=True)
 class WorkerCounts:
+    """Per worker process on this host, so the console can show work next to each process."""
+
     running: int
     succeeded_1m: int
     failed_1m: int
@@ -111,6 +132,8 @@ class WorkerCounts:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """One poll. With ``error`` set everything else is empty: keep showing the last good one."""
+
     taken_at: datetime
     queues: list[QueueStats]
     failures: list[Failure]
@@ -137,10 +160,11 @@ def poll(using: str = "default", failures: int = 10) -> Snapshot:
 
 
 def reset(using: str | None = None) -> None:
-    """Forget the settled totals, so the next poll recounts them (e.g. after pruning results)."""
+    """Forget settled totals and index lookups: the next poll recounts (e.g. after a prune)."""
     with _lock:
-        for key in [k for k in _settled if using is None or k[0] == using]:
-            del _settled[key]
+        for cache in (_settled, _index_seen):
+            for key in [k for k in cache if using is None or k[0] == using]:
+                del cache[key]
 
 
 def configured_queues() -> list[tuple[str, str]]:
@@ -151,7 +175,8 @@ def configured_queues() -> list[tuple[str, str]]:
     """
     pairs: list[tuple[str, str]] = []
     for alias, params in (getattr(settings, "TASKS", None) or {}).items():
-        if not isinstance(params, dict) or not _is_db_backend(params.get("BACKEND")):
+        backend = params.get("BACKEND") if isinstance(params, dict) else None
+        if not isinstance(backend, str) or not _is_db_backend(backend):
             continue
         for queue in params.get("QUEUES") or [DEFAULT_QUEUE]:
             if (alias, queue) not in pairs:
@@ -160,11 +185,11 @@ def configured_queues() -> list[tuple[str, str]]:
 
 
 def has_index(using: str = "default") -> bool:
-    """Whether the optional (status, finished_at) index exists; the bench and a hint use it."""
+    """Whether the optional indexes exist: a console can suggest the app when they do not."""
     connection = connections[using]
     with connection.cursor() as cursor:
         constraints = connection.introspection.get_constraints(cursor, TABLE)
-    return FINISHED_INDEX in constraints
+    return FINISHED_INDEX in constraints and TOTALS_INDEX in constraints
 
 
 def explain(exc: BaseException, using: str = "default") -> str:
@@ -236,6 +261,20 @@ class _Settled:
 
 _lock = threading.Lock()
 _settled: dict[tuple[str, ...], _Settled] = {}
+_index_seen: dict[tuple[str, ...], tuple[bool, float]] = {}
+
+
+def _indexed(using: str) -> bool:
+    """`has_index`, looked up once a minute: introspection costs more than a poll's queries."""
+    key = _db_key(using)
+    with _lock:
+        seen = _index_seen.get(key)
+    if seen is not None and time.monotonic() - seen[1] < INDEX_CHECK_EVERY:
+        return seen[0]
+    present = has_index(using)
+    with _lock:
+        _index_seen[key] = (present, time.monotonic())
+    return present
 
 
 def _poll(using: str, failures: int, now: datetime) -> Snapshot:
@@ -272,16 +311,8 @@ def _poll(using: str, failures: int, now: datetime) -> Snapshot:
         if since is not None and (oldest is None or since < oldest):
             oldest = since
 
-    # RUNNING: few rows, fetched whole so each can be attributed to its worker's pid.
-    for backend, queue, worker_ids in rows.filter(status=RUNNING).values_list(
-        "backend_name", "queue_name", "worker_ids"
-    ):
-        queues[backend, queue].running += 1
-        if (pid := _local_pid(worker_ids)) is not None:
-            pids[pid][0] += 1
-
-    _count_finished(rows, using, now, queues, pids)
-    _sample_latency(rows, queues, due_since)
+    _count_active(rows, using, now, queues, pids)
+    _sample_latency(rows, queues, due_since, _indexed(using))
     recent_failures = _failures(rows, failures) if failures > 0 else []
 
     return Snapshot(
@@ -293,14 +324,19 @@ def _poll(using: str, failures: int, now: datetime) -> Snapshot:
     )
 
 
-def _count_finished(
+def _count_active(
     rows: Any,
     using: str,
     now: datetime,
     queues: dict[tuple[str, str], _Queue],
     pids: dict[int, list[int]],
 ) -> None:
-    """Recent windows, per-pid counts and totals, in one range query over recent rows."""
+    """RUNNING rows, the recent windows, per-pid counts and the totals, in one query.
+
+    It reads RUNNING rows and rows finished since the settled watermark (about a minute's
+    worth), grouped by worker_ids: there are as many distinct lists as worker threads, so the
+    pid attribution costs a handful of groups, not a row per task.
+    """
     key = _db_key(using)
     with _lock:
         settled = _settled.get(key)
@@ -309,10 +345,11 @@ def _count_finished(
     # Never move the watermark back (a clock step backwards would count rows twice).
     settle_to = max(settled.upto, now - SETTLE)
     since = min(settled.upto, now - WINDOW)
-    recent = (
-        rows.filter(status__in=FINISHED, finished_at__gt=since)
+    active = (
+        rows.filter(Q(status=RUNNING) | Q(status__in=FINISHED, finished_at__gt=since))
         .values_list("backend_name", "queue_name", "status", "worker_ids")
         .annotate(
+            n=Count("pk"),
             settling=Count(
                 "pk", filter=Q(finished_at__gt=settled.upto, finished_at__lte=settle_to)
             ),
@@ -323,11 +360,17 @@ def _count_finished(
     )
     totals = dict(settled.counts)
     advanced = dict(settled.counts)
-    for backend, queue, status, worker_ids, settling, unsettled, last_60s, last_10s in recent:
+    for backend, queue, status, worker_ids, n, settling, unsettled, last_60s, last_10s in active:
+        tally = queues[backend, queue]
+        pid = _local_pid(worker_ids)
+        if status == RUNNING:
+            tally.running += n
+            if pid is not None:
+                pids[pid][0] += n
+            continue
         key3 = (backend, queue, status)
         totals[key3] = totals.get(key3, 0) + settling + unsettled
         advanced[key3] = advanced.get(key3, 0) + settling
-        tally = queues[backend, queue]
         tally.finished_60s += last_60s
         tally.finished_10s += last_10s
         failed = status == FAILED
@@ -335,7 +378,7 @@ def _count_finished(
             tally.failed_1m += last_60s
         else:
             tally.succeeded_1m += last_60s
-        if last_60s and (pid := _local_pid(worker_ids)) is not None:
+        if pid is not None and last_60s:
             pids[pid][2 if failed else 1] += last_60s
     for (backend, queue, status), count in totals.items():
         tally = queues[backend, queue]
@@ -351,31 +394,39 @@ def _count_finished(
 
 
 def _full_count(rows: Any, upto: datetime) -> _Settled:
-    """The one query that reads all history; run on the first poll and every RECOUNT_EVERY."""
+    """The one query that reads all history; run on the first poll and every RECOUNT_EVERY.
+
+    No condition on status on purpose: with one, SQLite's planner (no statistics) picks the
+    (status, finished_at) index and visits a million table rows; without, it reads only the
+    covering (backend_name, queue_name, status, finished_at) index, in GROUP BY order. The
+    few READY and RUNNING groups it also counts are dropped here.
+    """
     counted = (
-        rows.filter(status__in=FINISHED)
-        .exclude(finished_at__gt=upto)
+        rows.exclude(finished_at__gt=upto)
         .values_list("backend_name", "queue_name", "status")
         .annotate(n=Count("*"))
     )
-    counts = {(backend, queue, status): n for backend, queue, status, n in counted}
+    counts = {(b, q, status): n for b, q, status, n in counted if status in FINISHED}
     return _Settled(upto, counts, time.monotonic())
 
 
-def _sample_latency(rows: Any, queues: dict[tuple[str, str], _Queue], due_since: Case) -> None:
-    """Waits and run times of the latest finished tasks, two index-ordered reads.
+def _sample_latency(
+    rows: Any, queues: dict[tuple[str, str], _Queue], due_since: Case, indexed: bool
+) -> None:
+    """Waits and run times of the latest SAMPLE finished tasks, at most PER_QUEUE per queue.
 
-    One query per status, because ``status IN (...) ORDER BY finished_at`` cannot be read in
-    order from a (status, finished_at) index; the failed read is bounded by the oldest row the
-    successful one returned, so a rare failure does not pull in days of history.
+    With the index, one read per status, because ``status IN (...) ORDER BY finished_at``
+    cannot be read in order from a (status, finished_at) index; the failed read is bounded by
+    the oldest row the successful one returned, so rare failures do not pull in days of
+    history. Without the index every read is a scan, so one read does both.
     """
     columns = {
         "wait": _Seconds("started_at", due_since),
         "run": _Seconds("finished_at", "started_at"),
     }
 
-    def latest(status: str, after: datetime | None) -> list[tuple[Any, ...]]:
-        picked = rows.filter(status=status, finished_at__isnull=False)
+    def latest(statuses: tuple[str, ...], after: datetime | None) -> list[tuple[Any, ...]]:
+        picked = rows.filter(status__in=statuses, finished_at__isnull=False)
         if after is not None:
             picked = picked.filter(finished_at__gte=after)
         ordered = picked.annotate(**columns).order_by("-finished_at")
@@ -383,9 +434,12 @@ def _sample_latency(rows: Any, queues: dict[tuple[str, str], _Queue], due_since:
             ordered.values_list("backend_name", "queue_name", "finished_at", "wait", "run")[:SAMPLE]
         )
 
-    succeeded = latest(SUCCESSFUL, None)
-    cutoff = succeeded[-1][2] if len(succeeded) == SAMPLE else None
-    sample = sorted([*succeeded, *latest(FAILED, cutoff)], key=lambda r: r[2], reverse=True)
+    if indexed:
+        succeeded = latest((SUCCESSFUL,), None)
+        cutoff = succeeded[-1][2] if len(succeeded) == SAMPLE else None
+        sample = sorted([*succeeded, *latest((FAILED,), cutoff)], key=lambda r: r[2], reverse=True)
+    else:
+        sample = latest(FINISHED, None)
     for backend, queue, _finished, wait, run in sample[:SAMPLE]:
         tally = queues[backend, queue]
         if len(tally.runs) >= PER_QUEUE or wait is None or run is None:
@@ -406,7 +460,15 @@ class _Seconds(Func):
     def __init__(self, end: Any, start: Any) -> None:
         super().__init__(end, start)
 
-    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+    def as_sql(
+        self,
+        compiler: SQLCompiler,
+        connection: BaseDatabaseWrapper,
+        function: str | None = None,
+        template: str | None = None,
+        arg_joiner: str | None = None,
+        **extra_context: Any,
+    ) -> tuple[str, tuple[Any, ...]]:
         end, start = self.get_source_expressions()
         end_sql, end_params = compiler.compile(end)
         start_sql, start_params = compiler.compile(start)
@@ -414,15 +476,15 @@ class _Seconds(Func):
             sql = f"((julianday({end_sql}) - julianday({start_sql})) * 86400.0)"
         elif connection.vendor == "mysql":
             sql = f"(TIMESTAMPDIFF(MICROSECOND, {start_sql}, {end_sql}) / 1000000.0)"
-            return sql, [*start_params, *end_params]
+            return sql, (*start_params, *end_params)
         else:  # PostgreSQL; EXTRACT gives numeric (a Decimal) unless cast
             sql = f"CAST(EXTRACT(EPOCH FROM ({end_sql} - {start_sql})) AS double precision)"
-        return sql, [*end_params, *start_params]
+        return sql, (*end_params, *start_params)
 
 
 def _failures(rows: Any, limit: int) -> list[Failure]:
     latest = (
-        rows.filter(status=FAILED)
+        rows.filter(status=FAILED, finished_at__isnull=False)
         .annotate(tail=Right("traceback", TRACEBACK_TAIL))
         .order_by("-finished_at")
         .values_list(
@@ -510,9 +572,9 @@ def _one_line(text: str, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _is_db_backend(path: object) -> bool:
-    if not isinstance(path, str):
-        return False
+@functools.lru_cache(maxsize=64)
+def _is_db_backend(path: str) -> bool:
+    """Cached: a BACKEND that fails to import would otherwise be re-imported every poll."""
     if path in DB_BACKENDS:
         return True
     try:  # a project's own subclass of the database backend
@@ -520,7 +582,7 @@ def _is_db_backend(path: object) -> bool:
         from django_tasks_db.backend import DatabaseBackend
 
         backend = import_string(path)
-    except ImportError:
+    except Exception:  # whatever a broken BACKEND raises, it is not ours to report here
         return False
     return isinstance(backend, type) and issubclass(backend, DatabaseBackend)
 

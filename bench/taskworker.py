@@ -352,8 +352,26 @@ class Run:
     wall: float = float("nan")  # worker start -> all finished
     first: float = float("nan")  # worker start -> first finished
     steady: float = float("nan")  # tasks/s between 10 % and 90 % done
+    cpu_ms: float = float("nan")  # worker CPU per task, steady window
+    machine_cores: float = float("nan")  # CPUs busy machine-wide (the database's too), steady
     workers_seen: int = 0
     error: str = ""
+
+
+@dataclass(frozen=True)
+class Mark:
+    """The state at the first poll past a threshold: time, tasks done, CPU seconds used."""
+
+    at: float
+    done: int
+    worker_cpu: float  # user + system of the worker trees
+    machine_busy: float  # all CPUs, everything but idle and iowait
+
+    @classmethod
+    def take(cls, at: float, done: int, pids: list[int]) -> Mark:
+        total = psutil.cpu_times()
+        busy = sum(total) - total.idle - getattr(total, "iowait", 0.0)
+        return cls(at, done, sum(tree_cpu(pids).values()), busy)
 
 
 def throughput(
@@ -362,45 +380,44 @@ def throughput(
     database.query(database.truncate)
     database.django("enqueue.py", task, str(count))
     run = Run(count)
-    samples: list[tuple[float, int]] = []
+    lo: Mark | None = None
+    hi: Mark | None = None
     t0 = time.monotonic()
     pids = start(database, config, 0.1, log)
     try:
         while True:
             ok, failed = database.finished()
             now = time.monotonic() - t0
-            samples.append((now, ok + failed))
-            run.done, run.failed = ok, failed
-            if ok + failed and run.first != run.first:
+            done = run.done = ok + failed
+            run.failed = failed
+            if done and run.first != run.first:
                 run.first = now
-            if ok + failed >= count:
+            if lo is None and done >= 0.1 * count:
+                lo = Mark.take(now, done, pids)
+            if hi is None and done >= 0.9 * count:
+                hi = Mark.take(now, done, pids)
+            if done >= count:
                 run.wall = now
                 break
             if now > timeout:
-                run.error = f"timeout after {timeout:.0f} s ({ok + failed}/{count} done)"
+                run.error = f"timeout after {timeout:.0f} s ({done}/{count} done)"
                 break
             if all(p.poll() is not None for p in LIVE if p.pid in pids):
-                run.error = f"worker exited ({ok + failed}/{count} done), see {log}"
+                run.error = f"worker exited ({done}/{count} done), see {log}"
                 break
             time.sleep(POLL)
     finally:
         stop(pids)
+    if lo and hi and hi.at > lo.at and hi.done > lo.done:
+        run.steady = (hi.done - lo.done) / (hi.at - lo.at)
+        run.cpu_ms = 1000 * (hi.worker_cpu - lo.worker_cpu) / (hi.done - lo.done)
+        run.machine_cores = (hi.machine_busy - lo.machine_busy) / (hi.at - lo.at)
     if not run.error:
-        run.steady = steady_rate(samples, count)
         (seen,) = database.query(f"SELECT COUNT(DISTINCT worker_ids) FROM {TABLE}")[0]
         run.workers_seen = int(seen)
     if run.failed:
         run.error = f"{run.failed} task(s) FAILED, see {log}"
     return run
-
-
-def steady_rate(samples: list[tuple[float, int]], count: int) -> float:
-    """Finished tasks per second between the first samples at >= 10 % and >= 90 % done."""
-    lo = next(s for s in samples if s[1] >= 0.1 * count)
-    hi = next(s for s in samples if s[1] >= 0.9 * count)
-    if hi[0] <= lo[0]:
-        return float("nan")
-    return (hi[1] - lo[1]) / (hi[0] - lo[0])
 
 
 def tree_cpu(pids: list[int]) -> dict[int, float]:
@@ -423,8 +440,8 @@ def idle_cpu(
     settle: float,
     span: float,
     log: Path,
-) -> tuple[float, int]:
-    """% of one core used by the worker tree on an empty queue, and how many processes."""
+) -> list[float]:
+    """% of one core used by each process of the worker trees on an empty queue, root first."""
     database.query(database.truncate)
     pids = start(database, config, interval, log)
     try:
@@ -436,8 +453,7 @@ def idle_cpu(
         elapsed = time.monotonic() - t0
     finally:
         stop(pids)
-    used = sum(after[pid] - before.get(pid, 0.0) for pid in after)
-    return 100.0 * used / elapsed, len(after)
+    return [100.0 * (after[pid] - before.get(pid, 0.0)) / elapsed for pid in after]
 
 
 # -- the table ----------------------------------------------------------------------------------
@@ -451,6 +467,7 @@ HEADERS = (
     "wall s",
     "tasks/s (steady)",
     "vs 1 db_worker",
+    "cpu ms/task",
     "target",
     "ok",
 )
@@ -469,7 +486,7 @@ class Table:
     def render(self) -> str:
         rows = [HEADERS, *self.rows]
         widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS))]
-        right = {4, 5, 6, 7}
+        right = {4, 5, 6, 7, 8}
 
         def line(row: tuple[str, ...]) -> str:
             cells = (
@@ -535,7 +552,9 @@ def bench_database(database: Database, options: argparse.Namespace, table: Table
                     + (
                         run.error
                         or f"wall {run.wall:6.2f} s, first done {run.first:5.2f} s, "
-                        f"steady {run.steady:7.1f}/s, {run.workers_seen} worker ids"
+                        f"steady {run.steady:7.1f}/s, worker cpu {run.cpu_ms:5.2f} ms/task, "
+                        f"machine {run.machine_cores:4.2f} cores busy, "
+                        f"{run.workers_seen} worker ids"
                     )
                 )
         steady = {c: median([r.steady for r in rs]) for c, rs in runs.items()}
@@ -546,7 +565,9 @@ def bench_database(database: Database, options: argparse.Namespace, table: Table
             target, passed = target_for(database.name, task, config, steady)
             cells = [database.name, f"{task}", config.worker, config.label, f"{count:,}"]
             if errors:
-                table.add(*cells, "-", errors[0], "-", target, judge(False if target else None))
+                table.add(
+                    *cells, "-", errors[0], "-", "-", target, judge(False if target else None)
+                )
                 continue
             rate = steady[config]
             table.add(
@@ -554,15 +575,21 @@ def bench_database(database: Database, options: argparse.Namespace, table: Table
                 f"{median([r.wall for r in rs]):.2f}",
                 f"{rate:,.1f}",
                 ratio(rate, one),
+                f"{median([r.cpu_ms for r in rs]):.2f}",
                 target or "-",
                 judge(passed),
             )
     idle_reference: dict[float | None, float] = {}
     for config, interval in IDLE_CONFIGS:
         log = logs / f"idle-{config.worker}-{config.processes}x{config.threads}-{interval}.log"
-        cpu, procs = idle_cpu(database, config, interval, options.settle, options.idle, log)
+        each = idle_cpu(database, config, interval, options.settle, options.idle, log)
+        cpu, procs = sum(each), len(each)
         every = "1 s (default)" if interval is None else f"{interval} s"
-        say(f"  idle {config.worker:>10} {config.label:<7} interval {every}: {cpu:.2f}% of a core")
+        parts = ", ".join(f"{c:.2f}" for c in each)
+        say(
+            f"  idle {config.worker:>10} {config.label:<7} interval {every}: "
+            f"{cpu:.2f}% of a core (per process, master first: {parts})"
+        )
         if config.worker == "db_worker":
             idle_reference[interval] = cpu
         target = "< 1% core" if config.worker == "ours" and interval is None else ""
@@ -577,6 +604,7 @@ def bench_database(database: Database, options: argparse.Namespace, table: Table
             ratio(cpu, idle_reference.get(interval, float("nan"))) + " cpu"
             if config.worker == "ours"
             else "-",
+            "-",
             target or "-",
             judge(cpu < 1.0 if target else None),
         )

@@ -5,9 +5,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tui.project import Entry
+from tui.supervisor import Supervisor
 
 TESTS = Path(__file__).resolve().parent
 FIXTURES = TESTS / "fixtures"
@@ -37,3 +42,20 @@ def djproject(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     except subprocess.CalledProcessError as exc:  # show why, not just the exit code
         pytest.fail(f"djproject migrate failed:\n{exc.stdout}{exc.stderr}")
     return project
+
+
+@pytest.fixture
+async def supervise() -> AsyncIterator[Callable[..., Awaitable[Supervisor]]]:
+    """Start a supervisor over entries; whatever a test leaves running is killed afterwards."""
+    made: list[Supervisor] = []
+
+    async def start(*entries: Entry, **kwargs: Any) -> Supervisor:
+        sup = Supervisor(list(entries), watchdog=False, **kwargs)
+        made.append(sup)
+        await sup.start_all()
+        return sup
+
+    yield start
+    for sup in made:
+        sup.kill_all()
+        await sup.stop_all()

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from helpers import WORKER, enqueue, entry, free_port, get, is_alive, statuses, tree, until
 
 from tui.supervisor import State, Supervisor
 
+Supervise = Callable[..., Awaitable[Supervisor]]
 
-async def test_gunicorn_serves_counts_its_workers_and_stops_clean(djproject: Path) -> None:
+
+async def test_gunicorn_serves_counts_its_workers_and_stops_clean(
+    djproject: Path, supervise: Supervise
+) -> None:
     port = free_port()
     web = entry(
         djproject,
@@ -18,8 +23,7 @@ async def test_gunicorn_serves_counts_its_workers_and_stops_clean(djproject: Pat
         "django_prodserver.backends.gunicorn.GunicornServer",
         {"bind": f"127.0.0.1:{port}", "workers": "2"},
     )
-    sup = Supervisor([web], watchdog=False)
-    await sup.start_all()
+    sup = await supervise(web)
     child = sup["web"]
     await until(lambda: get(f"http://127.0.0.1:{port}/") == "ok", timeout=20, what="HTTP ok")
     await until(
@@ -34,11 +38,12 @@ async def test_gunicorn_serves_counts_its_workers_and_stops_clean(djproject: Pat
     assert get(f"http://127.0.0.1:{port}/") is None
 
 
-async def test_runserver_serves_and_stops_with_its_reloader(djproject: Path) -> None:
+async def test_runserver_serves_and_stops_with_its_reloader(
+    djproject: Path, supervise: Supervise
+) -> None:
     port = free_port()
     dev = entry(djproject, "dev", "backends.runserver.RunServer", {"addrport": f"127.0.0.1:{port}"})
-    sup = Supervisor([dev], watchdog=False)
-    await sup.start_all()
+    sup = await supervise(dev)
     await until(lambda: get(f"http://127.0.0.1:{port}/") == "ok", timeout=20, what="HTTP ok")
     pids = tree(sup["dev"].pid or 0)
     assert len(pids) == 2  # the autoreloader and the server it runs
@@ -46,12 +51,11 @@ async def test_runserver_serves_and_stops_with_its_reloader(djproject: Path) -> 
     assert not any(map(is_alive, pids))
 
 
-async def test_task_worker_runs_enqueued_tasks(djproject: Path) -> None:
+async def test_task_worker_runs_enqueued_tasks(djproject: Path, supervise: Supervise) -> None:
     enqueue(djproject, "for i in range(20): tasks.add.enqueue(i, i)\ntasks.fail.enqueue('boom')")
     assert statuses(djproject) == {"READY": 21}
     worker = entry(djproject, "worker", WORKER, {"queue": "default", "verbosity": "1"})
-    sup = Supervisor([worker], watchdog=False)
-    await sup.start_all()
+    sup = await supervise(worker)
     await until(
         lambda: statuses(djproject) == {"SUCCESSFUL": 20, "FAILED": 1}, timeout=30, what="tasks"
     )
@@ -71,11 +75,10 @@ async def test_task_worker_runs_enqueued_tasks(djproject: Path) -> None:
     assert sup["worker"].state is State.STOPPED
 
 
-async def test_task_worker_finishes_its_task_on_stop(djproject: Path) -> None:
+async def test_task_worker_finishes_its_task_on_stop(djproject: Path, supervise: Supervise) -> None:
     enqueue(djproject, "tasks.sleep.enqueue(2)")
     worker = entry(djproject, "worker", WORKER, {"queue": "default"})
-    sup = Supervisor([worker], watchdog=False)
-    await sup.start_all()
+    sup = await supervise(worker)
     await until(lambda: statuses(djproject) == {"RUNNING": 1}, timeout=20, what="task running")
     assert await sup.stop_all()  # the task finishes within the grace period: no SIGKILL
     assert statuses(djproject) == {"SUCCESSFUL": 1}

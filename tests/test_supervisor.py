@@ -6,6 +6,7 @@ import itertools
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 from conftest import fixture_argv
@@ -14,11 +15,7 @@ from helpers import command, is_alive, tree, until, wait_gone
 import tui.supervisor as supervisor_module
 from tui.supervisor import State, Supervisor
 
-
-async def started(*entries, **kwargs) -> Supervisor:  # type: ignore[no-untyped-def]
-    sup = Supervisor(list(entries), watchdog=False, **kwargs)
-    await sup.start_all()
-    return sup
+Supervise = Callable[..., Awaitable[Supervisor]]
 
 
 def texts(sup: Supervisor, name: str, stream: str | None = None) -> list[str]:
@@ -27,8 +24,8 @@ def texts(sup: Supervisor, name: str, stream: str | None = None) -> list[str]:
     ]
 
 
-async def test_output_is_kept_per_stream_and_stop_leaves_nothing() -> None:
-    sup = await started(command("chatty", fixture_argv("chatty", "200")))
+async def test_output_is_kept_per_stream_and_stop_leaves_nothing(supervise: Supervise) -> None:
+    sup = await supervise(command("chatty", fixture_argv("chatty", "200")))
     child = sup["chatty"]
     await until(lambda: "err 3" in texts(sup, "chatty", "err"), what="stderr line")
     assert "out 1" in texts(sup, "chatty", "out")
@@ -42,8 +39,8 @@ async def test_output_is_kept_per_stream_and_stop_leaves_nothing() -> None:
     assert texts(sup, "chatty", "sys")[-1] == "-- stopped: killed by SIGTERM"
 
 
-async def test_restart_changes_pid_and_counts() -> None:
-    sup = await started(command("chatty", fixture_argv("chatty")))
+async def test_restart_changes_pid_and_counts(supervise: Supervise) -> None:
+    sup = await supervise(command("chatty", fixture_argv("chatty")))
     first = sup["chatty"].pid
     await sup.restart("chatty")
     assert sup["chatty"].pid not in (None, first)
@@ -52,8 +49,8 @@ async def test_restart_changes_pid_and_counts() -> None:
     await sup.stop_all()
 
 
-async def test_crash_restarts_with_doubling_backoff() -> None:
-    sup = await started(command("crasher", fixture_argv("crasher", "0.1", "3")))
+async def test_crash_restarts_with_doubling_backoff(supervise: Supervise) -> None:
+    sup = await supervise(command("crasher", fixture_argv("crasher", "0.1", "3")))
     child = sup["crasher"]
     starts: list[float] = []
     last_pid = None
@@ -77,17 +74,19 @@ async def test_crash_restarts_with_doubling_backoff() -> None:
     assert child.state is State.STOPPED
 
 
-async def test_backoff_resets_after_a_long_run(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_backoff_resets_after_a_long_run(
+    monkeypatch: pytest.MonkeyPatch, supervise: Supervise
+) -> None:
     monkeypatch.setattr(supervisor_module, "BACKOFF_RESET_AFTER", 0.3)
-    sup = await started(command("crasher", fixture_argv("crasher", "0.5", "1")))
+    sup = await supervise(command("crasher", fixture_argv("crasher", "0.5", "1")))
     lines = lambda: [t for t in texts(sup, "crasher", "sys") if t.startswith("-- backoff")]  # noqa: E731
     await until(lambda: len(lines()) >= 2, timeout=10, what="two crashes")
     assert all(t.endswith("restarting in 1 s") for t in lines()), lines()
     await sup.stop_all()
 
 
-async def test_sigterm_ignored_escalates_to_sigkill_after_grace() -> None:
-    sup = await started(command("stubborn", fixture_argv("ignores_sigterm"), GRACE=1))
+async def test_sigterm_ignored_escalates_to_sigkill_after_grace(supervise: Supervise) -> None:
+    sup = await supervise(command("stubborn", fixture_argv("ignores_sigterm"), GRACE=1))
     child = sup["stubborn"]
     await until(lambda: "ignoring SIGTERM" in " ".join(texts(sup, "stubborn")), what="ready")
     pid = child.pid
@@ -105,9 +104,11 @@ async def test_sigterm_ignored_escalates_to_sigkill_after_grace() -> None:
 
 
 @pytest.mark.parametrize("how", ["same-group", "escape"])
-async def test_stop_kills_grandchildren_even_outside_the_group(how: str) -> None:
+async def test_stop_kills_grandchildren_even_outside_the_group(
+    how: str, supervise: Supervise
+) -> None:
     args = ["escape"] if how == "escape" else []
-    sup = await started(command("parent", fixture_argv("spawns_grandchild", *args)))
+    sup = await supervise(command("parent", fixture_argv("spawns_grandchild", *args)))
     await until(lambda: any("grandchild" in t for t in texts(sup, "parent")), what="pids")
     await until(lambda: len(tree(sup["parent"].pid or 0)) == 2, what="child and grandchild")
     pids = tree(sup["parent"].pid or 0)
@@ -116,8 +117,8 @@ async def test_stop_kills_grandchildren_even_outside_the_group(how: str) -> None
     assert wait_gone(pids, timeout=3) == []
 
 
-async def test_leftovers_die_with_their_main_process() -> None:
-    sup = await started(command("parent", fixture_argv("spawns_grandchild")))
+async def test_leftovers_die_with_their_main_process(supervise: Supervise) -> None:
+    sup = await supervise(command("parent", fixture_argv("spawns_grandchild")))
     await until(lambda: len(tree(sup["parent"].pid or 0)) >= 2, what="grandchild")
     pids = tree(sup["parent"].pid or 0)
     os.kill(pids[0], signal.SIGKILL)  # the main process dies alone
@@ -126,8 +127,8 @@ async def test_leftovers_die_with_their_main_process() -> None:
     await sup.stop_all()
 
 
-async def test_megabyte_lines_are_split_and_kept_bounded() -> None:
-    sup = await started(command("long", fixture_argv("long_line", "3", "1")))
+async def test_megabyte_lines_are_split_and_kept_bounded(supervise: Supervise) -> None:
+    sup = await supervise(command("long", fixture_argv("long_line", "3", "1")))
     await until(lambda: "done" in texts(sup, "long"), timeout=15, what="done")
     pieces = [t for t in texts(sup, "long", "out") if t.startswith("x")]
     assert all(len(t) <= 16384 for t in pieces)
@@ -135,8 +136,8 @@ async def test_megabyte_lines_are_split_and_kept_bounded() -> None:
     await sup.stop_all()
 
 
-async def test_a_million_lines_keep_the_ring_bounded() -> None:
-    sup = await started(command("flood", fixture_argv("flood", "1000000")), ring_lines=10_000)
+async def test_a_million_lines_keep_the_ring_bounded(supervise: Supervise) -> None:
+    sup = await supervise(command("flood", fixture_argv("flood", "1000000")), ring_lines=10_000)
     child = sup["flood"]
     await until(lambda: child.state is State.BACKOFF, timeout=60, what="flood to finish")
     out = [line for line in child.ring.since(0) if line.stream == "out"]
@@ -146,8 +147,8 @@ async def test_a_million_lines_keep_the_ring_bounded() -> None:
     await sup.stop_all()
 
 
-async def test_hostile_output_is_sanitised() -> None:
-    sup = await started(command("hostile", fixture_argv("hostile_output")))
+async def test_hostile_output_is_sanitised(supervise: Supervise) -> None:
+    sup = await supervise(command("hostile", fixture_argv("hostile_output")))
     await until(lambda: "END" in texts(sup, "hostile"), what="END")
     for text in texts(sup, "hostile", "out"):
         assert "\x00" not in text and "\x07" not in text and "\r" not in text
@@ -159,9 +160,9 @@ async def test_hostile_output_is_sanitised() -> None:
     await sup.stop_all()
 
 
-async def test_a_config_error_does_not_stop_the_others() -> None:
+async def test_a_config_error_does_not_stop_the_others(supervise: Supervise) -> None:
     bad = command("bad", ["no-such-program-anywhere"])
-    sup = await started(bad, command("chatty", fixture_argv("chatty")))
+    sup = await supervise(bad, command("chatty", fixture_argv("chatty")))
     assert sup["bad"].state is State.CONFIG_ERROR
     assert texts(sup, "bad", "sys") == [
         "-- config-error: bad: program 'no-such-program-anywhere' not found; "
@@ -171,8 +172,8 @@ async def test_a_config_error_does_not_stop_the_others() -> None:
     await sup.stop_all()
 
 
-async def test_sampler_sums_the_whole_tree() -> None:
-    sup = await started(command("parent", fixture_argv("spawns_grandchild")))
+async def test_sampler_sums_the_whole_tree(supervise: Supervise) -> None:
+    sup = await supervise(command("parent", fixture_argv("spawns_grandchild")))
     await until(
         lambda: sup["parent"].usage is not None and sup["parent"].usage.processes == 2,
         what="two processes sampled",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import psutil
@@ -13,6 +14,9 @@ from helpers import WORKER, enqueue, entry, query, statuses, until
 
 from backends.taskworker import ids
 from tui.supervisor import Supervisor
+
+Supervise = Callable[..., Awaitable[Supervisor]]
+RunWorker = Callable[..., Awaitable[Supervisor]]
 
 TABLE = "django_tasks_database_dbtaskresult"
 
@@ -36,13 +40,13 @@ def worker_ids(djproject: Path) -> list[list[str]]:
     return [json.loads(row[0]) for row in query(djproject, f"select worker_ids from {TABLE}")]
 
 
-async def run_worker(djproject: Path, **args: object) -> Supervisor:
-    sup = Supervisor(
-        [entry(djproject, "worker", WORKER, {"queue": "default", "interval": "0.1", **args})],
-        watchdog=False,
-    )
-    await sup.start_all()
-    return sup
+@pytest.fixture
+def run_worker(djproject: Path, supervise: Supervise) -> Callable[..., Awaitable[Supervisor]]:
+    async def run(**args: object) -> Supervisor:
+        args = {"queue": "default", "interval": "0.1", **args}
+        return await supervise(entry(djproject, "worker", WORKER, args))
+
+    return run
 
 
 def workers_now(sup: Supervisor) -> list[psutil.Process]:
@@ -60,9 +64,11 @@ def assert_exactly_once(djproject: Path, ran: Path, n: int) -> None:
 
 
 @pytest.mark.parametrize(("processes", "threads"), [(1, 1), (1, 4), (3, 2)])
-async def test_every_task_runs_exactly_once(djproject: Path, processes: int, threads: int) -> None:
+async def test_every_task_runs_exactly_once(
+    djproject: Path, processes: int, threads: int, run_worker: RunWorker
+) -> None:
     ran = enqueue_records(djproject, 300)
-    sup = await run_worker(djproject, processes=str(processes), threads=str(threads))
+    sup = await run_worker(processes=str(processes), threads=str(threads))
     await until(lambda: statuses(djproject) == {"SUCCESSFUL": 300}, timeout=60, what="300 tasks")
     assert await sup.stop_all()
     assert_exactly_once(djproject, ran, 300)
@@ -72,9 +78,11 @@ async def test_every_task_runs_exactly_once(djproject: Path, processes: int, thr
         assert len(used) > 1  # the work really was spread
 
 
-async def test_scaling_live_loses_and_doubles_nothing(djproject: Path) -> None:
+async def test_scaling_live_loses_and_doubles_nothing(
+    djproject: Path, run_worker: RunWorker
+) -> None:
     ran = enqueue_records(djproject, 2000)
-    sup = await run_worker(djproject)
+    sup = await run_worker()
     done = lambda: statuses(djproject).get("SUCCESSFUL", 0)  # noqa: E731
     await until(lambda: done() > 50, timeout=30, what="work under way")
 
@@ -96,8 +104,8 @@ async def test_scaling_live_loses_and_doubles_nothing(djproject: Path) -> None:
     assert sup["worker"].entry.backend.scale == {"processes": 1, "threads": 1}  # type: ignore[union-attr]
 
 
-async def test_scale_sticks_across_restart(djproject: Path) -> None:
-    sup = await run_worker(djproject)
+async def test_scale_sticks_across_restart(djproject: Path, run_worker: RunWorker) -> None:
+    sup = await run_worker()
     await sup.scale("worker", "processes", 2)
     await until(lambda: len(workers_now(sup)) == 2, what="2 processes")
     await sup.restart("worker")
@@ -107,17 +115,19 @@ async def test_scale_sticks_across_restart(djproject: Path) -> None:
     await sup.stop_all()
 
 
-async def test_stop_lets_a_running_task_finish(djproject: Path) -> None:
+async def test_stop_lets_a_running_task_finish(djproject: Path, run_worker: RunWorker) -> None:
     enqueue(djproject, "tasks.sleep.enqueue(5)")
-    sup = await run_worker(djproject, threads="2")
+    sup = await run_worker(threads="2")
     await until(lambda: statuses(djproject) == {"RUNNING": 1}, timeout=20, what="running")
     assert await sup.stop_all()  # drained, not killed
     assert statuses(djproject) == {"SUCCESSFUL": 1}
 
 
-async def test_a_killed_process_has_its_task_requeued_and_finished(djproject: Path) -> None:
+async def test_a_killed_process_has_its_task_requeued_and_finished(
+    djproject: Path, run_worker: RunWorker
+) -> None:
     enqueue(djproject, "tasks.sleep.enqueue(3)")
-    sup = await run_worker(djproject)
+    sup = await run_worker()
     await until(lambda: statuses(djproject) == {"RUNNING": 1}, timeout=20, what="running")
     (replica,) = workers_now(sup)
     os.kill(replica.pid, signal.SIGKILL)
@@ -130,9 +140,9 @@ async def test_a_killed_process_has_its_task_requeued_and_finished(djproject: Pa
     await sup.stop_all()
 
 
-async def test_on_crash_fail_marks_the_task_failed(djproject: Path) -> None:
+async def test_on_crash_fail_marks_the_task_failed(djproject: Path, run_worker: RunWorker) -> None:
     enqueue(djproject, "tasks.sleep.enqueue(3)")
-    sup = await run_worker(djproject, on_crash="fail")
+    sup = await run_worker(on_crash="fail")
     await until(lambda: statuses(djproject) == {"RUNNING": 1}, timeout=20, what="running")
     os.kill(workers_now(sup)[0].pid, signal.SIGKILL)
     await until(lambda: statuses(djproject) == {"FAILED": 1}, timeout=20, what="failed")
@@ -141,9 +151,11 @@ async def test_on_crash_fail_marks_the_task_failed(djproject: Path) -> None:
     await sup.stop_all()
 
 
-async def test_a_failing_task_is_recorded_with_its_traceback(djproject: Path) -> None:
+async def test_a_failing_task_is_recorded_with_its_traceback(
+    djproject: Path, run_worker: RunWorker
+) -> None:
     enqueue(djproject, "tasks.fail.enqueue('kaput')")
-    sup = await run_worker(djproject)
+    sup = await run_worker()
     await until(lambda: statuses(djproject) == {"FAILED": 1}, timeout=20, what="failed")
     ((exc, traceback),) = query(djproject, f"select exception_class_path, traceback from {TABLE}")
     assert exc == "builtins.ValueError" and "ValueError: kaput" in traceback

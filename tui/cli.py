@@ -65,15 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.check:
         return check(found)
-    if not args.headless:
-        print(
-            "prodserver-tui: the full-screen console is not built yet; running headless",
-            file=sys.stderr,
-        )
     supervisor = Supervisor(found, ring_lines=args.ring_lines)
-    from tui import headless
+    if args.headless:
+        from tui import headless
 
-    return asyncio.run(headless.run(supervisor, sys.stdout.buffer, sys.stdout.isatty()))
+        return asyncio.run(headless.run(supervisor, sys.stdout.buffer, sys.stdout.isatty()))
+    from tui.app import ConsoleApp
+
+    return ConsoleApp(supervisor, project.settings_module).run() or 0
 
 
 def check(found: list[Entry]) -> int:

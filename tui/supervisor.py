@@ -112,6 +112,10 @@ class Child:
             return describe_exit(self.last_exit)
         return ""
 
+    def sup_stats(self) -> Snapshot | None:
+        """The latest task statistics of the whole project (queues are shared by entries)."""
+        return self._sup.stats
+
     def note(self, text: str) -> None:
         """A line of the console's own about this process, kept in its output like the rest."""
         self._sup.emit_lines(self, "sys", [text])

@@ -1,0 +1,391 @@
+"""The console: a pane per process, live output and numbers, keys to act on them.
+
+The app only drives the supervisor's API (start, stop, restart, scale, states, rings) and
+polls what it shows on timers: logs ten times a second for visible panes, numbers once a
+second. Every supervisor call runs as a worker, so no key ever waits for a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import ClassVar
+
+from rich.text import Text
+from textual import events
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Container
+from textual.geometry import Size
+from textual.widgets import Footer, Static
+
+from backends.base import ConfigError
+from tui import format as fmt
+from tui.commands import ProcessCommands
+from tui.output import Line
+from tui.supervisor import Child, State, Supervisor
+from tui.widgets.dialogs import ConfirmScreen, HelpScreen, ScaleScreen
+from tui.widgets.logview import LogView
+from tui.widgets.pane import ProcessPane
+from tui.widgets.proclist import ProcessList
+from tui.widgets.taskpanel import TaskPanel
+
+COMPACT_WIDTH = 100  # below this (or COMPACT_HEIGHT), a list of processes replaces the grid
+COMPACT_HEIGHT = 30
+
+
+class ConsoleApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "prodserver-tui"
+    COMMANDS = App.COMMANDS | {ProcessCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "restart", "Restart", id="restart"),
+        Binding("s", "stop_start", "Stop/Start", id="stop-start"),
+        Binding("plus,equals_sign", "scale_up", "+1", id="scale-up"),
+        Binding("minus", "scale_down", "-1", id="scale-down"),
+        Binding("S", "scale_dialog", "Scale", id="scale"),
+        Binding("R", "restart_all", "Restart all", id="restart-all", show=False),
+        Binding("t", "tasks", "Tasks", id="tasks"),
+        Binding("z", "zoom", "Zoom", id="zoom"),
+        Binding("slash", "search", "Search", id="search"),
+        Binding("n", "find(True)", "Next match", id="find-next", show=False),
+        Binding("N", "find(False)", "Previous match", id="find-previous", show=False),
+        Binding("w", "wrap", "Wrap", id="wrap", show=False),
+        Binding("end", "follow", "Follow", id="follow", show=False),
+        Binding("y", "copy", "Copy visible log", id="copy", show=False),
+        Binding("left", "cycle(-1)", "Previous process", id="previous", show=False),
+        Binding("right", "cycle(1)", "Next process", id="next", show=False),
+        *(
+            Binding(str(n), f"pick_number({n})", f"Process {n}", id=f"pick-{n}", show=False)
+            for n in range(1, 10)
+        ),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("escape", "escape", "Close search / unzoom", show=False),
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding(
+            "ctrl+c", "force_quit", "Kill all and quit", id="force-quit", show=False, priority=True
+        ),
+    ]
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        settings_module: str = "",
+        clock: Callable[[], float] = time.time,
+        start: bool = True,
+    ) -> None:
+        super().__init__()
+        self.supervisor = supervisor
+        self.settings_module = settings_module
+        self.clock = clock
+        self.start_processes = start
+        children = list(supervisor.children.values())
+        self.panes = [ProcessPane(c, i + 1, clock) for i, c in enumerate(children)]
+        self.process_list = ProcessList(children, clock)
+        self.current = self.panes[0]
+        self.quitting = False
+        self.hung_up = False
+        self.zoomed = False
+        supervisor.subscribe(self)
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="header", markup=False)
+        yield self.process_list
+        with Container(id="panes"):
+            yield from self.panes
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.pick(self.panes[0])
+        self.reflow()
+        self.set_interval(0.1, self.tick_logs)
+        self.set_interval(1.0, self.tick_info)
+        self.tick_info()
+        loop = asyncio.get_running_loop()
+        # Not possible outside the main thread (tests): there is nothing to hook then.
+        with contextlib.suppress(RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, self.action_quit)
+            loop.add_signal_handler(signal.SIGHUP, self.hang_up)
+        if self.start_processes:
+            self.run_worker(self.supervisor.start_all(), group="control")
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.reflow(event.size)
+
+    def reflow(self, size: Size | None = None) -> None:
+        """Pick the layout for the terminal: a grid that fits, or list + one pane."""
+        width, height = size or self.size
+        compact = width < COMPACT_WIDTH or height < COMPACT_HEIGHT
+        self.screen.set_class(compact and not self.zoomed, "compact")
+        self.screen.set_class(self.zoomed, "zoomed")
+        n = len(self.panes)
+        columns = 1 if n == 1 else 2 if width < 180 or n <= 4 else 3
+        grid = self.query_one("#panes", Container)
+        if compact or self.zoomed:
+            grid.styles.grid_size_columns, grid.styles.grid_size_rows = 1, 1
+        else:
+            grid.styles.grid_size_columns = columns
+            grid.styles.grid_size_rows = math.ceil(n / columns)
+
+    # -- the supervisor's events (same loop, same thread) --------------------------------------
+
+    def on_lines(self, child: Child, lines: list[Line]) -> None:
+        """Output is pulled by the log views on their timer: nothing to do per batch."""
+
+    def on_state(self, child: Child) -> None:
+        for pane in self.panes:
+            if pane.child is child and pane.is_mounted:
+                pane.update_info()
+        if self.process_list.is_mounted:
+            self.process_list.refresh()
+
+    # -- timers --------------------------------------------------------------------------------
+
+    def tick_logs(self) -> None:
+        for pane in self.panes:
+            if pane.display and pane.region.height:
+                pane.log_view.sync()
+
+    def tick_info(self) -> None:
+        for pane in self.panes:
+            pane.sample()
+            pane.update_info()
+        self.process_list.refresh()
+        self.query_one("#header", Static).update(self.header_text())
+
+    def header_text(self) -> Text:
+        children = [p.child for p in self.panes]
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append("prodserver-tui", style="bold")
+        if self.settings_module:
+            t.append(f"  {self.settings_module}")
+        t.append(f"  {socket.gethostname()}", style="dim")
+        counts: dict[State, int] = {}
+        for c in children:
+            counts[c.state] = counts.get(c.state, 0) + 1
+        t.append("  │ ")
+        for state, n in counts.items():
+            t.append(f"{fmt.STATE_MARK[state]} {n} {state}  ", style=fmt.STATE_STYLE[state])
+        usages = [c.usage for c in children if c.usage]
+        t.append(
+            f"│ cpu {sum(u.cpu for u in usages):.1f}%  mem {fmt.size(sum(u.rss for u in usages))}"
+        )
+        stats = self.supervisor.stats
+        if stats is not None:
+            if stats.error:
+                t.append(f"  │ tasks: {stats.error}", style="red")
+            else:
+                rate = sum(q.throughput_60s for q in stats.queues)
+                ready = sum(q.ready for q in stats.queues)
+                failed = sum(q.failed_1m for q in stats.queues)
+                t.append(f"  │ tasks {fmt.rate(rate)}  ready {ready}")
+                t.append(f"  failed/1m {failed}", style="red" if failed else "")
+        if self.quitting:
+            t.append("  │ stopping… q again or Ctrl+C kills", style="bold yellow")
+        return t
+
+    # -- focus ---------------------------------------------------------------------------------
+
+    def pick(self, pane: ProcessPane) -> None:
+        for other in self.panes:
+            other.set_class(other is pane, "current")
+        self.current = pane
+        self.process_list.current = self.panes.index(pane)
+        self.process_list.refresh()
+        if self.focused is None or pane not in self.focused.ancestors_with_self:
+            pane.log_view.focus()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        for pane in self.panes:
+            if pane in event.widget.ancestors_with_self and pane is not self.current:
+                self.pick(pane)
+
+    def on_process_list_picked(self, message: ProcessList.Picked) -> None:
+        self.pick(self.panes[message.index])
+
+    def action_cycle(self, step: int) -> None:
+        self.pick(self.panes[(self.panes.index(self.current) + step) % len(self.panes)])
+
+    def action_pick_number(self, number: int) -> None:
+        if number <= len(self.panes):
+            self.pick(self.panes[number - 1])
+
+    # -- actions on the current process --------------------------------------------------------
+
+    def _control(self, what: str, job: Callable[[], object]) -> None:
+        async def run() -> None:
+            try:
+                await job()  # type: ignore[misc]
+            except ConfigError as e:
+                self.notify(str(e), severity="error")
+
+        self.run_worker(run(), group="control", description=what)
+
+    def action_restart(self) -> None:
+        name = self.current.child.name
+        self._control(f"restart {name}", lambda: self.supervisor.restart(name))
+
+    def action_stop_start(self) -> None:
+        child = self.current.child
+        if child.state in (State.STARTING, State.RUNNING, State.BACKOFF):
+            self._control(f"stop {child.name}", lambda: self.supervisor.stop(child.name))
+        elif child.state is not State.STOPPING:
+            self._control(f"start {child.name}", lambda: self.supervisor.start(child.name))
+
+    def action_restart_all(self) -> None:
+        async def all_of_them() -> None:
+            for pane in self.panes:
+                if pane.child.state is not State.CONFIG_ERROR:
+                    await self.supervisor.restart(pane.child.name)
+
+        self._control("restart all", all_of_them)
+
+    def action_scale_up(self) -> None:
+        self._scale_main(+1)
+
+    def action_scale_down(self) -> None:
+        self._scale_main(-1)
+
+    def _scale_main(self, step: int) -> None:
+        backend = self.current.child.entry.backend
+        if backend is None or backend.main_knob is None:
+            self.notify(f"{self.current.child.name} has nothing to scale", severity="warning")
+            return
+        knob = backend.main_knob
+        value = backend.scale[knob] + step
+        if value < 1:
+            self.notify(f"{knob} cannot go below 1", severity="warning")
+            return
+        self.scale(self.current.child, {knob: value})
+
+    def action_scale_dialog(self) -> None:
+        child = self.current.child
+        backend = child.entry.backend
+        if backend is None or not backend.knobs:
+            self.notify(f"{child.name} has nothing to scale", severity="warning")
+            return
+
+        def apply(wanted: object) -> None:
+            if isinstance(wanted, dict) and wanted:
+                self.scale(child, wanted)
+
+        self.push_screen(ScaleScreen(child.name, backend), apply)
+
+    def scale(self, child: Child, wanted: dict[str, object]) -> None:
+        """Live knobs change now; the others need a restart, which is asked for first."""
+        backend = child.entry.backend
+        assert backend is not None
+        live = {k: v for k, v in wanted.items() if backend.knob(k).live}
+        later = {k: v for k, v in wanted.items() if k not in live}
+
+        async def apply(changes: dict[str, object]) -> None:
+            for knob, value in changes.items():
+                await self.supervisor.scale(child.name, knob, value)
+
+        if live:
+            self._control(f"scale {child.name}", lambda: apply(live))
+        if later:
+            what = ", ".join(f"{k}={v}" for k, v in later.items())
+
+            def confirmed(yes: object) -> None:
+                if yes:
+                    self._control(f"scale {child.name}", lambda: apply(later))
+
+            self.push_screen(
+                ConfirmScreen(f"{what} cannot change while {child.name} runs: restart it with it?"),
+                confirmed,
+            )
+
+    def action_tasks(self) -> None:
+        if self.supervisor.stats is None and not any(p.child.kind == "tasks" for p in self.panes):
+            self.notify("no task worker in PRODUCTION_PROCESSES", severity="warning")
+            return
+        self.push_screen(TaskPanel(self.supervisor))
+
+    # -- the log of the current process --------------------------------------------------------
+
+    @property
+    def log_view(self) -> LogView:
+        return self.current.log_view
+
+    def action_zoom(self) -> None:
+        self.zoomed = not self.zoomed
+        self.reflow()
+
+    def action_search(self) -> None:
+        self.current.open_search()
+
+    def action_find(self, forward: bool) -> None:
+        term = self.log_view.search_term
+        if term and not self.log_view.find(term, forward):
+            self.notify(f"{term!r} not found", severity="warning")
+
+    def action_wrap(self) -> None:
+        self.log_view.wrap = not self.log_view.wrap
+
+    def action_follow(self) -> None:
+        self.log_view.resume()
+
+    def action_copy(self) -> None:
+        self.copy_to_clipboard(self.log_view.visible_text())
+        self.notify("visible log copied to the clipboard (OSC 52)")
+
+    def action_escape(self) -> None:
+        if self.zoomed:
+            self.action_zoom()
+        self.current.close_search()
+
+    def action_help(self) -> None:
+        keys = [
+            (b.key.replace("question_mark", "?").replace("slash", "/"), b.description)
+            for b in self.BINDINGS
+            if isinstance(b, Binding)
+            and not b.key.startswith(("2", "3", "4", "5", "6", "7", "8", "9"))
+        ]
+        self.push_screen(HelpScreen(keys))
+
+    # -- quitting ------------------------------------------------------------------------------
+
+    def hang_up(self) -> None:
+        """The terminal is gone (an SSH session dropped): stop everything, then leave at once.
+
+        Textual blocks for ever writing to a terminal that vanished, so its output is pointed
+        at /dev/null first, and once every process has stopped the console exits without
+        restoring a terminal that no longer exists.
+        """
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        self.hung_up = True
+        if not self.quitting:
+            self.action_quit()
+
+    def action_quit(self) -> None:  # type: ignore[override]
+        if self.quitting:
+            self.action_force_quit()
+            return
+        self.quitting = True
+        self.notify("stopping every process… q again or Ctrl+C to kill them now")
+        self.tick_info()
+        self.set_interval(0.5, self.tick_info)
+
+        async def shutdown() -> None:
+            clean = await self.supervisor.stop_all()
+            if self.hung_up:
+                os._exit(0 if clean else 1)
+            self.exit(0 if clean else 1)
+
+        self.run_worker(shutdown(), group="quit")
+
+    def action_force_quit(self) -> None:
+        if not self.quitting:
+            self.action_quit()
+        self.supervisor.kill_all()

@@ -1,0 +1,99 @@
+"""Modal dialogs: help, scaling every knob of a process, and yes / no confirmation."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Static
+
+from backends.base import Backend
+
+
+class Dialog(ModalScreen[object]):
+    DEFAULT_CSS = """
+    Dialog { align: center middle; }
+    Dialog > Vertical {
+        width: auto; min-width: 50; max-width: 90%; height: auto; max-height: 90%;
+        border: thick $accent; background: $surface; padding: 1 2;
+    }
+    Dialog Input { width: 30; }
+    Dialog .hint { color: $text-muted; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss(None)", "Close")]
+
+
+class HelpScreen(Dialog):
+    """Every key, from the app's own bindings, so the help never drifts from the truth."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("question_mark", "dismiss(None)", "Close")]
+
+    def __init__(self, keys: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold cyan", no_wrap=True)
+        table.add_column()
+        for key, description in self.keys:
+            table.add_row(key, description)
+        with Vertical():
+            yield Label(Text("prodserver-tui keys", style="bold"))
+            yield Static(table)
+            yield Label(
+                "Mouse: click a pane or a row to pick it; drag to select text. Esc closes.",
+                classes="hint",
+            )
+
+
+class ScaleScreen(Dialog):
+    """Every knob of one process; Enter applies what changed. Returns {knob: value}."""
+
+    def __init__(self, name: str, backend: Backend) -> None:
+        super().__init__()
+        self.process = name
+        self.backend = backend
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(Text(f"Scale {self.process}", style="bold"))
+            for knob in self.backend.knobs:
+                how = "live" if knob.live else "by a graceful restart"
+                yield Label(
+                    f"{knob.name} (now {self.backend.scale[knob.name]}, configured "
+                    f"{self.backend.configured[knob.name]}, changes {how})"
+                )
+                yield Input(
+                    str(self.backend.scale[knob.name]), id=f"knob-{knob.name}", type="integer"
+                )
+            yield Label("Enter applies, Esc cancels.", classes="hint")
+
+    def on_input_submitted(self) -> None:
+        wanted = {}
+        for knob in self.backend.knobs:
+            value = self.query_one(f"#knob-{knob.name}", Input).value.strip()
+            if value and value != str(self.backend.scale[knob.name]):
+                wanted[knob.name] = value
+        self.dismiss(wanted)
+
+
+class ConfirmScreen(Dialog):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y,enter", "dismiss(True)", "Yes"),
+        Binding("n", "dismiss(False)", "No"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question)
+            yield Label("y / Enter: yes    n / Esc: no", classes="hint")

@@ -1,0 +1,179 @@
+"""One process in one pane: who it is and how it is doing, then what it says.
+
+Title: number, name, kind, state, pid, uptime, restarts, last exit, URL. Stats: CPU and
+memory of its whole tree, scaling knobs now / configured, task counts for task workers.
+Sparklines: CPU and task throughput over the last minutes. Then the live log.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Input, Sparkline, Static
+
+from tui import format as fmt
+from tui.supervisor import Child, State
+from tui.widgets.logview import LogView
+
+HISTORY = 120  # samples kept for the sparklines: two minutes at one a second
+
+
+class ProcessPane(Vertical):
+    DEFAULT_CSS = """
+    ProcessPane { border: round $panel-lighten-2; height: 1fr; }
+    ProcessPane:focus-within { border: round $accent; }
+    ProcessPane .title, ProcessPane .stats { height: 1; width: 1fr; }
+    ProcessPane .sparks { height: 1; }
+    ProcessPane .sparks Static { width: auto; padding: 0 1 0 0; color: $text-muted; }
+    ProcessPane Sparkline { width: 1fr; height: 1; margin-right: 2; }
+    ProcessPane Input { display: none; height: 3; }
+    ProcessPane Input.open { display: block; }
+    """
+
+    def __init__(self, child: Child, number: int, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(id=f"pane-{number}")
+        self.child = child
+        self.number = number
+        self.clock = clock
+        self.cpu_history: deque[float] = deque([0.0] * HISTORY, maxlen=HISTORY)
+        self.rate_history: deque[float] = deque([0.0] * HISTORY, maxlen=HISTORY)
+        self.log_view = LogView(child.ring)
+
+    def compose(self) -> ComposeResult:
+        yield Static(classes="title", markup=False)
+        yield Static(classes="stats", markup=False)
+        with Horizontal(classes="sparks"):
+            yield Static("cpu", markup=False)
+            yield Sparkline(list(self.cpu_history), id="cpu-spark")
+            if self.child.kind == "tasks":
+                yield Static("tasks/s", markup=False)
+                yield Sparkline(list(self.rate_history), id="rate-spark")
+        yield self.log_view
+        yield Input(placeholder="search this log (Enter: find, Esc: close)")
+
+    def on_mount(self) -> None:
+        self.update_info()
+
+    # -- what is shown -------------------------------------------------------------------------
+
+    def sample(self) -> None:
+        """Once a second: push the newest sample into the sparklines."""
+        usage = self.child.usage
+        self.cpu_history.append(usage.cpu if usage else 0.0)
+        self.query_one("#cpu-spark", Sparkline).data = list(self.cpu_history)
+        if self.child.kind == "tasks":
+            tasks = self.child.tasks
+            self.rate_history.append((tasks.succeeded_1m + tasks.failed_1m) / 60 if tasks else 0.0)
+            self.query_one("#rate-spark", Sparkline).data = list(self.rate_history)
+
+    def update_info(self) -> None:
+        self.query_one(".title", Static).update(self.title_text())
+        self.query_one(".stats", Static).update(self.stats_text())
+
+    def title_text(self) -> Text:
+        c = self.child
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(f"{self.number} ", style="bold reverse")
+        t.append(f" {c.name} ", style="bold")
+        t.append(f"{c.kind}  ", style="dim")
+        t.append(f"{fmt.STATE_MARK[c.state]} {c.state}", style=fmt.STATE_STYLE[c.state])
+        if c.state is State.CONFIG_ERROR:
+            return t
+        if c.pid is not None:
+            t.append(f"  pid {c.pid}")
+        if c.started_at is not None and c.pid is not None:
+            t.append(f"  up {fmt.duration(self.clock() - c.started_at)}")
+        if c.restarts:
+            t.append(f"  ↻{c.restarts}", style="dark_orange")
+        if c.last_exit is not None:
+            code = c.last_exit.code
+            t.append(
+                f"  last exit {code}" if code is not None else f"  last sig {c.last_exit.signal}",
+                style="red" if code else "dim",
+            )
+        detail = c.detail
+        if detail and c.state in (State.STOPPING, State.BACKOFF):
+            t.append(f"  {detail}", style="yellow")
+        url = c.entry.backend.url() if c.entry.backend else None
+        if url and c.state in (State.STARTING, State.RUNNING):
+            t.append(f"  {url}", style="underline cyan")
+        waiting = self.log_view.waiting
+        if waiting:
+            t.append(f"  ⏸ {waiting} new (End)", style="bold yellow")
+        return t
+
+    def stats_text(self) -> Text:
+        c = self.child
+        t = Text(no_wrap=True, overflow="ellipsis")
+        if c.state is State.CONFIG_ERROR:
+            t.append(c.error or "", style="red")
+            return t
+        u = c.usage
+        t.append(f"cpu {u.cpu:5.1f}%" if u else "cpu     -")
+        t.append(f"  mem {fmt.size(u.rss if u else None)}")
+        if u and u.processes > 1:
+            t.append(f" ({u.processes} procs)", style="dim")
+        backend = c.entry.backend
+        if backend is not None:
+            for knob, now in self.knobs_now().items():
+                configured = backend.configured[knob]
+                t.append(f"  {knob} {now}", style="bold" if now != configured else "")
+                if now != configured:
+                    t.append(f"/{configured}", style="dim")
+        if c.kind == "tasks":
+            tasks = c.tasks
+            if tasks is not None:
+                rate = (tasks.succeeded_1m + tasks.failed_1m) / 60
+                t.append(f"  │ {fmt.rate(rate)}  running {tasks.running}")
+                t.append(f"  failed/1m {tasks.failed_1m}", style="red" if tasks.failed_1m else "")
+            ready = self.ready_tasks()
+            if ready is not None:
+                t.append(f"  ready {ready}")
+        return t
+
+    def knobs_now(self) -> dict[str, int]:
+        """Real counts where the process tree tells them, else the value asked for."""
+        backend, usage = self.child.entry.backend, self.child.usage
+        if backend is None:
+            return {}
+        now = dict(backend.scale)
+        if usage is not None and self.child.state is State.RUNNING:
+            if "workers" in now:
+                now["workers"] = usage.children
+            if "processes" in now and usage.children:
+                now["processes"] = usage.children
+        return now
+
+    def ready_tasks(self) -> int | None:
+        stats = self.child.sup_stats()
+        backend = self.child.entry.backend
+        if stats is None or backend is None or stats.error:
+            return None
+        queues = str(backend.options.get("queue") or backend.options.get("queue_name") or "default")
+        wanted = set(queues.split(","))
+        return sum(q.ready for q in stats.queues if "*" in wanted or q.queue in wanted)
+
+    # -- search --------------------------------------------------------------------------------
+
+    def open_search(self) -> None:
+        search = self.query_one(Input)
+        search.add_class("open")
+        search.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        found = self.log_view.find(event.value)
+        if not found and event.value:
+            self.app.notify(f"{event.value!r} not found in {self.child.name}", severity="warning")
+        event.input.remove_class("open")
+        self.log_view.focus()
+
+    def close_search(self) -> None:
+        search = self.query_one(Input)
+        search.remove_class("open")
+        self.log_view.focus()
