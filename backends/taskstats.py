@@ -43,7 +43,18 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections
-from django.db.models import Case, Count, DateTimeField, F, FloatField, Func, Min, Q, When
+from django.db.models import (
+    Case,
+    Count,
+    DateTimeField,
+    F,
+    FloatField,
+    Func,
+    Min,
+    Q,
+    Value,
+    When,
+)
 from django.db.models.functions import Right
 from django.utils import timezone
 from django.utils.connection import ConnectionDoesNotExist
@@ -312,7 +323,7 @@ def _poll(using: str, failures: int, now: datetime) -> Snapshot:
             oldest = since
 
     _count_active(rows, using, now, queues, pids)
-    _sample_latency(rows, queues, due_since, _indexed(using))
+    _sample_latency(rows, queues, due_since, now, _indexed(using))
     recent_failures = _failures(rows, failures) if failures > 0 else []
 
     return Snapshot(
@@ -411,16 +422,23 @@ def _full_count(rows: Any, upto: datetime) -> _Settled:
 
 
 def _sample_latency(
-    rows: Any, queues: dict[tuple[str, str], _Queue], due_since: Case, indexed: bool
+    rows: Any,
+    queues: dict[tuple[str, str], _Queue],
+    due_since: Case,
+    now: datetime,
+    indexed: bool,
 ) -> None:
     """Waits and run times of the latest SAMPLE finished tasks, at most PER_QUEUE per queue.
 
     With the index, one read per status, because ``status IN (...) ORDER BY finished_at``
     cannot be read in order from a (status, finished_at) index; the failed read is bounded by
     the oldest row the successful one returned, so rare failures do not pull in days of
-    history. Without the index every read is a scan, so one read does both.
+    history. Without the index every read is a scan, so one read does both. Every column is a
+    number of seconds computed by the database: turning a thousand timestamps into datetimes
+    cost more than the queries.
     """
     columns = {
+        "age": _Seconds(Value(now, output_field=DateTimeField()), "finished_at"),
         "wait": _Seconds("started_at", due_since),
         "run": _Seconds("finished_at", "started_at"),
     }
@@ -431,16 +449,18 @@ def _sample_latency(
             picked = picked.filter(finished_at__gte=after)
         ordered = picked.annotate(**columns).order_by("-finished_at")
         return list(
-            ordered.values_list("backend_name", "queue_name", "finished_at", "wait", "run")[:SAMPLE]
+            ordered.values_list("backend_name", "queue_name", "age", "wait", "run")[:SAMPLE]
         )
 
     if indexed:
         succeeded = latest((SUCCESSFUL,), None)
-        cutoff = succeeded[-1][2] if len(succeeded) == SAMPLE else None
-        sample = sorted([*succeeded, *latest((FAILED,), cutoff)], key=lambda r: r[2], reverse=True)
+        cutoff = None
+        if len(succeeded) == SAMPLE:  # a millisecond of slack for julianday's rounding
+            cutoff = now - timedelta(seconds=succeeded[-1][2] + 0.001)
+        sample = sorted([*succeeded, *latest((FAILED,), cutoff)], key=lambda r: r[2])
     else:
         sample = latest(FINISHED, None)
-    for backend, queue, _finished, wait, run in sample[:SAMPLE]:
+    for backend, queue, _age, wait, run in sample[:SAMPLE]:
         tally = queues[backend, queue]
         if len(tally.runs) >= PER_QUEUE or wait is None or run is None:
             continue

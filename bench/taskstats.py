@@ -154,6 +154,7 @@ def rows(count: int, seed: int, host: str, stamp: list[datetime]) -> Iterator[tu
     running = 8
     history = count - live - ready - running
     pids = [rng.randint(1000, 400000) for _ in range(6)]
+    random_ids = [uuid.UUID(int=rng.getrandbits(128)).hex[:20] for _ in range(4)]
 
     def worker() -> str:
         pick = rng.random()
@@ -161,7 +162,7 @@ def rows(count: int, seed: int, host: str, stamp: list[datetime]) -> Iterator[tu
             return f"{host}:{rng.choice(pids)}:{rng.randint(0, 3)}"
         if pick < 0.8:
             return f"otherhost:{rng.choice(pids)}:{rng.randint(0, 3)}"
-        return uuid.UUID(int=rng.getrandbits(128)).hex[:20]  # db_worker's own kind of id
+        return rng.choice(random_ids)  # db_worker's own kind: random, one per process
 
     def finished(at: datetime) -> tuple[Any, ...]:
         run = timedelta(seconds=rng.expovariate(1 / 0.2))
@@ -329,6 +330,10 @@ def bench(alias: str, label: str, count: int, calls: int, explain: bool) -> list
     from backends import taskstats
     from backends.taskworker import ids
 
+    if alias != "default":
+        # django-tasks-db's data migrations (0008, 0011, 0013, 0016, 0018) query the default
+        # database whatever the alias being migrated: without this table there, they fail.
+        call_command("migrate", "django_tasks_database", database="default", verbosity=0)
     call_command("migrate", "django_tasks_database", database=alias, verbosity=0)
     seconds, stamped = load(alias, count, ids.this_host())
     print(f"{label}: loaded {count:,} rows in {seconds:.1f} s", flush=True)

@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from rich.text import Text
@@ -38,6 +38,17 @@ from tui.widgets.taskpanel import TaskPanel
 
 COMPACT_WIDTH = 100  # below this (or COMPACT_HEIGHT), a list of processes replaces the grid
 COMPACT_HEIGHT = 30
+
+
+def hang_up(signum: int, frame: object) -> None:
+    """The terminal is gone (an SSH session dropped): leave now, the watchdog stops the rest.
+
+    Textual blocks for ever writing to a terminal that vanished, and the event loop may
+    already be stuck in such a write, so nothing that needs the loop can be trusted here.
+    This runs in the main thread even then; the watchdog sees us go and stops every process
+    with its own stop signal and grace period (task workers drain), as a quit would.
+    """
+    os._exit(128 + signal.SIGHUP)
 
 
 class ConsoleApp(App[int]):
@@ -90,7 +101,6 @@ class ConsoleApp(App[int]):
         self.process_list = ProcessList(children, clock)
         self.current = self.panes[0]
         self.quitting = False
-        self.hung_up = False
         self.zoomed = False
         supervisor.subscribe(self)
 
@@ -113,7 +123,7 @@ class ConsoleApp(App[int]):
         # Not possible outside the main thread (tests): there is nothing to hook then.
         with contextlib.suppress(RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGTERM, self.action_quit)
-            loop.add_signal_handler(signal.SIGHUP, self.hang_up)
+            signal.signal(signal.SIGHUP, hang_up)
         if self.start_processes:
             self.run_worker(self.supervisor.start_all(), group="control")
 
@@ -220,10 +230,12 @@ class ConsoleApp(App[int]):
 
     # -- actions on the current process --------------------------------------------------------
 
-    def _control(self, what: str, job: Callable[[], object]) -> None:
+    def _control(self, what: str, job: Awaitable[object]) -> None:
+        """Run a supervisor call as a worker: the key returns at once, errors become notices."""
+
         async def run() -> None:
             try:
-                await job()  # type: ignore[misc]
+                await job
             except ConfigError as e:
                 self.notify(str(e), severity="error")
 
@@ -231,14 +243,14 @@ class ConsoleApp(App[int]):
 
     def action_restart(self) -> None:
         name = self.current.child.name
-        self._control(f"restart {name}", lambda: self.supervisor.restart(name))
+        self._control(f"restart {name}", self.supervisor.restart(name))
 
     def action_stop_start(self) -> None:
         child = self.current.child
         if child.state in (State.STARTING, State.RUNNING, State.BACKOFF):
-            self._control(f"stop {child.name}", lambda: self.supervisor.stop(child.name))
+            self._control(f"stop {child.name}", self.supervisor.stop(child.name))
         elif child.state is not State.STOPPING:
-            self._control(f"start {child.name}", lambda: self.supervisor.start(child.name))
+            self._control(f"start {child.name}", self.supervisor.start(child.name))
 
     def action_restart_all(self) -> None:
         async def all_of_them() -> None:
@@ -246,7 +258,7 @@ class ConsoleApp(App[int]):
                 if pane.child.state is not State.CONFIG_ERROR:
                     await self.supervisor.restart(pane.child.name)
 
-        self._control("restart all", all_of_them)
+        self._control("restart all", all_of_them())
 
     def action_scale_up(self) -> None:
         self._scale_main(+1)
@@ -286,18 +298,22 @@ class ConsoleApp(App[int]):
         live = {k: v for k, v in wanted.items() if backend.knob(k).live}
         later = {k: v for k, v in wanted.items() if k not in live}
 
-        async def apply(changes: dict[str, object]) -> None:
-            for knob, value in changes.items():
-                await self.supervisor.scale(child.name, knob, value)
+        def apply(changes: dict[str, object]) -> None:
+            try:  # recorded now, applied by the worker
+                steps = [self.supervisor.scale(child.name, k, v) for k, v in changes.items()]
+            except ConfigError as e:
+                self.notify(str(e), severity="error")
+                return
+            self._control(f"scale {child.name}", asyncio.gather(*steps))
 
         if live:
-            self._control(f"scale {child.name}", lambda: apply(live))
+            apply(live)
         if later:
             what = ", ".join(f"{k}={v}" for k, v in later.items())
 
             def confirmed(yes: object) -> None:
                 if yes:
-                    self._control(f"scale {child.name}", lambda: apply(later))
+                    apply(later)
 
             self.push_screen(
                 ConfirmScreen(f"{what} cannot change while {child.name} runs: restart it with it?"),
@@ -354,20 +370,6 @@ class ConsoleApp(App[int]):
 
     # -- quitting ------------------------------------------------------------------------------
 
-    def hang_up(self) -> None:
-        """The terminal is gone (an SSH session dropped): stop everything, then leave at once.
-
-        Textual blocks for ever writing to a terminal that vanished, so its output is pointed
-        at /dev/null first, and once every process has stopped the console exits without
-        restoring a terminal that no longer exists.
-        """
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        self.hung_up = True
-        if not self.quitting:
-            self.action_quit()
-
     def action_quit(self) -> None:  # type: ignore[override]
         if self.quitting:
             self.action_force_quit()
@@ -379,8 +381,6 @@ class ConsoleApp(App[int]):
 
         async def shutdown() -> None:
             clean = await self.supervisor.stop_all()
-            if self.hung_up:
-                os._exit(0 if clean else 1)
             self.exit(0 if clean else 1)
 
         self.run_worker(shutdown(), group="quit")

@@ -18,14 +18,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
 
-from backends.base import ConfigError, Launch, positive_int
+from backends.base import ConfigError, Knob, Launch, positive_int
 from tui.output import Line, Ring, Sanitiser
 from tui.project import Entry
 from tui.sampler import Sampler, Usage
@@ -89,6 +89,7 @@ class Child:
         self._backoff = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._forced = False
+        self._signalling = asyncio.Lock()
         if entry.error:
             self.state = State.CONFIG_ERROR
 
@@ -164,7 +165,7 @@ class Child:
         self._transport = transport
         self.pid = transport.get_pid()
         self.started_at = time.time()
-        self._sup.watch(self.pid)
+        self._sup.watch(self.pid, self._launch)
         self._set(State.STARTING)
         self._timer = asyncio.get_running_loop().call_later(RUNNING_AFTER, self._mark_running)
         if self._sup.output_paused:
@@ -218,12 +219,14 @@ class Child:
         self.restarts += 1
         await self.start()
 
-    async def scale(self, knob_name: str, value: object) -> bool:
-        """Set a knob; it sticks across restarts. True when applied live, False by a restart.
+    def scale(self, knob_name: str, value: object) -> Awaitable[bool]:
+        """Set a knob; it sticks across restarts. Resolves True when applied live, False when
+        applied by a restart.
 
-        Live knobs get one signal per step, sent to the main process only once it is running
-        (a TTIN before a server installs its handlers would stop it), spaced so that no two
-        coalesce.
+        The new value is recorded at once (two quick "+" make two steps, not one); applying
+        it is the awaitable: live knobs get one signal per step, sent to the main process
+        only once it is running (a TTIN before a server installs its handlers would stop it),
+        spaced so that no two coalesce.
         """
         backend = self.entry.backend
         if backend is None:
@@ -232,22 +235,25 @@ class Child:
         wanted = positive_int(self.name, knob_name, value)
         before = backend.scale[knob_name]
         backend.scale[knob_name] = wanted
-        if wanted == before:
-            return True
-        self.note(f"-- scale {knob_name}: {before} -> {wanted}")
-        if self.state not in (State.STARTING, State.RUNNING):
-            return True  # applies at the next start
+        if wanted != before:
+            self.note(f"-- scale {knob_name}: {before} -> {wanted}")
+        return self._apply_scale(knob, before, wanted)
+
+    async def _apply_scale(self, knob: Knob, before: int, wanted: int) -> bool:
+        if wanted == before or self.state not in (State.STARTING, State.RUNNING):
+            return True  # nothing to do now, or it applies at the next start
         if not knob.live:
             await self.restart()
             return False
         if self.state is State.STARTING:
             await self._sup.wait_for(lambda: self.state is not State.STARTING)
         sig = knob.up if wanted > before else knob.down
-        for _ in range(abs(wanted - before)):
-            if self.pid is None:
-                break
-            os.kill(self.pid, sig)  # type: ignore[arg-type]
-            await asyncio.sleep(SIGNAL_SPACING)
+        async with self._signalling:  # two quick scales must not send their signals together
+            for _ in range(abs(wanted - before)):
+                if self.pid is None:
+                    break
+                os.kill(self.pid, sig)  # type: ignore[arg-type]
+                await asyncio.sleep(SIGNAL_SPACING)
         return True
 
     def _time_left(self) -> float:
@@ -445,8 +451,8 @@ class Supervisor:
     async def restart(self, name: str) -> None:
         await self.children[name].restart()
 
-    async def scale(self, name: str, knob: str, value: object) -> bool:
-        return await self.children[name].scale(knob, value)
+    def scale(self, name: str, knob: str, value: object) -> Awaitable[bool]:
+        return self.children[name].scale(knob, value)
 
     async def wait_for(self, condition: Callable[[], bool], every: float = 0.05) -> None:
         while not condition():
@@ -479,13 +485,14 @@ class Supervisor:
 
     # -- plumbing for children -------------------------------------------------------------
 
-    def watch(self, pid: int) -> None:
-        """Tell the watchdog about a new child, so it dies with us whatever happens."""
+    def watch(self, pid: int, launch: Launch) -> None:
+        """Tell the watchdog about a new child, so it stops with us whatever happens."""
         if self._watchdog is None or self._watchdog.stdin is None:
             return
         with contextlib.suppress(psutil.Error, OSError):
             ctime = psutil.Process(pid).create_time()
-            self._watchdog.stdin.write(f"{pid} {ctime!r}\n".encode())
+            line = f"{pid} {ctime!r} {int(launch.stop_signal)} {launch.grace}\n"
+            self._watchdog.stdin.write(line.encode())
             self._watchdog.stdin.flush()
 
     def emit_lines(self, child: Child, stream: str, lines: list[str]) -> None:
