@@ -167,6 +167,8 @@ def poll(using: str = "default", failures: int = 10) -> Snapshot:
         return _empty(now, explain(exc, using))
     except (ConnectionDoesNotExist, ImproperlyConfigured, RuntimeError, LookupError) as exc:
         # Not the database itself but the setup around it: no such alias, app not installed.
+        if "INSTALLED_APPS" in str(exc):
+            return _empty(now, "django_tasks_db is not in INSTALLED_APPS: add it, then migrate")
         return _empty(now, _one_line(f"cannot read task results: {exc}"))
 
 

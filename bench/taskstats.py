@@ -265,7 +265,10 @@ def refresh_tail(alias: str, stamped: datetime) -> datetime:
 
     now = datetime.now(UTC)
     shift = now - stamped
-    DBTaskResult.objects.using(alias).filter(finished_at__gt=stamped - TAIL).update(
+    tail = DBTaskResult.objects.using(alias).filter(
+        status__in=("SUCCESSFUL", "FAILED"), finished_at__gt=stamped - TAIL
+    )
+    tail.update(
         finished_at=F("finished_at") + shift,
         started_at=F("started_at") + shift,
         enqueued_at=F("enqueued_at") + shift,
@@ -331,8 +334,8 @@ def bench(alias: str, label: str, count: int, calls: int, explain: bool) -> list
     from backends.taskworker import ids
 
     if alias != "default":
-        # django-tasks-db's data migrations (0008, 0011, 0013, 0016, 0018) query the default
-        # database whatever the alias being migrated: without this table there, they fail.
+        # django-tasks-db's data migration 0016 forgets .using(alias) and updates the default
+        # database whatever alias is being migrated: without the table there, it fails.
         call_command("migrate", "django_tasks_database", database="default", verbosity=0)
     call_command("migrate", "django_tasks_database", database=alias, verbosity=0)
     seconds, stamped = load(alias, count, ids.this_host())

@@ -90,12 +90,14 @@ class ConsoleApp(App[int]):
         settings_module: str = "",
         clock: Callable[[], float] = time.time,
         start: bool = True,
+        host: str | None = None,
     ) -> None:
         super().__init__()
         self.supervisor = supervisor
         self.settings_module = settings_module
         self.clock = clock
         self.start_processes = start
+        self.host = host or socket.gethostname()
         children = list(supervisor.children.values())
         self.panes = [ProcessPane(c, i + 1, clock) for i, c in enumerate(children)]
         self.process_list = ProcessList(children, clock)
@@ -151,6 +153,8 @@ class ConsoleApp(App[int]):
         """Output is pulled by the log views on their timer: nothing to do per batch."""
 
     def on_state(self, child: Child) -> None:
+        if not self.is_running:  # the supervisor outlives the app (it stops processes after)
+            return
         for pane in self.panes:
             if pane.child is child and pane.is_mounted:
                 pane.update_info()
@@ -177,7 +181,7 @@ class ConsoleApp(App[int]):
         t.append("prodserver-tui", style="bold")
         if self.settings_module:
             t.append(f"  {self.settings_module}")
-        t.append(f"  {socket.gethostname()}", style="dim")
+        t.append(f"  {self.host}", style="dim")
         counts: dict[State, int] = {}
         for c in children:
             counts[c.state] = counts.get(c.state, 0) + 1
@@ -380,8 +384,8 @@ class ConsoleApp(App[int]):
         self.set_interval(0.5, self.tick_info)
 
         async def shutdown() -> None:
-            clean = await self.supervisor.stop_all()
-            self.exit(0 if clean else 1)
+            code = 0 if await self.supervisor.stop_all() else 1
+            self.exit(code, return_code=code)
 
         self.run_worker(shutdown(), group="quit")
 

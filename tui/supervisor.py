@@ -525,7 +525,10 @@ class Supervisor:
         """Task statistics from the database, off the loop; attributed to entries by pid."""
         loop = asyncio.get_running_loop()
         while True:
-            self.stats = await loop.run_in_executor(None, poll_task_stats)
+            try:
+                self.stats = await loop.run_in_executor(None, poll_task_stats)
+            except Exception as e:  # never let the statistics loop die: say why instead
+                self.stats = _failed_stats(f"cannot read task statistics: {e}")
             for child in self.children.values():
                 if child.kind == "tasks":
                     child.tasks = _attribute(self.stats, child.usage)
@@ -543,16 +546,23 @@ def poll_task_stats() -> Snapshot:
         django.setup()
         return taskstats.poll()
     except Exception as e:  # the project's apps failed to load: say so, keep the console up
-        return taskstats.Snapshot(
-            taken_at=datetime.now(UTC),
-            queues=[],
-            failures=[],
-            by_pid={},
-            oldest_ready_wait=None,
-            error=f"cannot read task statistics: {type(e).__name__}: {e}",
-        )
+        return _failed_stats(f"cannot read task statistics: {type(e).__name__}: {e}")
     finally:
-        connections.close_all()
+        with contextlib.suppress(Exception):
+            connections.close_all()
+
+
+def _failed_stats(error: str) -> Snapshot:
+    from backends.taskstats import Snapshot
+
+    return Snapshot(
+        taken_at=datetime.now(UTC),
+        queues=[],
+        failures=[],
+        by_pid={},
+        oldest_ready_wait=None,
+        error=error,
+    )
 
 
 def _attribute(stats: Snapshot, usage: Usage | None) -> WorkerCounts | None:

@@ -36,7 +36,8 @@ _TASKS_APPS = ["django_tasks_db"]
 if find_spec("django.tasks") is None:
     _TASKS_APPS.insert(0, "django_tasks")
 
-INSTALLED_APPS = [*_TASKS_APPS, "tui.demo"]
+# "backends.taskworker" adds the indexes that keep task statistics fast on big tables.
+INSTALLED_APPS = [*_TASKS_APPS, "backends.taskworker", "tui.demo"]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

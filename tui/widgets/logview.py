@@ -12,10 +12,12 @@ from __future__ import annotations
 import bisect
 import re
 from itertools import accumulate
+from typing import ClassVar
 
 from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.reactive import reactive
@@ -43,6 +45,8 @@ class LogView(ScrollView, can_focus=True):
     LogView { background: $surface; overflow-y: scroll; overflow-x: auto; }
     LogView:focus { background-tint: $foreground 4%; }
     """
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("end", "resume", "Follow", show=False)]
 
     wrap: reactive[bool] = reactive(False)
 
@@ -130,9 +134,14 @@ class LogView(ScrollView, can_focus=True):
             self._remeasure()
 
     def watch_scroll_y(self, old: float, new: float) -> None:
+        """Scrolling up leaves follow mode, reaching the bottom again resumes it."""
         super().watch_scroll_y(old, new)
-        if not self._adjusting:
-            self.follow = new >= self.max_scroll_y
+        if self._adjusting:
+            return
+        if new >= self.max_scroll_y:
+            self.follow = True
+        elif new < old:
+            self.follow = False
 
     # -- what the pane shows about the view --------------------------------------------------
 
@@ -143,6 +152,9 @@ class LogView(ScrollView, can_focus=True):
             return 0
         bottom = self._row_seq(int(self.scroll_y) + self.size.height - 1)
         return max(0, self.ring.next_seq - 1 - bottom)
+
+    def action_resume(self) -> None:
+        self.resume()
 
     def resume(self) -> None:
         self.follow = True

@@ -59,6 +59,9 @@ class ProcessPane(Vertical):
     def on_mount(self) -> None:
         self.update_info()
 
+    def on_click(self) -> None:
+        self.app.pick(self)  # type: ignore[attr-defined]
+
     # -- what is shown -------------------------------------------------------------------------
 
     def sample(self) -> None:

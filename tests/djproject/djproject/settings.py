@@ -19,7 +19,7 @@ _TASKS_APPS = ["django_tasks_db"]
 if find_spec("django.tasks") is None:
     _TASKS_APPS.insert(0, "django_tasks")
 
-INSTALLED_APPS = [*_TASKS_APPS, "testapp"]
+INSTALLED_APPS = [*_TASKS_APPS, "backends.taskworker", "testapp"]
 
 MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
 
