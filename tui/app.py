@@ -176,35 +176,34 @@ class ConsoleApp(App[int]):
         self.query_one("#header", Static).update(self.header_text())
 
     def header_text(self) -> Text:
+        """Most useful first: states and totals survive a narrow terminal, names go first."""
         children = [p.child for p in self.panes]
-        t = Text(no_wrap=True, overflow="ellipsis")
-        t.append("prodserver-tui", style="bold")
-        if self.settings_module:
-            t.append(f"  {self.settings_module}")
-        t.append(f"  {self.host}", style="dim")
         counts: dict[State, int] = {}
         for c in children:
             counts[c.state] = counts.get(c.state, 0) + 1
-        t.append("  │ ")
-        for state, n in counts.items():
-            t.append(f"{fmt.STATE_MARK[state]} {n} {state}  ", style=fmt.STATE_STYLE[state])
-        usages = [c.usage for c in children if c.usage]
-        t.append(
-            f"│ cpu {sum(u.cpu for u in usages):.1f}%  mem {fmt.size(sum(u.rss for u in usages))}"
-        )
-        stats = self.supervisor.stats
-        if stats is not None:
-            if stats.error:
-                t.append(f"  │ tasks: {stats.error}", style="red")
-            else:
-                rate = sum(q.throughput_60s for q in stats.queues)
-                ready = sum(q.ready for q in stats.queues)
-                failed = sum(q.failed_1m for q in stats.queues)
-                t.append(f"  │ tasks {fmt.rate(rate)}  ready {ready}")
-                t.append(f"  failed/1m {failed}", style="red" if failed else "")
+        head = Text("prodserver-tui", style="bold")
+        parts: list[fmt.Part] = []
         if self.quitting:
-            t.append("  │ stopping… q again or Ctrl+C kills", style="bold yellow")
-        return t
+            parts.append(("stopping… q again or Ctrl+C kills", "bold yellow"))
+        parts += [
+            (f"{fmt.STATE_MARK[state]} {n} {state}", fmt.STATE_STYLE[state])
+            for state, n in counts.items()
+        ]
+        usages = [c.usage for c in children if c.usage]
+        parts.append((f"cpu {sum(u.cpu for u in usages):.1f}%", ""))
+        parts.append((f"mem {fmt.size(sum(u.rss for u in usages))}", ""))
+        stats = self.supervisor.stats
+        if stats is not None and stats.error:
+            parts.append((f"tasks: {stats.error}", "red"))
+        elif stats is not None:
+            failed = sum(q.failed_1m for q in stats.queues)
+            parts.append((f"tasks {fmt.rate(sum(q.throughput_60s for q in stats.queues))}", ""))
+            parts.append((f"ready {sum(q.ready for q in stats.queues)}", ""))
+            parts.append((f"failed/1m {failed}", "red" if failed else ""))
+        if self.settings_module:
+            parts.append((self.settings_module, "dim"))
+        parts.append((self.host, "dim"))
+        return fmt.fit(head, parts, max(20, self.size.width - 2))
 
     # -- focus ---------------------------------------------------------------------------------
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
+from rich.text import Text
+
 from tui.supervisor import State
 
 STATE_STYLE = {
@@ -53,3 +56,18 @@ def rate(per_second: float | None) -> str:
     if per_second is None:
         return "-"
     return f"{per_second:.1f}/s" if per_second < 100 else f"{per_second:.0f}/s"
+
+
+Part = tuple[str, str]  # text, style
+
+
+def fit(head: Text, parts: list[Part], width: int, gap: str = "  ") -> Text:
+    """Append parts to head on one line, leaving out whole parts that do not fit rather than
+    cutting words: at 80 columns a line loses its least useful facts, never half of one."""
+    line = head.copy()
+    line.no_wrap, line.overflow, line.end = True, "ellipsis", ""
+    for text, style in parts:
+        piece = gap + text if line.cell_len else text
+        if line.cell_len + cell_len(piece) <= width:
+            line.append(piece, style=style)
+    return line

@@ -27,7 +27,8 @@ class ProcessPane(Vertical):
     DEFAULT_CSS = """
     ProcessPane { border: round $panel-lighten-2; height: 1fr; }
     ProcessPane:focus-within { border: round $accent; }
-    ProcessPane .title, ProcessPane .stats { height: 1; width: 1fr; }
+    ProcessPane .title { height: 1; width: 1fr; }
+    ProcessPane .stats { height: auto; max-height: 3; width: 1fr; }
     ProcessPane .sparks { height: 1; }
     ProcessPane .sparks Static { width: auto; padding: 0 1 0 0; color: $text-muted; }
     ProcessPane Sparkline { width: 1fr; height: 1; margin-right: 2; }
@@ -75,69 +76,83 @@ class ProcessPane(Vertical):
             self.query_one("#rate-spark", Sparkline).data = list(self.rate_history)
 
     def update_info(self) -> None:
+        self.query_one(".sparks").display = self.child.state is not State.CONFIG_ERROR
         self.query_one(".title", Static).update(self.title_text())
         self.query_one(".stats", Static).update(self.stats_text())
 
+    @property
+    def width(self) -> int:
+        return self.content_size.width or 80
+
     def title_text(self) -> Text:
         c = self.child
-        t = Text(no_wrap=True, overflow="ellipsis")
-        t.append(f"{self.number} ", style="bold reverse")
-        t.append(f" {c.name} ", style="bold")
-        t.append(f"{c.kind}  ", style="dim")
-        t.append(f"{fmt.STATE_MARK[c.state]} {c.state}", style=fmt.STATE_STYLE[c.state])
-        if c.state is State.CONFIG_ERROR:
-            return t
-        if c.pid is not None:
-            t.append(f"  pid {c.pid}")
-        if c.started_at is not None and c.pid is not None:
-            t.append(f"  up {fmt.duration(self.clock() - c.started_at)}")
-        if c.restarts:
-            t.append(f"  ↻{c.restarts}", style="dark_orange")
-        if c.last_exit is not None:
-            code = c.last_exit.code
-            t.append(
-                f"  last exit {code}" if code is not None else f"  last sig {c.last_exit.signal}",
-                style="red" if code else "dim",
-            )
+        head = Text.assemble(
+            (f" {self.number} ", "bold reverse"),
+            (f" {c.name} ", "bold"),
+            (c.kind, "dim"),
+            "  ",
+            (f"{fmt.STATE_MARK[c.state]} {c.state}", fmt.STATE_STYLE[c.state]),
+        )
+        parts: list[fmt.Part] = []
         detail = c.detail
-        if detail and c.state in (State.STOPPING, State.BACKOFF):
-            t.append(f"  {detail}", style="yellow")
-        url = c.entry.backend.url() if c.entry.backend else None
-        if url and c.state in (State.STARTING, State.RUNNING):
-            t.append(f"  {url}", style="underline cyan")
+        if c.state is State.STOPPING:
+            parts.append((detail, "bold yellow"))
+        elif c.state is State.BACKOFF and c.next_try_at is not None:
+            parts.append((f"retry in {max(0, c.next_try_at - self.clock()):.0f}s", "yellow"))
         waiting = self.log_view.waiting
         if waiting:
-            t.append(f"  ⏸ {waiting} new (End)", style="bold yellow")
-        return t
+            parts.append((f"⏸ {waiting} new (End)", "bold yellow"))
+        if c.pid is not None:
+            parts.append((f"pid {c.pid}", ""))
+            if c.started_at is not None:
+                parts.append((f"up {fmt.duration(self.clock() - c.started_at)}", ""))
+        if c.restarts:
+            parts.append((f"↻{c.restarts}", "dark_orange"))
+        if c.last_exit is not None:
+            code = c.last_exit.code
+            text = f"last exit {code}" if code is not None else f"last signal {c.last_exit.signal}"
+            parts.append((text, "red" if code else "dim"))
+        url = c.entry.backend.url() if c.entry.backend else None
+        if url and c.state in (State.STARTING, State.RUNNING):
+            parts.append((url, "underline cyan"))
+        return fmt.fit(head, parts, self.width)
 
     def stats_text(self) -> Text:
+        """One line of system numbers; task workers get a second line of task numbers."""
         c = self.child
-        t = Text(no_wrap=True, overflow="ellipsis")
         if c.state is State.CONFIG_ERROR:
-            t.append(c.error or "", style="red")
-            return t
+            return Text(c.error or "", style="red")  # wraps on words, up to three lines
         u = c.usage
-        t.append(f"cpu {u.cpu:5.1f}%" if u else "cpu     -")
-        t.append(f"  mem {fmt.size(u.rss if u else None)}")
+        head = Text(f"cpu {u.cpu:5.1f}%" if u else "cpu     -")
+        parts: list[fmt.Part] = [(f"mem {fmt.size(u.rss if u else None)}", "")]
         if u and u.processes > 1:
-            t.append(f" ({u.processes} procs)", style="dim")
+            parts.append((f"{u.processes} procs", "dim"))
         backend = c.entry.backend
         if backend is not None:
             for knob, now in self.knobs_now().items():
                 configured = backend.configured[knob]
-                t.append(f"  {knob} {now}", style="bold" if now != configured else "")
-                if now != configured:
-                    t.append(f"/{configured}", style="dim")
-        if c.kind == "tasks":
-            tasks = c.tasks
-            if tasks is not None:
-                rate = (tasks.succeeded_1m + tasks.failed_1m) / 60
-                t.append(f"  │ {fmt.rate(rate)}  running {tasks.running}")
-                t.append(f"  failed/1m {tasks.failed_1m}", style="red" if tasks.failed_1m else "")
-            ready = self.ready_tasks()
-            if ready is not None:
-                t.append(f"  ready {ready}")
-        return t
+                if now == configured:
+                    parts.append((f"{knob} {now}", ""))
+                else:
+                    parts.append((f"{knob} {now}/{configured}", "bold"))
+        line = fmt.fit(head, parts, self.width)
+        if c.kind != "tasks":
+            return line
+        tasks = c.tasks
+        task_head = Text("tasks", style="bold")
+        task_parts: list[fmt.Part] = []
+        if tasks is not None:
+            task_parts += [
+                (fmt.rate((tasks.succeeded_1m + tasks.failed_1m) / 60), "bold"),
+                (f"running {tasks.running}", ""),
+                (f"failed/1m {tasks.failed_1m}", "red" if tasks.failed_1m else ""),
+            ]
+        ready = self.ready_tasks()
+        if ready is not None:
+            task_parts.append((f"ready {ready}", "yellow" if ready else ""))
+        if not task_parts:
+            task_parts.append(("waiting for statistics", "dim"))
+        return Text("\n").join([line, fmt.fit(task_head, task_parts, self.width)])
 
     def knobs_now(self) -> dict[str, int]:
         """Real counts where the process tree tells them, else the value asked for."""
