@@ -222,12 +222,13 @@ class LogView(ScrollView, can_focus=True):
             strips = self._strips(line, width)
             sub = row - self._offsets[index]
             strip = strips[sub] if sub < len(strips) else Strip.blank(width, style)
-            return strip.extend_cell_length(width, style)
+            return strip.apply_style(style).extend_cell_length(width, style)
         line = self.ring.at(self.ring.first_seq + row)
         if line is None:
             return Strip.blank(width, style)
         (strip,) = self._strips(line, 0)
-        return strip.crop_extend(scroll_x, scroll_x + width, style)
+        # The widget's colours under the line's own: SGR colours win, the background is ours.
+        return strip.apply_style(style).crop_extend(scroll_x, scroll_x + width, style)
 
     def _strips(self, line: Line, wrap_width: int) -> list[Strip]:
         key = (line.seq, wrap_width, self.search_term)
