@@ -100,7 +100,7 @@ async def test_scaling_live_loses_and_doubles_nothing(
     assert await sup.stop_all()
     assert_exactly_once(djproject, ran, 2000)
     used = {ids.parse(w[0]) for w in worker_ids(djproject)}
-    assert len({u.pid for u in used if u}) >= 3 and len({u.thread for u in used if u}) > 1
+    assert len({u.pid for u in used if u}) >= 2 and len({u.thread for u in used if u}) > 1
     assert sup["worker"].entry.backend.scale == {"processes": 1, "threads": 1}  # type: ignore[union-attr]
 
 
