@@ -35,6 +35,13 @@ def entry(djproject: Path, name: str, backend: str, args: Any, **extra: Any) -> 
     return built
 
 
+def gunicorn(djproject: Path, workers: int) -> tuple[Entry, int]:
+    """A real gunicorn entry of the test project on a free loopback port."""
+    port = free_port()
+    spec = {"bind": f"127.0.0.1:{port}", "workers": str(workers)}
+    return entry(djproject, "web", "django_prodserver.backends.gunicorn.GunicornServer", spec), port
+
+
 def query(djproject: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
     with sqlite3.connect(djproject.parent / "db.sqlite3", timeout=20) as conn:
         return conn.execute(sql, params).fetchall()

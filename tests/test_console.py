@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import fixture_argv
-from helpers import command, enqueue, entry, free_port, is_alive, tree, until
+from helpers import command, enqueue, gunicorn, is_alive, tree, until
 
 from tui.app import ConsoleApp
 from tui.project import Entry
@@ -119,13 +119,7 @@ async def test_second_quit_kills_what_ignores_sigterm(console: Console) -> None:
 async def test_gunicorn_workers_scale_with_plus_minus_and_dialog(
     console: Console, djproject: Path
 ) -> None:
-    port = free_port()
-    web = entry(
-        djproject,
-        "web",
-        "django_prodserver.backends.gunicorn.GunicornServer",
-        {"bind": f"127.0.0.1:{port}", "workers": "2"},
-    )
+    web, _port = gunicorn(djproject, workers=2)
     app = console(web)
     async with app.run_test(size=(160, 48)) as pilot:
         sup = app.supervisor

@@ -6,7 +6,18 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from helpers import WORKER, enqueue, entry, free_port, get, is_alive, statuses, tree, until
+from helpers import (
+    WORKER,
+    enqueue,
+    entry,
+    free_port,
+    get,
+    gunicorn,
+    is_alive,
+    statuses,
+    tree,
+    until,
+)
 
 from tui.supervisor import State, Supervisor
 
@@ -16,13 +27,7 @@ Supervise = Callable[..., Awaitable[Supervisor]]
 async def test_gunicorn_serves_counts_its_workers_and_stops_clean(
     djproject: Path, supervise: Supervise
 ) -> None:
-    port = free_port()
-    web = entry(
-        djproject,
-        "web",
-        "django_prodserver.backends.gunicorn.GunicornServer",
-        {"bind": f"127.0.0.1:{port}", "workers": "2"},
-    )
+    web, port = gunicorn(djproject, workers=2)
     sup = await supervise(web)
     child = sup["web"]
     await until(lambda: get(f"http://127.0.0.1:{port}/") == "ok", timeout=20, what="HTTP ok")
