@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +26,19 @@ def fixture_argv(name: str, *args: str) -> list[str]:
     return [sys.executable, str(FIXTURES / f"{name}.py"), *args]
 
 
-@pytest.fixture
-def djproject(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+@pytest.fixture(params=["sqlite"])
+def djproject(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """A private, migrated copy of tests/djproject: tests may write to it and run it freely."""
     project = tmp_path / "djproject"
     shutil.copytree(DJPROJECT, project, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3*"))
     monkeypatch.setenv("DJPROJECT_DB", str(tmp_path / "db.sqlite3"))
+    scratch = None
+    if request.param == "postgresql":
+        scratch = f"prodserver_test_{os.getpid()}_{next(_scratch_numbers)}"
+        _postgres(f'CREATE DATABASE "{scratch}"')
+        monkeypatch.setenv("DJPROJECT_PG", scratch)
     try:
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput"],
@@ -41,7 +50,42 @@ def djproject(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         )
     except subprocess.CalledProcessError as exc:  # show why, not just the exit code
         pytest.fail(f"djproject migrate failed:\n{exc.stdout}{exc.stderr}")
-    return project
+    yield project
+    if scratch:
+        _postgres(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+
+
+_scratch_numbers = itertools.count()
+
+
+def postgres_missing() -> str | None:
+    """Why PostgreSQL tests cannot run here, or None when a server answers on loopback."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install 'prodserver-tui[test]')"
+    try:
+        psycopg.connect(
+            host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=2
+        ).close()
+    except psycopg.Error as e:
+        return f"no PostgreSQL server answers on 127.0.0.1:5432 ({str(e).strip()[:80]})"
+    return None
+
+
+def _postgres(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(
+        host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True
+    ) as c:
+        c.execute(sql)  # type: ignore[arg-type]
+
+
+POSTGRES = pytest.param(
+    "postgresql",
+    marks=pytest.mark.skipif(bool(postgres_missing()), reason=postgres_missing() or ""),
+)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sqlite3
 import subprocess
@@ -43,6 +44,13 @@ def gunicorn(djproject: Path, workers: int) -> tuple[Entry, int]:
 
 
 def query(djproject: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    """Read the test project's database directly: SQLite, or the scratch PostgreSQL one."""
+    pg = os.environ.get("DJPROJECT_PG")
+    if pg:
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", user="postgres", dbname=pg) as conn:
+            return conn.execute(sql.replace("?", "%s"), params).fetchall()  # type: ignore[arg-type]
     with sqlite3.connect(djproject.parent / "db.sqlite3", timeout=20) as conn:
         return conn.execute(sql, params).fetchall()
 

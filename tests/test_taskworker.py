@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections import Counter
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import POSTGRES
 from helpers import WORKER, enqueue, entry, query, statuses, until
 
 from backends.taskworker import ids
@@ -35,9 +37,9 @@ def enqueue_records(djproject: Path, n: int, start: int = 0) -> Path:
 
 
 def worker_ids(djproject: Path) -> list[list[str]]:
-    import json
-
-    return [json.loads(row[0]) for row in query(djproject, f"select worker_ids from {TABLE}")]
+    """Each row's worker ids (SQLite hands back JSON text, PostgreSQL a list already)."""
+    rows = query(djproject, f"select worker_ids from {TABLE}")
+    return [ids_ if isinstance(ids_, list) else json.loads(ids_) for (ids_,) in rows]
 
 
 @pytest.fixture
@@ -64,6 +66,7 @@ def assert_exactly_once(djproject: Path, ran: Path, n: int) -> None:
 
 
 @pytest.mark.parametrize(("processes", "threads"), [(1, 1), (1, 4), (3, 2)])
+@pytest.mark.parametrize("djproject", ["sqlite", POSTGRES], indirect=True)
 async def test_every_task_runs_exactly_once(
     djproject: Path, processes: int, threads: int, run_worker: RunWorker
 ) -> None:
@@ -78,6 +81,7 @@ async def test_every_task_runs_exactly_once(
         assert len(used) > 1  # the work really was spread
 
 
+@pytest.mark.parametrize("djproject", ["sqlite", POSTGRES], indirect=True)
 async def test_scaling_live_loses_and_doubles_nothing(
     djproject: Path, run_worker: RunWorker
 ) -> None:
@@ -123,6 +127,7 @@ async def test_stop_lets_a_running_task_finish(djproject: Path, run_worker: RunW
     assert statuses(djproject) == {"SUCCESSFUL": 1}
 
 
+@pytest.mark.parametrize("djproject", ["sqlite", POSTGRES], indirect=True)
 async def test_a_killed_process_has_its_task_requeued_and_finished(
     djproject: Path, run_worker: RunWorker
 ) -> None:

@@ -34,6 +34,14 @@ DATABASES = {
         "OPTIONS": {"timeout": 20},
     }
 }
+if os.environ.get("DJPROJECT_PG"):  # a scratch PostgreSQL database made by the test itself
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ["DJPROJECT_PG"],
+        "HOST": "127.0.0.1",
+        "PORT": "5432",
+        "USER": "postgres",
+    }
 
 TASKS = {
     "default": {
