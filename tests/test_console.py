@@ -257,3 +257,19 @@ def rendered(pane: ProcessPane) -> list[str]:
     for y in range(log.size.height):
         rows.append("".join(segment.text for segment in log.render_line(y)))
     return rows
+
+
+async def test_palette_lists_every_action_of_every_process() -> None:
+    from scene import scene
+
+    from tui.commands import ProcessCommands
+
+    app = scene()
+    async with app.run_test(size=(160, 48)):
+        titles = {title for title, _run, _help in ProcessCommands(app.screen).commands()}
+    for name in ("web", "worker", "css", "api"):
+        assert {f"{name}: restart", f"{name}: stop / start", f"{name}: zoom"} <= titles
+    assert {"web: scale…", "web: workers +1", "web: workers -1"} <= titles
+    assert {"worker: threads +1", "worker: task panel"} <= titles
+    assert "css: scale…" not in titles  # a plain command has no knob
+    assert {"restart all", "help", "quit"} <= titles
