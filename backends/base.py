@@ -125,6 +125,7 @@ class Backend:
         }
         self.configured = dict(self.scale)
         self.grace = self._checked_grace(entry.get("GRACE", self.grace))
+        self.declared_url = self._checked_url(entry.get("URL"))
 
     def _checked_options(self, args: object) -> dict[str, ScalarArg]:
         if not isinstance(args, self.accepts):
@@ -154,6 +155,17 @@ class Backend:
             )
         return float(grace)
 
+    def _checked_url(self, url: object) -> str | None:
+        """``URL``: where any entry answers HTTP (``npm run dev`` on 5173), for readiness."""
+        if url is None:
+            return None
+        if not isinstance(url, str) or not url.startswith("http://"):
+            raise ConfigError(
+                f'{self.name}: URL must be an http:// address, got {url!r}; '
+                'write e.g. "URL": "http://127.0.0.1:5173"'
+            )
+        return url
+
     def _checked_extra(self, args: object) -> list[str]:
         if isinstance(args, str):
             try:
@@ -179,8 +191,12 @@ class Backend:
         raise NotImplementedError
 
     def url(self) -> str | None:
-        """Where a web server answers, for the pane's title; None for everything else."""
+        """Where a web server answers, from its own ARGS; None for everything else."""
         return None
+
+    def web_url(self) -> str | None:
+        """The address shown and probed for readiness: the entry's URL, else the server's."""
+        return self.declared_url or self.url()
 
     def notes(self) -> list[str]:
         """Lines the pane shows at each start: what the backend did with the entry."""

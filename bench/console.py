@@ -99,8 +99,9 @@ try:
         venv_program,
         workdir,
     )
-except ModuleNotFoundError:  # run as bench/console.py: bench/ itself is on sys.path
-    from output import (  # type: ignore[import-not-found,no-redef]
+except ModuleNotFoundError:  # run as bench/console.py: the repository root is not on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.output import (
         FLOOD,
         MPROCS_MISSING,
         READ_SIZE,
@@ -681,7 +682,7 @@ def verdict(ok: bool | None) -> str:
 
 
 def idle_rows(name: str, runs: list[dict[str, Idle]], helper_label: str, ours: bool) -> list[Row]:
-    rows = []
+    rows: list[Row] = []
     if not runs:
         return rows
     main = [r["main"] for r in runs]
@@ -910,8 +911,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no stray process: all {len(tracker.ever)} processes seen here are gone")
     print()
     print(table(rows))
+    print(
+        "\nvalue: median over runs (idle, ingest) or probes (latency); p95 / worst: p95 of the"
+        "\nprobes, else the worst run. Esc includes Textual's ESCDELAY (100 ms). Load average"
+        f"\nat the end: {os.getloadavg()[0]:.2f} (other work on the machine skews every number)."
+    )
     if mprocs_skip:
-        print(f"\nmprocs: {mprocs_skip}")
+        print(f"mprocs: {mprocs_skip}")
     return 0
 
 

@@ -125,6 +125,14 @@ def test_task_worker_spellings(path: str) -> None:
             "web: program 'no-such-program-here' not found",
         ),
         ({"BACKEND": "backends.command.Command", "ARGS": []}, "web: ARGS is empty"),
+        (
+            {"BACKEND": "backends.command.Command", "ARGS": ["true"], "URL": "ftp://x"},
+            "web: URL must be an http:// address, got 'ftp://x'",
+        ),
+        (
+            {"BACKEND": "backends.command.Command", "ARGS": ["true"], "GRACE": "soon"},
+            "web: GRACE must be a number of seconds above 0, got 'soon'",
+        ),
         ({"BACKEND": "backends.command.Command", "ARGS": "a 'b"}, "web: ARGS cannot be split"),
     ],
 )

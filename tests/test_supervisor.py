@@ -5,12 +5,13 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
 import pytest
 from conftest import fixture_argv
-from helpers import command, is_alive, tree, until, wait_gone
+from helpers import command, free_port, is_alive, tree, until, wait_gone
 
 import tui.supervisor as supervisor_module
 from tui.supervisor import State, Supervisor
@@ -181,3 +182,37 @@ async def test_sampler_sums_the_whole_tree(supervise: Supervise) -> None:
     usage = sup["parent"].usage
     assert usage is not None and usage.rss > 2 * 5_000_000  # two Python interpreters
     await sup.stop_all()
+
+
+async def test_a_web_entry_is_running_once_it_answers_http(supervise: Supervise) -> None:
+    port = free_port()
+    web = command(
+        "web",
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+        URL=f"http://127.0.0.1:{port}",
+    )
+    sup = await supervise(web)
+    child = sup["web"]
+    await until(lambda: child.state is State.RUNNING, what="ready")
+    assert child.ready_after is not None and child.healthy
+    ready = [t for t in texts(sup, "web", "sys") if t.startswith("-- ready in")]
+    assert ready and ready[0].endswith(f"s at http://127.0.0.1:{port}")
+    assert texts(sup, "web", "sys").index(ready[0]) < texts(sup, "web", "sys").index(
+        f"-- running: pid {child.pid}"
+    )
+
+
+async def test_a_silent_web_entry_is_reported_not_ready(
+    supervise: Supervise, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(supervisor_module, "READY_TIMEOUT", 1.0)
+    port = free_port()
+    silent = command(
+        "silent", fixture_argv("silent_port", str(port)), URL=f"http://127.0.0.1:{port}"
+    )
+    sup = await supervise(silent)
+    await until(lambda: sup["silent"].healthy is False, timeout=15, what="not ready")
+    assert sup["silent"].state is State.STARTING
+    assert f"-- not ready: nothing answers at http://127.0.0.1:{port} after 1 s" in texts(
+        sup, "silent", "sys"
+    )

@@ -27,6 +27,7 @@ import psutil
 
 from backends.base import ConfigError, Knob, Launch, positive_int
 from tui.output import Line, Ring, Sanitiser
+from tui.probe import answers, probe_address
 from tui.project import Entry
 from tui.sampler import Sampler, Usage
 
@@ -37,6 +38,8 @@ BACKOFF_FIRST = 1.0
 BACKOFF_CAP = 30.0
 BACKOFF_RESET_AFTER = 60.0  # up this long: the next crash starts the backoff from scratch
 RUNNING_AFTER = 1.0  # alive this long after start: "running" rather than "starting"
+READY_TIMEOUT = 60.0  # a web server silent this long after start is reported as not ready
+HEALTH_EVERY = 10.0  # once ready, a web server is asked again this often
 SIGNAL_SPACING = 0.05  # between two scaling signals, so the receiver sees each one
 PIPE_DRAIN = 2.0  # after the main process exits, wait this long at most for its pipes to close
 
@@ -82,6 +85,8 @@ class Child:
         self.stop_deadline: float | None = None  # time.monotonic() when SIGKILL follows
         self.usage: Usage | None = None
         self.tasks: WorkerCounts | None = None  # task workers: what its tree is running now
+        self.ready_after: float | None = None  # web servers: seconds from start to first answer
+        self.healthy: bool | None = None  # web servers: did the last request get an answer
         self._sup = supervisor
         self._transport: asyncio.SubprocessTransport | None = None
         self._exited: asyncio.Future[None] | None = None
@@ -166,8 +171,14 @@ class Child:
         self.pid = transport.get_pid()
         self.started_at = time.time()
         self._sup.watch(self.pid, self._launch)
+        self.ready_after = self.healthy = None
         self._set(State.STARTING)
-        self._timer = asyncio.get_running_loop().call_later(RUNNING_AFTER, self._mark_running)
+        url = self.entry.backend.web_url() if self.entry.backend else None
+        address = probe_address(url) if url else None
+        if address is None:
+            self._timer = asyncio.get_running_loop().call_later(RUNNING_AFTER, self._mark_running)
+        else:  # a web server is running once it answers HTTP, not after a guess
+            self._sup.spawn_task(self._watch_health(self.pid, url or "", address))
         if self._sup.output_paused:
             self.pause_output(True)
 
@@ -182,6 +193,33 @@ class Child:
                     pipe.pause_reading()
                 else:
                     pipe.resume_reading()
+
+    async def _watch_health(self, pid: int, url: str, address: tuple[str, int]) -> None:
+        """Knock until it answers (backing off while it starts), then now and then."""
+        started = time.monotonic()
+        delay = 0.1
+        warned = False
+        while self.pid == pid:
+            ok = await answers(*address)
+            if self.pid != pid:
+                return
+            if ok and self.ready_after is None:
+                self.ready_after = time.monotonic() - started
+                self.healthy = True
+                self.note(f"-- ready in {self.ready_after:.1f} s at {url}")
+                if self.state is State.STARTING:
+                    self._set(State.RUNNING)
+            elif ok != self.healthy and self.ready_after is not None:
+                self.healthy = ok
+                self.note(f"-- {'answering again' if ok else 'not answering'} at {url}")
+                self._sup.emit_state(self)
+            elif not ok and not warned and time.monotonic() - started > READY_TIMEOUT:
+                warned = True
+                self.healthy = False
+                self.note(f"-- not ready: nothing answers at {url} after {READY_TIMEOUT:.0f} s")
+                self._sup.emit_state(self)
+            delay = HEALTH_EVERY if self.ready_after is not None else min(delay * 1.5, 1.0)
+            await asyncio.sleep(delay)
 
     def _mark_running(self) -> None:
         self._timer = None
@@ -312,6 +350,7 @@ class Child:
         self.pid = None
         self.usage = None
         self.tasks = None
+        self.healthy = None
         self.stop_deadline = None
         self.last_exit = exit_
         if not self._wanted:

@@ -112,8 +112,14 @@ class ProcessPane(Vertical):
             code = c.last_exit.code
             text = f"last exit {code}" if code is not None else f"last signal {c.last_exit.signal}"
             parts.append((text, "red" if code else "dim"))
-        url = c.entry.backend.url() if c.entry.backend else None
+        url = c.entry.backend.web_url() if c.entry.backend else None
         if url and c.state in (State.STARTING, State.RUNNING):
+            if c.healthy is False:
+                parts.append(("not answering", "bold red"))
+            elif c.ready_after is not None:
+                parts.append((f"ready in {c.ready_after:.1f}s", "green"))
+            else:
+                parts.append(("waiting for HTTP", "yellow"))
             parts.append((url, "underline cyan"))
         return fmt.fit(head, parts, self.width)
 
