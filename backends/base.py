@@ -161,7 +161,7 @@ class Backend:
             return None
         if not isinstance(url, str) or not url.startswith("http://"):
             raise ConfigError(
-                f'{self.name}: URL must be an http:// address, got {url!r}; '
+                f"{self.name}: URL must be an http:// address, got {url!r}; "
                 'write e.g. "URL": "http://127.0.0.1:5173"'
             )
         return url

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from backends.base import Project
 from backends.taskstats import Failure, QueueStats, Snapshot, WorkerCounts
 from tui.app import ConsoleApp
+from tui.output import Line
 from tui.project import build_entry
 from tui.sampler import Usage
 from tui.supervisor import Exit, State, Supervisor
@@ -51,6 +52,7 @@ def scene() -> ConsoleApp:
     for child, pid, up in ((web, 4242, 754), (worker, 4250, 3720)):
         child.state, child.pid, child.started_at = State.RUNNING, pid, NOW - up
     web.usage = usage(3.2, 212, 5, 4)
+    web.ready_after, web.healthy = 0.8, True
     worker.usage = usage(41.5, 180, 3, 2)
     worker.tasks = WorkerCounts(running=3, succeeded_1m=171, failed_1m=2)
     css.state, css.restarts, css.next_try_at = State.BACKOFF, 3, 0.0
@@ -68,6 +70,13 @@ def scene() -> ConsoleApp:
         "out",
         [f'127.0.0.1 - - "GET /orders/{i} HTTP/1.1" \x1b[32m200\x1b[0m 5120' for i in range(30)],
     )
+    assert web.requests is not None
+    web.requests.count(  # in time order, as a log is: 144 requests over the last 48 s
+        [
+            Line(i, "out", f'"GET / HTTP/1.1" {s} 5', NOW - 48 + i / 3)
+            for i, s in enumerate([200] * 140 + [404] * 3 + [500])
+        ]
+    )
     worker.ring.append(
         "out",
         [
@@ -75,6 +84,7 @@ def scene() -> ConsoleApp:
             for i in range(40)
         ],
     )
+    assert web.requests is not None
     worker.ring.append(
         "out", ["host:4251:2 FAILED shop.tasks.charge 0041 in 1.20s: CardError: declined"]
     )

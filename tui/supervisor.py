@@ -29,6 +29,7 @@ from backends.base import ConfigError, Knob, Launch, positive_int
 from tui.output import Line, Ring, Sanitiser
 from tui.probe import answers, probe_address
 from tui.project import Entry
+from tui.requests import RequestCounter
 from tui.sampler import Sampler, Usage
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ class Child:
         self.tasks: WorkerCounts | None = None  # task workers: what its tree is running now
         self.ready_after: float | None = None  # web servers: seconds from start to first answer
         self.healthy: bool | None = None  # web servers: did the last request get an answer
+        web = entry.backend is not None and entry.backend.web_url() is not None
+        self.requests = RequestCounter() if web else None  # from its access log lines
         self._sup = supervisor
         self._transport: asyncio.SubprocessTransport | None = None
         self._exited: asyncio.Future[None] | None = None
@@ -537,8 +540,10 @@ class Supervisor:
     def emit_lines(self, child: Child, stream: str, lines: list[str]) -> None:
         first = child.ring.next_seq
         child.ring.append(stream, lines)
-        if self._listeners:
+        if self._listeners or child.requests is not None:
             kept = child.ring.since(first)
+            if child.requests is not None and stream != "sys":
+                child.requests.count(kept)
             for listener in self._listeners:
                 listener.on_lines(child, kept)
 

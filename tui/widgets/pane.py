@@ -141,6 +141,12 @@ class ProcessPane(Vertical):
                     parts.append((f"{knob} {now}", ""))
                 else:
                     parts.append((f"{knob} {now}/{configured}", "bold"))
+        if c.requests is not None:
+            clock = self.clock()
+            parts.append((f"req {fmt.rate(c.requests.per_second(now=clock))}", "bold"))
+            for status, n in c.requests.by_class(now=clock).items():
+                style = "red" if status == "5xx" else "yellow" if status == "4xx" else ""
+                parts.append((f"{status} {n}", style))
         line = fmt.fit(head, parts, self.width)
         if c.kind != "tasks":
             return line
