@@ -84,7 +84,6 @@ def scene() -> ConsoleApp:
             for i in range(40)
         ],
     )
-    assert web.requests is not None
     worker.ring.append(
         "out", ["host:4251:2 FAILED shop.tasks.charge 0041 in 1.20s: CardError: declined"]
     )
