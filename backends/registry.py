@@ -21,15 +21,15 @@ _PRODSERVER_PREFIXES = (
 _IMPLEMENTED = {
     "gunicorn.GunicornServer": "backends.gunicorn.GunicornServer",
     "django_tasks.DjangoTasksWorker": "backends.django_tasks.DjangoTasksWorker",
+    "uvicorn.UvicornServer": "backends.uvicorn.UvicornServer",
+    "uvicorn.UvicornWSGIServer": "backends.uvicorn.UvicornWSGIServer",
+    "granian.GranianASGIServer": "backends.granian.GranianASGIServer",
+    "granian.GranianWSGIServer": "backends.granian.GranianWSGIServer",
+    "waitress.WaitressServer": "backends.waitress.WaitressServer",
 }
 
 # Known django-prodserver backends that prodserver-tui cannot run yet.
 _PLANNED = {
-    "uvicorn.UvicornServer",
-    "uvicorn.UvicornWSGIServer",
-    "granian.GranianASGIServer",
-    "granian.GranianWSGIServer",
-    "waitress.WaitressServer",
     "celery.CeleryWorker",
     "celery.CeleryBeat",
     "django_q2.DjangoQ2Worker",

@@ -35,7 +35,7 @@ What it does
   at the default ``--interval`` (1 s, the target) and at 0.1 s (information). The database
   server's own CPU is not counted.
 
-Run from the repository root (takes about 10 minutes; ``--quick`` about 3)::
+Run from the repository root (about 11 minutes; ``--repeat 3`` about 35; ``--quick`` 3)::
 
     .venv/bin/python bench/taskworker.py
     .venv/bin/python bench/taskworker.py --quick --no-postgres

@@ -115,4 +115,6 @@ def scene() -> ConsoleApp:
         by_pid={},
         oldest_ready_wait=1.4,
     )
-    return ConsoleApp(sup, "mysite.settings", clock=lambda: NOW, start=False, host="shop-01")
+    return ConsoleApp(
+        sup, "mysite.settings", clock=lambda: NOW, start=False, host="shop-01", info_every=3600
+    )

@@ -91,6 +91,7 @@ class ConsoleApp(App[int]):
         clock: Callable[[], float] = time.time,
         start: bool = True,
         host: str | None = None,
+        info_every: float = 1.0,
     ) -> None:
         super().__init__()
         self.supervisor = supervisor
@@ -98,6 +99,7 @@ class ConsoleApp(App[int]):
         self.clock = clock
         self.start_processes = start
         self.host = host or socket.gethostname()
+        self.info_every = info_every  # numbers and sparklines; a frozen scene sets it high
         children = list(supervisor.children.values())
         self.panes = [ProcessPane(c, i + 1, clock) for i, c in enumerate(children)]
         self.process_list = ProcessList(children, clock)
@@ -119,7 +121,7 @@ class ConsoleApp(App[int]):
         self.pick(self.panes[0])
         self.reflow()
         self.set_interval(0.1, self.tick_logs)
-        self.set_interval(1.0, self.tick_info)
+        self.set_interval(self.info_every, self.tick_info)
         self.tick_info()
         loop = asyncio.get_running_loop()
         # Not possible outside the main thread (tests): there is nothing to hook then.

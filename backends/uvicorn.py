@@ -1,0 +1,115 @@
+"""uvicorn serving the project's ASGI (or WSGI) application, as django-prodserver's backends do.
+
+django-prodserver calls ``uvicorn.main.main([app, *ARGS])`` inside its own process; running
+``python -m uvicorn`` with the same arguments gives the same server as a child the console can
+signal, sample and restart. The ASGI application lookup and the URL built from host and port
+live here and are shared by the other servers that need them (granian, waitress).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from backends.base import Backend, ConfigError, Knob, Project, flags_from_dict, require_module
+from backends.gunicorn import wsgi_target
+
+
+class UvicornServer(Backend):
+    """ARGS ``{"host": ..., "port": ..., "workers": ...}`` are uvicorn's own options."""
+
+    kind = "uvicorn"
+    main_knob = "workers"
+    # uvicorn's TTIN / TTOU exist only under its multiprocess manager (started with workers > 1);
+    # a single-process uvicorn would be suspended by SIGTTIN. So workers change by a restart.
+    knobs = (Knob("workers"),)
+    # uvicorn waits for open connections without limit (no --timeout-graceful-shutdown by
+    # default): this is the only bound before SIGKILL.
+    grace = 30.0
+
+    def argv(self) -> list[str]:
+        require_module(self.name, "uvicorn", "uvicorn")
+        flags = flags_from_dict({**self.options, **self.scale})
+        return [
+            self.project.python,
+            "-m",
+            "uvicorn",
+            *self.interface(),
+            *flags,
+            *self.extra,
+            self.target(),
+        ]
+
+    def interface(self) -> list[str]:
+        """Flags that come before ARGS, so that ARGS may still override them (click: last wins)."""
+        return []
+
+    def target(self) -> str:
+        return asgi_target(self)
+
+    def url(self) -> str | None:
+        if "uds" in self.options or "fd" in self.options:
+            return None
+        return http_url(self.options.get("host") or "127.0.0.1", self.options.get("port") or 8000)
+
+
+class UvicornWSGIServer(UvicornServer):
+    """The project's WSGI application through uvicorn's (deprecated) WSGI interface."""
+
+    def interface(self) -> list[str]:
+        return ["--interface=wsgi"]
+
+    def target(self) -> str:
+        return wsgi_target(self)
+
+
+def asgi_target(backend: Backend) -> str:
+    """``ASGI_APPLICATION`` when set (Channels and Daphne use it), else the ``asgi`` module
+    that ``startproject`` writes next to the WSGI one: ``mysite.wsgi.application`` ->
+    ``mysite.asgi:application``. django-prodserver requires ASGI_APPLICATION, which plain
+    Django projects do not set.
+    """
+    settings = backend.project.settings
+    path = getattr(settings, "ASGI_APPLICATION", None)
+    if path is not None:
+        if not isinstance(path, str) or "." not in path:
+            raise ConfigError(
+                f"{backend.name}: settings.ASGI_APPLICATION = {path!r} is not a dotted path; "
+                'set it to your ASGI callable, e.g. "mysite.asgi.application"'
+            )
+        module, _, attr = path.rpartition(".")
+        return f"{module}:{attr}"
+    wsgi = getattr(settings, "WSGI_APPLICATION", None)
+    if isinstance(wsgi, str) and wsgi.count(".") >= 1:
+        package = wsgi.rpartition(".")[0].rpartition(".")[0]
+        module = f"{package}.asgi" if package else "asgi"
+        if _findable(backend.project, module):
+            return f"{module}:application"
+        missing = f"{module.replace('.', '/')}.py was not found"
+    else:
+        missing = "WSGI_APPLICATION is not set either"
+    raise ConfigError(
+        f"{backend.name}: settings.ASGI_APPLICATION is not set and {missing}; "
+        'set ASGI_APPLICATION to your ASGI callable, e.g. "mysite.asgi.application"'
+    )
+
+
+def _findable(project: Project, module: str) -> bool:
+    """Look where the child will look (its PYTHONPATH, its working folder), importing nothing;
+    then ask the import system, for projects installed as packages."""
+    relative = Path(*module.split("."))
+    for root in (*project.pythonpath, project.base_dir):
+        base = Path(root) / relative
+        if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
+            return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except Exception:  # a parent package that fails to import: not findable, say so
+        return False
+
+
+def http_url(host: object, port: object) -> str:
+    """Where a server bound to host and port answers; ``*`` means every interface."""
+    text = str(host).strip("[]")
+    text = "0.0.0.0" if text in ("", "*") else text
+    return f"http://[{text}]:{port}" if ":" in text else f"http://{text}:{port}"
