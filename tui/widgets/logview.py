@@ -129,9 +129,16 @@ class LogView(ScrollView, can_focus=True):
         self._remeasure()
 
     def on_resize(self) -> None:
+        """A pane that grows or shrinks keeps showing the newest lines when following."""
         if self.wrap:
             self._cache.clear()
             self._remeasure()
+        elif self.follow:
+            self._adjusting = True
+            try:
+                self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+            finally:
+                self._adjusting = False
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         """Scrolling up leaves follow mode, reaching the bottom again resumes it."""

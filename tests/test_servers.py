@@ -1,0 +1,356 @@
+"""uvicorn, granian and waitress: real servers on the test Django project, driven by the supervisor.
+
+Each server starts as django-prodserver would start it (same ARGS, same application), answers
+HTTP, and leaves nothing behind when stopped. Configuration mistakes become one line with the
+fix; runtime mistakes (a port in use) show the server's own error in the entry's output.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from importlib.util import find_spec
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import psutil
+import pytest
+from conftest import fixture_argv
+from helpers import command, entry, free_port, get, is_alive, tree, until
+
+from backends.base import Backend, ConfigError, Project, require_module
+from backends.granian import GranianASGIServer, GranianWSGIServer
+from backends.registry import resolve
+from backends.uvicorn import UvicornServer, UvicornWSGIServer
+from backends.waitress import WaitressServer
+from tui.project import build_entry
+from tui.supervisor import State, Supervisor
+
+Supervise = Callable[..., Awaitable[Supervisor]]
+PRODSERVER = "django_prodserver.backends."
+
+
+def _installed(module: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        find_spec(module) is None,
+        reason=f'{module} is not installed: pip install "prodserver-tui[{module}]"',
+    )
+
+
+def _host_port(port: int) -> dict[str, str]:
+    return {"host": "127.0.0.1", "port": str(port)}
+
+
+# path below django-prodserver's prefix, class, installable module, ARGS for a loopback port,
+# processes in the tree with the default scale
+SERVERS = [
+    pytest.param(
+        "uvicorn.UvicornServer", UvicornServer, _host_port, 1, marks=_installed("uvicorn")
+    ),
+    pytest.param(
+        "uvicorn.UvicornWSGIServer", UvicornWSGIServer, _host_port, 1, marks=_installed("uvicorn")
+    ),
+    pytest.param(  # django-prodserver's own name for the host; granian forks one worker
+        "granian.GranianASGIServer",
+        GranianASGIServer,
+        lambda port: {"address": "127.0.0.1", "port": str(port)},
+        2,
+        marks=_installed("granian"),
+    ),
+    pytest.param(
+        "granian.GranianWSGIServer", GranianWSGIServer, _host_port, 2, marks=_installed("granian")
+    ),
+    pytest.param(
+        "waitress.WaitressServer",
+        WaitressServer,
+        lambda port: {"listen": f"127.0.0.1:{port}", "threads": "2"},
+        1,
+        marks=_installed("waitress"),
+    ),
+]
+SERVER_IDS = ["uvicorn", "uvicorn-wsgi", "granian-asgi", "granian-wsgi", "waitress"]
+
+
+@pytest.mark.parametrize(("path", "cls", "args", "processes"), SERVERS, ids=SERVER_IDS)
+async def test_serves_and_stops_clean(
+    djproject: Path,
+    supervise: Supervise,
+    path: str,
+    cls: type[Backend],
+    args: Callable[[int], dict[str, str]],
+    processes: int,
+) -> None:
+    port = free_port()
+    web = entry(djproject, "web", PRODSERVER + path, args(port))
+    assert web.backend is not None
+    assert web.backend.url() == f"http://127.0.0.1:{port}"
+    sup = await supervise(web)
+    child = sup["web"]
+    await until(lambda: get(f"http://127.0.0.1:{port}/") == "ok", timeout=20, what="HTTP ok")
+    await until(lambda: child.state is State.RUNNING, what="ready by its probe")
+    pids = tree(child.pid or 0)
+    assert len(pids) == processes
+    assert await sup.stop_all(), "needed SIGKILL: the stop signal did not stop it gracefully"
+    assert not any(map(is_alive, pids))
+    assert get(f"http://127.0.0.1:{port}/") is None
+
+
+@pytest.mark.parametrize(
+    ("path", "cls", "args", "processes"), SERVERS[:1] + SERVERS[2:3], ids=["uvicorn", "granian"]
+)
+async def test_workers_change_by_a_restart(
+    djproject: Path,
+    supervise: Supervise,
+    path: str,
+    cls: type[Backend],
+    args: Callable[[int], dict[str, str]],
+    processes: int,
+) -> None:
+    port = free_port()
+    sup = await supervise(entry(djproject, "web", PRODSERVER + path, args(port)))
+    child = sup["web"]
+    await until(lambda: child.state is State.RUNNING, timeout=20, what="running")
+    before = tree(child.pid or 0)
+    assert await sup.scale("web", "workers", 2) is False  # not live: applied by a restart
+    assert child.restarts == 1
+    await until(lambda: child.state is State.RUNNING, timeout=20, what="running again")
+    assert get(f"http://127.0.0.1:{port}/") == "ok"
+    assert not any(map(is_alive, before))
+    assert "--workers=2" in (child.entry.launch().argv)
+    assert len(_workers(child.pid or 0)) == 2
+    after = tree(child.pid or 0)
+    assert await sup.stop_all()
+    assert not any(map(is_alive, after))
+
+
+def _workers(pid: int) -> list[psutil.Process]:
+    """uvicorn's spawned worker processes, or granian's forked ones (its own command line)."""
+    main = psutil.Process(pid)
+    children = main.children()
+    spawned = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+    return spawned or [c for c in children if c.cmdline() == main.cmdline()]
+
+
+@pytest.mark.parametrize(("path", "cls", "args", "processes"), SERVERS, ids=SERVER_IDS)
+async def test_port_in_use_is_its_own_error_line(
+    djproject: Path,
+    supervise: Supervise,
+    path: str,
+    cls: type[Backend],
+    args: Callable[[int], dict[str, str]],
+    processes: int,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        web = entry(djproject, "web", PRODSERVER + path, args(port))
+        other = command("other", fixture_argv("chatty", "5"))
+        sup = await supervise(web, other)
+        child = sup["web"]
+
+        def said() -> bool:
+            return any("address already in use" in line.text.lower() for line in lines(child))
+
+        await until(said, timeout=20, what="the server's own error line")
+        await until(lambda: child.last_exit is not None, what="the failed start's exit")
+        assert child.last_exit is not None and child.last_exit.code != 0
+        await until(lambda: sup["other"].state is State.RUNNING, what="the other entry running")
+        other_pid = sup["other"].pid
+        await until(lambda: child.restarts >= 1, timeout=10, what="a retry")
+        assert sup["other"].state is State.RUNNING
+        assert sup["other"].pid == other_pid  # untouched by its neighbour's failures
+
+
+def lines(child: Any) -> list[Any]:
+    return list(child.ring.since(0))
+
+
+@_installed("waitress")
+async def test_waitress_bad_option_fails_with_its_exit_code(
+    djproject: Path, supervise: Supervise
+) -> None:
+    """``python -m waitress`` would exit 0 here; the launcher keeps waitress-serve's code."""
+    web = entry(djproject, "web", PRODSERVER + "waitress.WaitressServer", {"bogus": None})
+    sup = await supervise(web)
+    child = sup["web"]
+    await until(lambda: child.last_exit is not None, timeout=10, what="exit")
+    assert child.last_exit is not None and child.last_exit.code == 1
+    assert any("option --bogus not recognized" in line.text for line in lines(child))
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("short", "cls"),
+    [
+        ("uvicorn.UvicornServer", UvicornServer),
+        ("uvicorn.UvicornWSGIServer", UvicornWSGIServer),
+        ("granian.GranianASGIServer", GranianASGIServer),
+        ("granian.GranianWSGIServer", GranianWSGIServer),
+        ("waitress.WaitressServer", WaitressServer),
+    ],
+)
+@pytest.mark.parametrize("prefix", [PRODSERVER, PRODSERVER + "servers."], ids=["2.x", "3.x"])
+def test_both_spellings_resolve(prefix: str, short: str, cls: type[Backend]) -> None:
+    assert resolve("web", prefix + short) is cls
+
+
+def test_require_module_names_the_extra() -> None:
+    with pytest.raises(ConfigError) as e:
+        require_module("web", "prodserver_tui_no_such_server", "uvicorn")
+    assert str(e.value) == (
+        "web: prodserver_tui_no_such_server is not installed; "
+        'run: pip install "prodserver-tui[uvicorn]"'
+    )
+
+
+@pytest.mark.parametrize(
+    ("short", "module"),
+    [
+        ("uvicorn.UvicornServer", "uvicorn"),
+        ("uvicorn.UvicornWSGIServer", "uvicorn"),
+        ("granian.GranianASGIServer", "granian"),
+        ("granian.GranianWSGIServer", "granian"),
+        ("waitress.WaitressServer", "waitress"),
+    ],
+)
+def test_missing_server_is_an_install_hint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, short: str, module: str
+) -> None:
+    """``sys.modules[name] = None`` is Python's own way to make a module unimportable."""
+    monkeypatch.setitem(sys.modules, module, None)
+    built = build_entry("web", {"BACKEND": PRODSERVER + short}, _project(tmp_path))
+    assert built.error == (
+        f'web: {module} is not installed; run: pip install "prodserver-tui[{module}]"'
+    )
+
+
+def _project(root: Path, **settings: Any) -> Project:
+    settings.setdefault("WSGI_APPLICATION", "mysite.wsgi.application")
+    return Project("mysite.settings", str(root), (str(root),), SimpleNamespace(**settings))
+
+
+def _argv(cls: type[Backend], project: Project, args: object = None) -> list[str]:
+    return cls("web", {"ARGS": {} if args is None else args}, project).argv()
+
+
+@pytest.mark.parametrize("cls", [UvicornServer, GranianASGIServer])
+def test_asgi_application_from_settings_or_next_to_wsgi(
+    tmp_path: Path, cls: type[Backend]
+) -> None:
+    explicit = _project(tmp_path, ASGI_APPLICATION="mysite.routing.app")
+    assert _argv(cls, explicit)[-1] == "mysite.routing:app"
+    (tmp_path / "mysite").mkdir()
+    (tmp_path / "mysite" / "asgi.py").write_text("application = None\n")
+    assert _argv(cls, _project(tmp_path))[-1] == "mysite.asgi:application"
+
+
+@pytest.mark.parametrize(
+    ("settings", "why"),
+    [
+        ({}, "mysite/asgi.py was not found"),
+        ({"WSGI_APPLICATION": None}, "WSGI_APPLICATION is not set either"),
+    ],
+)
+@pytest.mark.parametrize("cls", [UvicornServer, GranianASGIServer])
+def test_no_asgi_application_says_how_to_set_it(
+    tmp_path: Path, cls: type[Backend], settings: dict[str, Any], why: str
+) -> None:
+    with pytest.raises(ConfigError) as e:
+        _argv(cls, _project(tmp_path, **settings))
+    assert str(e.value) == (
+        f"web: settings.ASGI_APPLICATION is not set and {why}; "
+        'set ASGI_APPLICATION to your ASGI callable, e.g. "mysite.asgi.application"'
+    )
+
+
+def test_wsgi_servers_use_wsgi_application(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    uvicorn = _argv(UvicornWSGIServer, project, {"interface": "asgi3"})
+    assert uvicorn[3:] == ["--interface=wsgi", "--interface=asgi3", "--workers=1", _WSGI]
+    assert _argv(GranianWSGIServer, project)[-2:] == ["--interface=wsgi", _WSGI]
+    assert _argv(WaitressServer, project)[-2:] == ["--threads=4", _WSGI]
+
+
+_WSGI = "mysite.wsgi:application"
+
+
+def test_granian_reads_args_as_django_prodserver_does(tmp_path: Path) -> None:
+    args = {
+        "address": "0.0.0.0",
+        "port": "9000",
+        "threads": "2",
+        "runtime_threads": "3",
+        "log-access": "True",
+        "websockets": "false",
+        "reload": None,
+        "ssl_cert": "c.pem",
+        "workers": "3",
+    }
+    server = GranianASGIServer("web", {"ARGS": args}, _project(tmp_path, ASGI_APPLICATION="a.b"))
+    assert server.argv()[3:] == [
+        "--host=0.0.0.0",
+        "--port=9000",
+        "--blocking-threads=2",
+        "--runtime-threads=3",
+        "--access-log",
+        "--no-ws",
+        "--reload",
+        "--ssl-certificate=c.pem",
+        "--workers=3",
+        "--interface=asgi",
+        "a:b",
+    ]
+    assert server.url() == "http://0.0.0.0:9000"
+    assert server.scale == {"workers": 3}
+    assert server.notes() == [
+        "ARGS in django-prodserver's names: address -> --host, threads -> --blocking-threads, "
+        "log-access -> --access-log, websockets -> --no-ws, reload -> --reload, "
+        "ssl_cert -> --ssl-certificate"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cls", "args", "url"),
+    [
+        (UvicornServer, {}, "http://127.0.0.1:8000"),
+        (UvicornServer, {"host": "::1", "port": "9000"}, "http://[::1]:9000"),
+        (UvicornServer, {"uds": "/run/web.sock"}, None),
+        (GranianWSGIServer, {}, "http://127.0.0.1:8000"),
+        (GranianWSGIServer, {"host": "0.0.0.0", "port": 80}, "http://0.0.0.0:80"),
+        (GranianWSGIServer, {"uds": "/run/web.sock"}, None),
+        (WaitressServer, {}, "http://0.0.0.0:8080"),
+        (WaitressServer, {"host": "127.0.0.1", "port": "9000"}, "http://127.0.0.1:9000"),
+        (WaitressServer, {"listen": "*:9000"}, "http://0.0.0.0:9000"),
+        (WaitressServer, {"listen": "[::1]:9000 127.0.0.1:9001"}, "http://[::1]:9000"),
+        (WaitressServer, {"unix-socket": "/run/web.sock"}, None),
+    ],
+)
+def test_url_from_the_servers_own_args(
+    tmp_path: Path, cls: type[Backend], args: dict[str, Any], url: str | None
+) -> None:
+    assert cls("web", {"ARGS": args}, _project(tmp_path)).url() == url
+
+
+@pytest.mark.parametrize(
+    ("cls", "knob", "default", "grace"),
+    [
+        (UvicornServer, "workers", 1, 30.0),
+        (GranianASGIServer, "workers", 1, 30.0),
+        (WaitressServer, "threads", 4, 10.0),
+    ],
+)
+def test_knobs_restart_and_stop_with_sigterm(
+    tmp_path: Path, cls: type[Backend], knob: str, default: int, grace: float
+) -> None:
+    server = cls("web", {"ARGS": {}}, _project(tmp_path, ASGI_APPLICATION="a.b"))
+    assert server.main_knob == knob
+    assert not server.knob(knob).live
+    assert server.scale == {knob: default}
+    launch = server.launch()
+    assert (launch.stop_signal, launch.grace) == (signal.SIGTERM, grace)
