@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import pytest
 from conftest import fixture_argv
-from helpers import command, entry, free_port, get, is_alive, tree, until
+from helpers import command, entry, free_port, get, tree, until, wait_gone
 
 from backends.base import Backend, ConfigError, Project, require_module
 from backends.granian import GranianASGIServer, GranianWSGIServer
@@ -94,7 +94,7 @@ async def test_serves_and_stops_clean(
     pids = tree(child.pid or 0)
     assert len(pids) == processes
     assert await sup.stop_all(), "needed SIGKILL: the stop signal did not stop it gracefully"
-    assert not any(map(is_alive, pids))
+    assert wait_gone(pids, timeout=2) == []  # the last ones may still be exiting
     assert get(f"http://127.0.0.1:{port}/") is None
 
 
@@ -118,12 +118,12 @@ async def test_workers_change_by_a_restart(
     assert child.restarts == 1
     await until(lambda: child.state is State.RUNNING, timeout=20, what="running again")
     assert get(f"http://127.0.0.1:{port}/") == "ok"
-    assert not any(map(is_alive, before))
+    assert wait_gone(before, timeout=2) == []
     assert "--workers=2" in (child.entry.launch().argv)
     assert len(_workers(child.pid or 0)) == 2
     after = tree(child.pid or 0)
     assert await sup.stop_all()
-    assert not any(map(is_alive, after))
+    assert wait_gone(after, timeout=2) == []
 
 
 def _workers(pid: int) -> list[psutil.Process]:

@@ -1,9 +1,9 @@
-"""One worker process: ``threads`` django-tasks-db Worker loops, scaled by its master.
+"""One worker process: ``threads`` task loops, scaled by its master.
 
-Each thread runs django-tasks-db's own ``Worker`` (its claiming transaction, its status
-updates), so this adds concurrency, not a queue protocol. The master sends ``threads N``
-lines on stdin; a retired thread finishes its current task first. SIGTERM drains every
-thread; stdin closing (the master died) drains too, so no worker outlives its master.
+Each thread claims and runs tasks with django-tasks-db's own code (see worker.py), so this
+adds concurrency, not a queue protocol. The master sends ``threads N`` lines on stdin; a
+retired thread finishes its current task first. SIGTERM drains every thread; stdin closing
+(the master died) drains too, so no worker outlives its master.
 """
 
 from __future__ import annotations
@@ -15,9 +15,13 @@ import sys
 import threading
 import time
 import traceback
+from typing import TYPE_CHECKING
 
 from backends.taskworker import ids
 from backends.taskworker.setup import log, setup_django, setup_logging
+
+if TYPE_CHECKING:
+    from backends.taskworker.worker import TaskLoop
 
 RESTART_DELAY = 2.0  # a thread that crashed (database down) is restarted after this
 
@@ -42,6 +46,7 @@ class Pool:
         self.next_number = 1
         self.draining = threading.Event()
         self.lock = threading.RLock()  # the SIGTERM handler may run while it is held
+        self.idle: list[TaskLoop] = []  # threads waiting for work, longest waiting first
 
     def listen(self, stream: object) -> None:
         for line in stream:  # type: ignore[attr-defined]
@@ -73,6 +78,24 @@ class Pool:
         self.threads[number] = loop
         loop.thread.start()
 
+    def idle_wait(self, worker: TaskLoop) -> None:
+        """Idle threads take turns: each waits the interval times the number of idle threads,
+        so the process polls about once per interval however many threads it has."""
+        with self.lock:
+            self.idle.append(worker)
+            turns = len(self.idle)
+        worker.wake.wait(self.options.interval * turns)
+        worker.wake.clear()
+        with self.lock:
+            if worker in self.idle:
+                self.idle.remove(worker)
+
+    def found(self) -> None:
+        """There is work: wake the longest-waiting idle thread to claim right away."""
+        with self.lock:
+            if self.idle:
+                self.idle.pop(0).wake.set()
+
     def drain(self) -> None:
         if self.draining.is_set():
             return
@@ -103,16 +126,18 @@ class Pool:
 
 
 class Loop:
-    """A thread running one django-tasks-db Worker under its own worker id."""
+    """A thread running one task loop under its own worker id."""
 
     def __init__(self, pool: Pool, number: int) -> None:
-        from backends.taskworker.worker import TracedWorker
+        from backends.taskworker.worker import TaskLoop
 
         o = pool.options
         self.number = number
         self.retiring = False
         self.crashed = False
-        self.worker = TracedWorker(
+        self.worker = TaskLoop(
+            idle_wait=pool.idle_wait,
+            found=pool.found,
             queue_names=o.queue_name.split(","),
             interval=o.interval,
             batch=o.batch,
@@ -126,7 +151,7 @@ class Loop:
 
     def retire(self) -> None:
         self.retiring = True
-        self.worker.running = False
+        self.worker.stop()
 
     def _run(self) -> None:
         from django.db import connections
