@@ -79,20 +79,22 @@ def positive_int(entry: str, knob: str, value: object) -> int:
 
 @dataclass(frozen=True)
 class Knob:
-    """A scaling knob: its ARGS option, its default, and the signals that move it live by one.
+    """A scaling knob: its ARGS option, its default, and how it changes while running.
 
-    Signals go to the main process only (gunicorn's TTIN / TTOU convention). A knob without
-    signals changes by a graceful restart with the new value.
+    Either signals that move it by one, sent to the main process only (gunicorn's TTIN / TTOU
+    convention), or a command the backend builds (``scale_argv``, e.g. Celery's remote
+    control). A knob with neither changes by a graceful restart with the new value.
     """
 
     name: str
     default: int = 1
     up: signal.Signals | None = None
     down: signal.Signals | None = None
+    by_command: bool = False
 
     @property
     def live(self) -> bool:
-        return self.up is not None and self.down is not None
+        return (self.up is not None and self.down is not None) or self.by_command
 
 
 class Backend:
@@ -188,6 +190,10 @@ class Backend:
         raise ConfigError(f"{self.name}: {self.kind} has no knob {name!r}; its knobs: {known}")
 
     def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def scale_argv(self, knob: str, before: int, wanted: int, pid: int) -> list[str]:
+        """For ``by_command`` knobs: the command that changes the running process's knob."""
         raise NotImplementedError
 
     def url(self) -> str | None:

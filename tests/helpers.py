@@ -17,7 +17,8 @@ from typing import Any
 
 import psutil
 
-from backends.base import Project
+from backends.base import Knob, Project
+from backends.command import Command
 from tui.project import Entry, build_entry
 
 WORKER = "django_prodserver.backends.django_tasks.DjangoTasksWorker"
@@ -130,3 +131,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class ScaledByCommand(Command):
+    """A real backend whose knob changes by running a command, as Celery's pool does."""
+
+    knobs = (Knob("size", by_command=True),)
+
+    def scale_argv(self, knob: str, before: int, wanted: int, pid: int) -> list[str]:
+        return [sys.executable, "-c", f"print('{knob} of {pid}: {before} -> {wanted}')"]

@@ -240,9 +240,7 @@ def _argv(cls: type[Backend], project: Project, args: object = None) -> list[str
 
 
 @pytest.mark.parametrize("cls", [UvicornServer, GranianASGIServer])
-def test_asgi_application_from_settings_or_next_to_wsgi(
-    tmp_path: Path, cls: type[Backend]
-) -> None:
+def test_asgi_application_from_settings_or_next_to_wsgi(tmp_path: Path, cls: type[Backend]) -> None:
     explicit = _project(tmp_path, ASGI_APPLICATION="mysite.routing.app")
     assert _argv(cls, explicit)[-1] == "mysite.routing:app"
     (tmp_path / "mysite").mkdir()

@@ -216,3 +216,17 @@ async def test_a_silent_web_entry_is_reported_not_ready(
     assert f"-- not ready: nothing answers at http://127.0.0.1:{port} after 1 s" in texts(
         sup, "silent", "sys"
     )
+
+
+async def test_a_knob_can_be_scaled_by_a_command(supervise: Supervise) -> None:
+    spec = {"BACKEND": "helpers.ScaledByCommand", "ARGS": fixture_argv("chatty")}
+    from backends.base import Project
+    from tui.project import build_entry
+
+    entry = build_entry("pool", spec, Project("s", "/tmp", settings=None))
+    assert entry.error is None, entry.error
+    sup = await supervise(entry)
+    await until(lambda: sup["pool"].state is State.RUNNING, what="running")
+    assert await sup.scale("pool", "size", 3)
+    assert f"   size of {sup['pool'].pid}: 1 -> 3" in texts(sup, "pool", "sys")
+    assert sup["pool"].entry.backend.scale["size"] == 3  # type: ignore[union-attr]

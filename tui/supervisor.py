@@ -288,6 +288,8 @@ class Child:
             return False
         if self.state is State.STARTING:
             await self._sup.wait_for(lambda: self.state is not State.STARTING)
+        if knob.by_command:
+            return await self._scale_by_command(knob, before, wanted)
         sig = knob.up if wanted > before else knob.down
         async with self._signalling:  # two quick scales must not send their signals together
             for _ in range(abs(wanted - before)):
@@ -296,6 +298,27 @@ class Child:
                 os.kill(self.pid, sig)  # type: ignore[arg-type]
                 await asyncio.sleep(SIGNAL_SPACING)
         return True
+
+    async def _scale_by_command(self, knob: Knob, before: int, wanted: int) -> bool:
+        """Run the backend's scaling command; its output goes into this process's log."""
+        backend = self.entry.backend
+        if backend is None or self.pid is None:
+            return False
+        argv = backend.scale_argv(knob.name, before, wanted, self.pid)
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=self._launch.cwd,
+            env={**os.environ, **self._launch.env},
+        )
+        output, _ = await proc.communicate()
+        lines = Sanitiser().feed(output + b"\n")
+        self._sup.emit_lines(self, "sys", [f"   {line}" for line in lines if line.strip()])
+        if proc.returncode:
+            self.note(f"-- scale {knob.name} failed (exit {proc.returncode})")
+        return proc.returncode == 0
 
     def _time_left(self) -> float:
         return max(0.0, (self.stop_deadline or 0.0) - time.monotonic())
