@@ -26,12 +26,12 @@ _IMPLEMENTED = {
     "granian.GranianASGIServer": "backends.granian.GranianASGIServer",
     "granian.GranianWSGIServer": "backends.granian.GranianWSGIServer",
     "waitress.WaitressServer": "backends.waitress.WaitressServer",
+    "celery.CeleryWorker": "backends.celery.CeleryWorker",
+    "celery.CeleryBeat": "backends.celery.CeleryBeat",
 }
 
 # Known django-prodserver backends that prodserver-tui cannot run yet.
 _PLANNED = {
-    "celery.CeleryWorker",
-    "celery.CeleryBeat",
     "django_q2.DjangoQ2Worker",
 }
 

@@ -32,7 +32,7 @@ from tui.output import Line
 from tui.supervisor import Child, State, Supervisor
 from tui.widgets.dialogs import ConfirmScreen, HelpScreen, ScaleScreen
 from tui.widgets.logview import LogView
-from tui.widgets.pane import ProcessPane
+from tui.widgets.pane import ProcessPane, show
 from tui.widgets.proclist import ProcessList
 from tui.widgets.taskpanel import TaskPanel
 
@@ -175,7 +175,7 @@ class ConsoleApp(App[int]):
             pane.sample()
             pane.update_info()
         self.process_list.refresh()
-        self.query_one("#header", Static).update(self.header_text())
+        show(self.query_one("#header", Static), self.header_text())
 
     def header_text(self) -> Text:
         """Most useful first: states and totals survive a narrow terminal, names go first."""

@@ -36,8 +36,9 @@ class Sampler:
         """Blocking (reads /proc): call it from a thread."""
         usage = {}
         live: set[int] = set()
+        children = children_map()  # one scan of /proc for every entry, not one each
         for name, pid in roots.items():
-            tree = self._tree(pid)
+            tree = self._tree(pid, children)
             live.update(p.pid for p in tree)
             usage[name] = _measure(tree, pid)
         with self._lock:
@@ -46,7 +47,7 @@ class Sampler:
 
     def descendants(self, pid: int) -> list[psutil.Process]:
         """Every descendant of ``pid`` alive now, including ones seen earlier that left its tree."""
-        found = set(self._children(pid))
+        found = set(self._children(pid, children_map()))
         with self._lock:
             found |= self._trees.get(pid, set())
         return [p for p in found if _running(p)]
@@ -59,11 +60,11 @@ class Sampler:
             self._cache.pop(pid, None)
         return found
 
-    def _tree(self, pid: int) -> list[psutil.Process]:
+    def _tree(self, pid: int, children_of: dict[int, list[int]]) -> list[psutil.Process]:
         root = self._process(pid)
         if root is None:
             return []
-        children = [self._process(c.pid) or c for c in self._children(pid)]
+        children = self._children(pid, children_of)
         with self._lock:
             seen = self._trees.setdefault(pid, set())
             seen.update(children)
@@ -84,12 +85,28 @@ class Sampler:
             self._cache[pid] = proc
         return proc
 
-    @staticmethod
-    def _children(pid: int) -> list[psutil.Process]:
-        try:
-            return psutil.Process(pid).children(recursive=True)
-        except psutil.Error:
-            return []
+    def _children(self, pid: int, children_of: dict[int, list[int]]) -> list[psutil.Process]:
+        found = (self._process(child) for child in descendant_pids(pid, children_of))
+        return [proc for proc in found if proc is not None]
+
+
+def children_map() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from one pass over /proc (psutil's ``children`` makes one
+    pass per call, which for every entry every second was most of the console's idle cost)."""
+    children: dict[int, list[int]] = {}
+    for proc in psutil.process_iter(["ppid"]):
+        children.setdefault(proc.info["ppid"], []).append(proc.pid)
+    return children
+
+
+def descendant_pids(pid: int, children_of: dict[int, list[int]]) -> list[int]:
+    found: list[int] = []
+    todo = list(children_of.get(pid, ()))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children_of.get(child, ()))
+    return found
 
 
 def _running(proc: psutil.Process) -> bool:

@@ -21,6 +21,8 @@ import time
 
 import psutil
 
+from tui.sampler import children_map, descendant_pids
+
 Key = tuple[int, float]  # pid, create_time: a pid alone may be reused by an unrelated program
 
 
@@ -34,15 +36,11 @@ def _alive(key: Key) -> psutil.Process | None:
 
 def _refresh(roots: set[Key], seen: set[Key]) -> None:
     """Remember descendants now, because once the console dies they are re-parented away."""
-    for root in list(roots):
-        proc = _alive(root)
-        if proc is None:
-            continue
-        try:
-            for child in proc.children(recursive=True):
-                seen.add((child.pid, child.create_time()))
-        except psutil.Error:
-            pass
+    children = children_map()
+    for root in roots:
+        for pid in descendant_pids(root[0], children):
+            with contextlib.suppress(psutil.Error):
+                seen.add((pid, psutil.Process(pid).create_time()))
 
 
 def _stop(roots: dict[Key, tuple[int, float]], seen: set[Key]) -> None:

@@ -17,7 +17,8 @@ from backends.base import Backend
 
 class Dialog(ModalScreen[object]):
     DEFAULT_CSS = """
-    Dialog { align: center middle; }
+    /* Opaque: a see-through modal makes every redraw below blend the whole screen. */
+    Dialog { align: center middle; background: $background; }
     Dialog > Vertical {
         width: auto; min-width: 50; max-width: 90%; height: auto; max-height: 90%;
         border: thick $accent; background: $surface; padding: 1 2;
@@ -31,7 +32,10 @@ class Dialog(ModalScreen[object]):
 class HelpScreen(Dialog):
     """Every key, from the app's own bindings, so the help never drifts from the truth."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("question_mark", "dismiss(None)", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "dismiss(None)", "Close"),
+        Binding("q", "app.quit", "Quit"),
+    ]
 
     def __init__(self, keys: list[tuple[str, str]]) -> None:
         super().__init__()

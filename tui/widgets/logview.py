@@ -40,6 +40,13 @@ def plain(text: str) -> str:
     return _SGR.sub("", text).expandtabs()
 
 
+def cells(text: str) -> int:
+    """Cells a line takes; most lines are plain ASCII, measured without any work."""
+    if text.isascii() and "\x1b" not in text and "\t" not in text:
+        return len(text)
+    return cell_len(plain(text))
+
+
 class LogView(ScrollView, can_focus=True):
     DEFAULT_CSS = """
     LogView { background: $surface; overflow-y: scroll; overflow-x: auto; }
@@ -99,7 +106,7 @@ class LogView(ScrollView, can_focus=True):
         return rows
 
     def _measure(self, lines: list[Line]) -> None:
-        widths = [cell_len(plain(line.text)) + 2 for line in lines]
+        widths = [cells(line.text) + 2 for line in lines]
         if widths:
             self._widest = max(self._widest, *widths)
         if self.wrap:

@@ -23,6 +23,15 @@ from tui.widgets.logview import LogView
 HISTORY = 120  # samples kept for the sparklines: two minutes at one a second
 
 
+def show(widget: Static, text: Text) -> None:
+    """Update a Static only when its text changed; relayout only when its height did."""
+    before = widget.content
+    if isinstance(before, Text) and before == text:
+        return
+    lines = text.plain.count("\n")
+    widget.update(text, layout=not isinstance(before, Text) or before.plain.count("\n") != lines)
+
+
 class ProcessPane(Vertical):
     DEFAULT_CSS = """
     ProcessPane { border: round $panel-lighten-2; height: 1fr; }
@@ -76,9 +85,11 @@ class ProcessPane(Vertical):
             self.query_one("#rate-spark", Sparkline).data = list(self.rate_history)
 
     def update_info(self) -> None:
+        """Redraw the title and stats lines, and only what changed: an idle console must
+        not relayout the screen every second (that alone cost 2 % of a core)."""
         self.query_one(".sparks").display = self.child.state is not State.CONFIG_ERROR
-        self.query_one(".title", Static).update(self.title_text())
-        self.query_one(".stats", Static).update(self.stats_text())
+        show(self.query_one(".title", Static), self.title_text())
+        show(self.query_one(".stats", Static), self.stats_text())
 
     @property
     def width(self) -> int:

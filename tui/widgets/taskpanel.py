@@ -6,7 +6,7 @@ are read from the database in a thread when the panel needs them, never on the e
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -15,10 +15,12 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label, Static
 
-from backends.taskworker.recovery import StuckTask
 from tui import format as fmt
 from tui.supervisor import Supervisor
 from tui.widgets.dialogs import Dialog
+
+if TYPE_CHECKING:  # importing it loads the Django ORM: only when the panel needs it
+    from backends.taskworker.recovery import StuckTask
 
 
 def _seconds(value: float | None) -> str:
@@ -33,6 +35,7 @@ class TaskPanel(Dialog):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("t", "dismiss(None)", "Close"),
+        Binding("q", "app.quit", "Quit"),
         Binding("e", "requeue", "Requeue stuck"),
         Binding("f", "fail", "Mark stuck failed"),
     ]

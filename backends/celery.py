@@ -1,0 +1,195 @@
+"""Celery worker and beat, as django-prodserver's ``CeleryWorker`` / ``CeleryBeat`` run them.
+
+django-prodserver imports the entry's ``APP`` (``"mysite.celery.app"``) and calls
+``app.start(argv=["worker", *ARGS])``: the same as ``celery --app=APP worker ARGS``, which is
+what the child runs here (Celery's ``--app`` takes that dotted form and ``mysite.celery:app``).
+
+Where this differs from a bare ``celery worker``, and why:
+
+- The pool size (``concurrency``) is always passed, so the console shows the real number:
+  ARGS, else ``CELERY_WORKER_CONCURRENCY`` from settings, else the CPU count (Celery's own
+  default). It changes live by ``celery control pool_grow`` / ``pool_shrink`` sent to this
+  worker only, which needs a node name known in advance: ``<entry name>@<host>`` unless ARGS
+  sets ``hostname``.
+- The stop signal is SIGINT, not SIGTERM. The supervisor signals the whole tree, and Celery's
+  pool processes reset SIGTERM to its default, so a tree-wide SIGTERM kills running tasks
+  (WorkerLostError); pool processes ignore SIGINT, and the main process takes it as a warm
+  shutdown: it stops taking tasks and waits for the running ones.
+- ``loglevel`` defaults to INFO: at Celery's WARNING the pane stays silent after the banner.
+- Beat keeps its schedule file in the user's state folder, not in the project.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from backends.base import (
+    Backend,
+    ConfigError,
+    Knob,
+    Project,
+    ScalarArg,
+    flags_from_dict,
+    positive_int,
+    require_module,
+)
+
+# Short flags a raw ARGS list may use for the options read here.
+_SHORT = {"concurrency": "-c", "hostname": "-n", "pool": "-P", "loglevel": "-l", "schedule": "-s"}
+_FIXED_POOLS = {"solo", "threads"}  # pools without grow / shrink
+
+
+class _Celery(Backend):
+    """What worker and beat share: the APP key, ARGS as options, ``python -m celery``."""
+
+    command: ClassVar[str]
+    reads: ClassVar[tuple[str, ...]]  # options looked for in a raw ARGS list as well
+
+    def __init__(self, name: str, entry: Mapping[str, Any], project: Project) -> None:
+        super().__init__(name, entry, project)
+        app = entry.get("APP")
+        if not isinstance(app, str) or not app.strip():
+            raise ConfigError(
+                f'{name}: APP is missing; name the Celery app in the entry, e.g. "APP": '
+                '"mysite.celery.app"'
+            )
+        self.app = app.strip()
+        # Celery's options are all spelled with dashes; settings often use underscores.
+        self.options = {k.replace("_", "-"): v for k, v in self.options.items()}
+        self.extra, found = _take(self.extra, self.reads)
+        self.options.update(found)
+        if "detach" in self.options or {"-D", "--detach"} & set(self.extra):
+            raise ConfigError(f"{name}: ARGS detach takes Celery out of the console; remove it")
+
+    def argv(self) -> list[str]:
+        require_module(self.name, "celery", "celery")
+        flags = flags_from_dict({"loglevel": "INFO", **self.options, **self.fixed()})
+        celery = [self.project.python, "-m", "celery", f"--app={self.app}"]
+        return [*celery, self.command, *flags, *self.extra]
+
+    def fixed(self) -> dict[str, ScalarArg]:
+        """Options set by the backend on top of ARGS."""
+        return {}
+
+
+class CeleryWorker(_Celery):
+    kind = "celery"
+    command = "worker"
+    reads = ("concurrency", "hostname", "pool", "autoscale", "loglevel")
+    main_knob = "concurrency"
+    knobs = (Knob("concurrency", default=os.cpu_count() or 2, by_command=True),)
+    stop_signal = signal.SIGINT
+    grace = 30.0  # the warm shutdown waits for running tasks; longer ones die after this
+
+    def __init__(self, name: str, entry: Mapping[str, Any], project: Project) -> None:
+        super().__init__(name, entry, project)
+        given = self.options.pop("concurrency", None)
+        if given is None:
+            given = getattr(project.settings, "CELERY_WORKER_CONCURRENCY", None)
+            given = given if isinstance(given, int) and not isinstance(given, bool) else None
+        if given is not None:
+            self.scale["concurrency"] = positive_int(name, "concurrency", given)
+            self.configured = dict(self.scale)
+
+    @property
+    def nodename(self) -> str:
+        """What Celery calls this worker, expanded here so ``--destination`` can name it."""
+        return expand_nodename(str(self.options.get("hostname") or f"{self.name}@%h"))
+
+    def fixed(self) -> dict[str, ScalarArg]:
+        return {**self.scale, "hostname": self.nodename}
+
+    def notes(self) -> list[str]:
+        return [f"node {self.nodename}"]
+
+    def scale_argv(self, knob: str, before: int, wanted: int, pid: int) -> list[str]:
+        pool = str(self.options.get("pool") or "prefork")
+        if "autoscale" in self.options or pool in _FIXED_POOLS:
+            why = "autoscale sizes the pool" if "autoscale" in self.options else f"{pool} pool"
+            raise ConfigError(
+                f"{self.name}: {knob} cannot change while it runs ({why}); "
+                f"restart {self.name} to apply {wanted}"
+            )
+        verb = "pool_grow" if wanted > before else "pool_shrink"
+        celery = [self.project.python, "-m", "celery", f"--app={self.app}"]
+        return [
+            *celery,
+            "control",
+            verb,
+            str(abs(wanted - before)),
+            f"--destination={self.nodename}",
+        ]
+
+
+class CeleryBeat(_Celery):
+    """The scheduler: one process, nothing to scale; SIGTERM makes it save its schedule."""
+
+    kind = "beat"
+    command = "beat"
+    reads = ("loglevel", "schedule")
+    grace = 10.0
+
+    def fixed(self) -> dict[str, ScalarArg]:
+        if "schedule" in self.options:
+            return {}
+        return {"schedule": str(schedule_path(self.name, self.project.base_dir))}
+
+    def notes(self) -> list[str]:
+        return [f"schedule file {self.options.get('schedule') or self.fixed()['schedule']}"]
+
+
+def expand_nodename(hostname: str) -> str:
+    """Celery's ``--hostname`` rule: ``name@host`` (name defaults to "celery"), with %h, %n, %d."""
+    name, sep, host = hostname.partition("@")
+    if not sep:
+        name, host = "", hostname
+    full = socket.gethostname()
+    short, _, domain = full.partition(".")
+    node = f"{name or 'celery'}@{host or full}"
+    for key, value in (("%h", full), ("%n", short), ("%d", domain)):
+        node = node.replace(key, value)
+    return node
+
+
+def schedule_path(name: str, base_dir: str) -> Path:
+    """One file per project and entry in ``$XDG_STATE_HOME``, else in the temp folder."""
+    tag = hashlib.sha256(base_dir.encode()).hexdigest()[:8]
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    for root in (Path(state), Path(tempfile.gettempdir())):
+        folder = root / "prodserver-tui" / "celerybeat"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(folder, os.W_OK):
+            return folder / f"{name}-{tag}"
+    raise ConfigError(f'{name}: no writable folder for the beat schedule; set ARGS "schedule"')
+
+
+def _take(args: list[str], names: tuple[str, ...]) -> tuple[list[str], dict[str, ScalarArg]]:
+    """Pull ``--name=v``, ``--name v``, ``-x v`` and ``-xv`` for ``names`` out of raw ARGS."""
+    flags = {f"--{n}": n for n in names} | {_SHORT[n]: n for n in names if n in _SHORT}
+    rest: list[str] = []
+    found: dict[str, ScalarArg] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        key, eq, value = arg.partition("=")
+        if eq and key in flags:
+            found[flags[key]] = value
+        elif arg in flags and i + 1 < len(args):
+            i += 1
+            found[flags[arg]] = args[i]
+        elif not arg.startswith("--") and arg[:2] in flags and len(arg) > 2:
+            found[flags[arg[:2]]] = arg[2:]
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, found
