@@ -38,6 +38,8 @@ from tui.widgets.taskpanel import TaskPanel
 
 COMPACT_WIDTH = 100  # below this (or COMPACT_HEIGHT), a list of processes replaces the grid
 COMPACT_HEIGHT = 30
+LOG_POLL = 0.1  # seconds between looks at the rings while lines arrive
+LOG_POLL_QUIET = 0.5  # after a second without a new line
 
 
 def hang_up(signum: int, frame: object) -> None:
@@ -120,7 +122,7 @@ class ConsoleApp(App[int]):
     def on_mount(self) -> None:
         self.pick(self.panes[0])
         self.reflow()
-        self.set_interval(0.1, self.tick_logs)
+        self.run_worker(self.follow_logs(), group="logs")
         self.set_interval(self.info_every, self.tick_info)
         self.tick_info()
         loop = asyncio.get_running_loop()
@@ -165,10 +167,15 @@ class ConsoleApp(App[int]):
 
     # -- timers --------------------------------------------------------------------------------
 
-    def tick_logs(self) -> None:
-        for pane in self.panes:
-            if pane.display and pane.region.height:
-                pane.log_view.sync()
+    async def follow_logs(self) -> None:
+        """Pull new lines ten times a second while output flows, twice when all is quiet."""
+        quiet = 0
+        while True:
+            changed = [
+                pane.log_view.sync() for pane in self.panes if pane.display and pane.region.height
+            ]
+            quiet = 0 if any(changed) else quiet + 1
+            await asyncio.sleep(LOG_POLL if quiet < 10 else LOG_POLL_QUIET)
 
     def tick_info(self) -> None:
         for pane in self.panes:

@@ -9,6 +9,8 @@ parent died) can still be killed when its entry stops.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import threading
 from dataclasses import dataclass
 
@@ -27,7 +29,11 @@ class Usage:
 
 
 class Sampler:
+    USS_EVERY = 5  # USS reads /proc/PID/smaps_rollup, the costliest read: every 5th sample
+
     def __init__(self) -> None:
+        self._uss: dict[str, int | None] = {}
+        self._samples = 0
         self._cache: dict[int, psutil.Process] = {}
         self._trees: dict[int, set[psutil.Process]] = {}  # root pid -> descendants seen
         self._lock = threading.Lock()
@@ -37,10 +43,15 @@ class Sampler:
         usage = {}
         live: set[int] = set()
         children = children_map()  # one scan of /proc for every entry, not one each
+        with_uss = self._samples % self.USS_EVERY == 0
+        self._samples += 1
         for name, pid in roots.items():
             tree = self._tree(pid, children)
             live.update(p.pid for p in tree)
-            usage[name] = _measure(tree, pid)
+            measured = _measure(tree, pid, with_uss)
+            if with_uss or name not in self._uss:
+                self._uss[name] = measured.uss
+            usage[name] = dataclasses.replace(measured, uss=self._uss[name])
         with self._lock:
             self._cache = {pid: p for pid, p in self._cache.items() if pid in live}
         return usage
@@ -91,11 +102,26 @@ class Sampler:
 
 
 def children_map() -> dict[int, list[int]]:
-    """Parent pid -> child pids, from one pass over /proc (psutil's ``children`` makes one
-    pass per call, which for every entry every second was most of the console's idle cost)."""
+    """Parent pid -> child pids, from one pass over /proc.
+
+    psutil's ``children`` makes one pass per call, which for every entry every second was
+    most of the console's idle cost; reading each /proc/PID/stat once is 3x cheaper still
+    than ``process_iter``. Where there is no /proc, psutil does it.
+    """
     children: dict[int, list[int]] = {}
-    for proc in psutil.process_iter(["ppid"]):
-        children.setdefault(proc.info["ppid"], []).append(proc.pid)
+    if not os.path.isdir("/proc/self"):
+        for proc in psutil.process_iter(["ppid"]):
+            children.setdefault(proc.info["ppid"], []).append(proc.pid)
+        return children
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                ppid = int(stat.read().rpartition(b")")[2].split()[1])
+        except (OSError, IndexError, ValueError):  # gone meanwhile, or unreadable
+            continue
+        children.setdefault(ppid, []).append(int(name))
     return children
 
 
@@ -117,10 +143,10 @@ def _running(proc: psutil.Process) -> bool:
         return False
 
 
-def _measure(tree: list[psutil.Process], root: int) -> Usage:
+def _measure(tree: list[psutil.Process], root: int, with_uss: bool) -> Usage:
     cpu = 0.0
     rss = 0
-    uss: int | None = 0
+    uss: int | None = 0 if with_uss else None
     count = children = threads = 0
     pids = set()
     for proc in tree:

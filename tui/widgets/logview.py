@@ -72,12 +72,14 @@ class LogView(ScrollView, can_focus=True):
 
     # -- keeping up with the ring ------------------------------------------------------------
 
-    def sync(self) -> None:
-        """Catch up with the ring: drop evicted lines, measure new ones, keep the view put."""
+    def sync(self) -> bool:
+        """Catch up with the ring: drop evicted lines, measure new ones, keep the view put.
+
+        False when nothing changed since the last call."""
         ring = self.ring
         first, nxt = ring.first_seq, ring.next_seq
         if (first, nxt) == (self._first, self._next):
-            return
+            return False
         evicted = min(first, self._next) - self._first
         new = ring.since(max(self._next, first))
         removed_rows = self._forget(evicted)
@@ -95,6 +97,7 @@ class LogView(ScrollView, can_focus=True):
         finally:
             self._adjusting = False
         self.refresh()
+        return True
 
     def _forget(self, lines: int) -> int:
         if lines <= 0:

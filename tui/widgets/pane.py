@@ -32,6 +32,13 @@ def show(widget: Static, text: Text) -> None:
     widget.update(text, layout=not isinstance(before, Text) or before.plain.count("\n") != lines)
 
 
+def plot(sparkline: Sparkline, history: deque[float]) -> None:
+    """A flat line shifted by one sample looks the same: do not redraw it."""
+    data = list(history)
+    if data != sparkline.data:
+        sparkline.data = data
+
+
 class ProcessPane(Vertical):
     DEFAULT_CSS = """
     ProcessPane { border: round $panel-lighten-2; height: 1fr; }
@@ -78,11 +85,11 @@ class ProcessPane(Vertical):
         """Once a second: push the newest sample into the sparklines."""
         usage = self.child.usage
         self.cpu_history.append(usage.cpu if usage else 0.0)
-        self.query_one("#cpu-spark", Sparkline).data = list(self.cpu_history)
+        plot(self.query_one("#cpu-spark", Sparkline), self.cpu_history)
         if self.child.kind == "tasks":
             tasks = self.child.tasks
             self.rate_history.append((tasks.succeeded_1m + tasks.failed_1m) / 60 if tasks else 0.0)
-            self.query_one("#rate-spark", Sparkline).data = list(self.rate_history)
+            plot(self.query_one("#rate-spark", Sparkline), self.rate_history)
 
     def update_info(self) -> None:
         """Redraw the title and stats lines, and only what changed: an idle console must
