@@ -152,7 +152,10 @@ async def test_port_in_use_is_its_own_error_line(
         assert child.last_exit is not None and child.last_exit.code != 0
         await until(lambda: sup["other"].state is State.RUNNING, what="the other entry running")
         other_pid = sup["other"].pid
-        await until(lambda: child.restarts >= 1, timeout=10, what="a retry")
+        # retried, failed again, waiting: not torn down in the middle of a spawn
+        await until(
+            lambda: child.restarts >= 1 and child.state is State.BACKOFF, timeout=10, what="retry"
+        )
         assert sup["other"].state is State.RUNNING
         assert sup["other"].pid == other_pid  # untouched by its neighbour's failures
 
