@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from backends.base import Backend, Knob, ScalarArg, flags_from_dict, require_module
 from backends.gunicorn import wsgi_target
-from backends.uvicorn import asgi_target, http_url
+from backends.uvicorn import asgi_target, http_url, own_deadline
 
 # django-prodserver's ARGS name (dashes or underscores) -> granian's CLI flag
 RENAMED = {
@@ -33,13 +33,15 @@ class GranianASGIServer(Backend):
     main_knob = "workers"
     # granian only respawns its workers on SIGHUP; their number changes by a restart.
     knobs = (Knob("workers"),)
-    # granian waits for its workers without limit unless --workers-kill-timeout is set.
+    # granian waits for its workers without limit unless --workers-kill-timeout is set; it is
+    # set a little below GRACE (own_deadline) so granian kills a stuck worker and exits itself.
     grace = 30.0
     interface = "asgi"
 
     def argv(self) -> list[str]:
         require_module(self.name, "granian", "granian")
-        flags = flags_from_dict(granian_options({**self.options, **self.scale}))
+        deadline = {"workers-kill-timeout": own_deadline(self.grace)}  # ARGS may override
+        flags = flags_from_dict(granian_options({**deadline, **self.options, **self.scale}))
         return [
             self.project.python,
             "-m",

@@ -2,13 +2,14 @@
 
 django-prodserver calls ``uvicorn.main.main([app, *ARGS])`` inside its own process; running
 ``python -m uvicorn`` with the same arguments gives the same server as a child the console can
-signal, sample and restart. The ASGI application lookup and the URL built from host and port
-live here and are shared by the other servers that need them (granian, waitress).
+signal, sample and restart. The ASGI application lookup, the URL built from host and port and
+the servers' own shutdown deadline live here and are shared with granian and waitress.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 from backends.base import Backend, ConfigError, Knob, Project, flags_from_dict, require_module
@@ -23,13 +24,14 @@ class UvicornServer(Backend):
     # uvicorn's TTIN / TTOU exist only under its multiprocess manager (started with workers > 1);
     # a single-process uvicorn would be suspended by SIGTTIN. So workers change by a restart.
     knobs = (Knob("workers"),)
-    # uvicorn waits for open connections without limit (no --timeout-graceful-shutdown by
-    # default): this is the only bound before SIGKILL.
+    # uvicorn waits for open connections (a websocket: for ever) unless told otherwise; it is
+    # told to give up a little before GRACE (own_deadline), so it exits cleanly, not by SIGKILL.
     grace = 30.0
 
     def argv(self) -> list[str]:
         require_module(self.name, "uvicorn", "uvicorn")
-        flags = flags_from_dict({**self.options, **self.scale})
+        deadline = {"timeout-graceful-shutdown": own_deadline(self.grace)}  # ARGS may override
+        flags = flags_from_dict({**deadline, **self.options, **self.scale})
         return [
             self.project.python,
             "-m",
@@ -106,6 +108,12 @@ def _findable(project: Project, module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except Exception:  # a parent package that fails to import: not findable, say so
         return False
+
+
+def own_deadline(grace: float) -> int:
+    """Seconds a server may spend on its own graceful shutdown so that it ends it itself (closing
+    what is left) before the console's SIGKILL at GRACE: 5 s less, or a fifth less when short."""
+    return max(1, math.floor(grace - min(5.0, grace / 5)))
 
 
 def http_url(host: object, port: object) -> str:
