@@ -24,13 +24,18 @@ from helpers import command, entry, free_port, get, tree, until, wait_gone
 from backends.base import Backend, ConfigError, Project, require_module
 from backends.granian import GranianASGIServer, GranianWSGIServer
 from backends.registry import resolve
-from backends.uvicorn import UvicornServer, UvicornWSGIServer
+from backends.uvicorn import UvicornServer, UvicornWSGIServer, own_deadline
 from backends.waitress import WaitressServer
 from tui.project import build_entry
 from tui.supervisor import Child, State, Supervisor
 
 Supervise = Callable[..., Awaitable[Supervisor]]
 PRODSERVER = "django_prodserver.backends."
+# Short, so a stop that needs SIGKILL fails fast. Within it the servers get their own deadline
+# (own_deadline: 4 s): granian kills a worker that hangs on shutdown itself (one signalled twice
+# at once can deadlock in granian's signal handler, and the supervisor's killpg plus its
+# per-descendant signal does that now and then).
+GRACE = 6
 
 
 def _installed(module: str) -> pytest.MarkDecorator:
@@ -86,7 +91,7 @@ async def test_serves_and_stops_clean(
     djproject: Path, supervise: Supervise, server: Server
 ) -> None:
     port = free_port()
-    web = entry(djproject, "web", PRODSERVER + server.path, server.args(port))
+    web = entry(djproject, "web", PRODSERVER + server.path, server.args(port), GRACE=GRACE)
     assert web.backend is not None
     assert web.backend.url() == f"http://127.0.0.1:{port}"
     sup = await supervise(web)
@@ -95,8 +100,6 @@ async def test_serves_and_stops_clean(
     await until(lambda: child.state is State.RUNNING, what="ready by its probe")
     pids = tree(child.pid or 0)
     assert len(pids) == server.processes
-    # granian: a worker sent SIGTERM twice at once can deadlock in granian's signal handler;
-    # the supervisor's killpg plus its per-descendant signal does that (see _signal_tree)
     assert await sup.stop_all(), "needed SIGKILL: the stop signal did not stop it gracefully"
     assert wait_gone(pids, timeout=2) == []  # the last ones may still be exiting
     assert get(f"http://127.0.0.1:{port}/") is None
@@ -107,7 +110,8 @@ async def test_workers_change_by_a_restart(
     djproject: Path, supervise: Supervise, server: Server
 ) -> None:
     port = free_port()
-    sup = await supervise(entry(djproject, "web", PRODSERVER + server.path, server.args(port)))
+    web = entry(djproject, "web", PRODSERVER + server.path, server.args(port), GRACE=GRACE)
+    sup = await supervise(web)
     child = sup["web"]
     await until(lambda: child.state is State.RUNNING, timeout=20, what="running")
     before = tree(child.pid or 0)
@@ -265,7 +269,13 @@ def test_no_asgi_application_says_how_to_set_it(
 def test_wsgi_servers_use_wsgi_application(tmp_path: Path) -> None:
     project = _project(tmp_path)
     uvicorn = _argv(UvicornWSGIServer, project, {"interface": "asgi3"})
-    assert uvicorn[3:] == ["--interface=wsgi", "--interface=asgi3", "--workers=1", _WSGI]
+    assert uvicorn[3:] == [
+        "--interface=wsgi",
+        "--timeout-graceful-shutdown=25",
+        "--interface=asgi3",
+        "--workers=1",
+        _WSGI,
+    ]
     assert _argv(GranianWSGIServer, project)[-2:] == ["--interface=wsgi", _WSGI]
     assert _argv(WaitressServer, project)[-2:] == ["--threads=4", _WSGI]
 
@@ -284,9 +294,11 @@ def test_granian_reads_args_as_django_prodserver_does(tmp_path: Path) -> None:
         "reload": None,
         "ssl_cert": "c.pem",
         "workers": "3",
+        "workers_kill_timeout": "9",
     }
     server = GranianASGIServer("web", {"ARGS": args}, _project(tmp_path, ASGI_APPLICATION="a.b"))
     assert server.argv()[3:] == [
+        "--workers-kill-timeout=9",  # ARGS override the default own_deadline, in its place
         "--host=0.0.0.0",
         "--port=9000",
         "--blocking-threads=2",
@@ -328,6 +340,16 @@ def test_url_from_the_servers_own_args(
     tmp_path: Path, cls: type[Backend], args: dict[str, Any], url: str | None
 ) -> None:
     assert cls("web", {"ARGS": args}, _project(tmp_path)).url() == url
+
+
+@pytest.mark.parametrize(("grace", "deadline"), [(30, 25), (10, 8), (3, 2), (1, 1), (120, 115)])
+def test_servers_own_deadline_comes_before_grace(grace: float, deadline: int) -> None:
+    assert own_deadline(grace) == deadline
+
+
+def test_own_deadline_follows_the_entrys_grace(tmp_path: Path) -> None:
+    server = GranianWSGIServer("web", {"GRACE": 60}, _project(tmp_path))
+    assert "--workers-kill-timeout=55" in server.argv()
 
 
 @pytest.mark.parametrize(

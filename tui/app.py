@@ -38,6 +38,17 @@ from tui.widgets.taskpanel import TaskPanel
 
 COMPACT_WIDTH = 100  # below this (or COMPACT_HEIGHT), a list of processes replaces the grid
 COMPACT_HEIGHT = 30
+KEY_NAMES = {
+    "plus": "+",
+    "minus": "-",
+    "slash": "/",
+    "question_mark": "?",
+    "escape": "Esc",
+    "end": "End",
+    "left": "←",
+    "right": "→",
+    "ctrl+c": "Ctrl+C",
+}
 LOG_POLL = 0.1  # seconds between looks at the rings while lines arrive
 LOG_POLL_QUIET = 0.5  # after a second without a new line
 
@@ -59,14 +70,16 @@ class ConsoleApp(App[int]):
     COMMANDS = App.COMMANDS | {ProcessCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "restart", "Restart", id="restart"),
-        Binding("s", "stop_start", "Stop/Start", id="stop-start"),
-        Binding("plus,equals_sign", "scale_up", "+1", id="scale-up"),
-        Binding("minus", "scale_down", "-1", id="scale-down"),
+        Binding("s", "stop_start", "Stop/start", id="stop-start"),
+        Binding(
+            "plus,equals_sign", "scale_up", "Scale the main knob up", id="scale-up", show=False
+        ),
+        Binding("minus", "scale_down", "Scale the main knob down", id="scale-down", show=False),
         Binding("S", "scale_dialog", "Scale", id="scale"),
         Binding("R", "restart_all", "Restart all", id="restart-all", show=False),
         Binding("t", "tasks", "Tasks", id="tasks"),
-        Binding("z", "zoom", "Zoom", id="zoom"),
-        Binding("slash", "search", "Search", id="search"),
+        Binding("z", "zoom", "Zoom", id="zoom", show=False),
+        Binding("slash", "search", "Find", id="search"),
         Binding("n", "find(True)", "Next match", id="find-next", show=False),
         Binding("N", "find(False)", "Previous match", id="find-previous", show=False),
         Binding("w", "wrap", "Wrap", id="wrap", show=False),
@@ -372,11 +385,10 @@ class ConsoleApp(App[int]):
         self.current.close_search()
 
     def action_help(self) -> None:
-        keys = [
-            (b.key.replace("question_mark", "?").replace("slash", "/"), b.description)
+        keys = [("1-9", "Pick process 1-9")] + [
+            (KEY_NAMES.get(key := b.key.split(",")[0], key), b.description)
             for b in self.BINDINGS
-            if isinstance(b, Binding)
-            and not b.key.startswith(("2", "3", "4", "5", "6", "7", "8", "9"))
+            if isinstance(b, Binding) and not b.key.isdigit()
         ]
         self.push_screen(HelpScreen(keys))
 

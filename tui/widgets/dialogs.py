@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import zip_longest
 from typing import ClassVar
 
 from rich.table import Table
@@ -20,8 +21,8 @@ class Dialog(ModalScreen[object]):
     /* Opaque: a see-through modal makes every redraw below blend the whole screen. */
     Dialog { align: center middle; background: $background; }
     Dialog > Vertical {
-        width: auto; min-width: 50; max-width: 90%; height: auto; max-height: 90%;
-        border: thick $accent; background: $surface; padding: 1 2;
+        width: auto; min-width: 50; max-width: 100%; height: auto; max-height: 100%;
+        border: round $accent; background: $surface; padding: 0 1;
     }
     Dialog Input { width: 30; }
     Dialog .hint { color: $text-muted; }
@@ -31,6 +32,8 @@ class Dialog(ModalScreen[object]):
 
 class HelpScreen(Dialog):
     """Every key, from the app's own bindings, so the help never drifts from the truth."""
+
+    DEFAULT_CSS = "HelpScreen > Vertical { width: 78; }"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark", "dismiss(None)", "Close"),
@@ -42,18 +45,18 @@ class HelpScreen(Dialog):
         self.keys = keys
 
     def compose(self) -> ComposeResult:
-        table = Table.grid(padding=(0, 2))
-        table.add_column(style="bold cyan", no_wrap=True)
-        table.add_column()
-        for key, description in self.keys:
-            table.add_row(key, description)
+        # Two pairs of columns: every key fits on an 80x24 terminal.
+        table = Table.grid(padding=(0, 1))
+        for _ in range(2):
+            table.add_column(style="bold cyan", no_wrap=True, justify="right")
+            table.add_column(no_wrap=True)
+        half = (len(self.keys) + 1) // 2
+        for left, right in zip_longest(self.keys[:half], self.keys[half:], fillvalue=("", "")):
+            table.add_row(left[0], left[1] + "  ", right[0], right[1])
         with Vertical():
             yield Label(Text("prodserver-tui keys", style="bold"))
             yield Static(table)
-            yield Label(
-                "Mouse: click a pane or a row to pick it; drag to select text. Esc closes.",
-                classes="hint",
-            )
+            yield Label("Mouse: click a pane or a row to pick it. Esc closes.", classes="hint")
 
 
 class ScaleScreen(Dialog):
