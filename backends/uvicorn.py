@@ -82,7 +82,7 @@ def asgi_target(backend: Backend) -> str:
         module, _, attr = path.rpartition(".")
         return f"{module}:{attr}"
     wsgi = getattr(settings, "WSGI_APPLICATION", None)
-    if isinstance(wsgi, str) and wsgi.count(".") >= 1:
+    if isinstance(wsgi, str) and "." in wsgi:
         package = wsgi.rpartition(".")[0].rpartition(".")[0]
         module = f"{package}.asgi" if package else "asgi"
         if _findable(backend.project, module):
@@ -97,8 +97,8 @@ def asgi_target(backend: Backend) -> str:
 
 
 def _findable(project: Project, module: str) -> bool:
-    """Look where the child will look (its PYTHONPATH, its working folder), importing nothing;
-    then ask the import system, for projects installed as packages."""
+    """Look first where the child will look (its PYTHONPATH, its working folder) without
+    importing; then ask the import system (it imports the parent package), for installed ones."""
     relative = Path(*module.split("."))
     for root in (*project.pythonpath, project.base_dir):
         base = Path(root) / relative

@@ -93,12 +93,12 @@ def test_task_worker_spellings(path: str) -> None:
         ({"BACKEND": "nowhere.Server"}, "web: BACKEND 'nowhere.Server' cannot be imported"),
         ({"BACKEND": "os.path"}, "web: BACKEND 'os.path' is not a prodserver-tui backend"),
         (
-            {"BACKEND": "django_prodserver.backends.uvicorn.UvicornServer"},
-            "web: UvicornServer is not supported yet by prodserver-tui",
+            {"BACKEND": "django_prodserver.backends.django_q2.DjangoQ2Worker"},
+            "web: DjangoQ2Worker is not supported yet by prodserver-tui",
         ),
         (
-            {"BACKEND": "django_prodserver.backends.servers.celery.CeleryWorker", "APP": "x"},
-            "web: CeleryWorker is not supported yet",
+            {"BACKEND": "django_prodserver.backends.workers.django_q2.DjangoQ2Worker"},
+            "web: DjangoQ2Worker is not supported yet",
         ),
         (
             {"BACKEND": "backends.gunicorn.GunicornServer", "ARGS": 42},

@@ -156,16 +156,19 @@ async def test_port_in_use_is_its_own_error_line(
         assert child.last_exit is not None and child.last_exit.code != 0
         await until(lambda: sup["other"].state is State.RUNNING, what="the other entry running")
         other_pid = sup["other"].pid
-        # retried, failed again, waiting: not torn down in the middle of a spawn
-        await until(
-            lambda: child.restarts >= 1 and child.state is State.BACKOFF, timeout=10, what="retry"
-        )
+        # Retried, failed again, waiting for the next try. Not just "restarts >= 1": that is
+        # counted before the retry spawns, and a teardown during a spawn leaks the new process.
+        await until(lambda: _backoffs(child) >= 2 and child.state is State.BACKOFF, what="retry")
         assert sup["other"].state is State.RUNNING
         assert sup["other"].pid == other_pid  # untouched by its neighbour's failures
 
 
 def lines(child: Child) -> list[str]:
     return [line.text for line in child.ring.since(0)]
+
+
+def _backoffs(child: Child) -> int:
+    return sum(text.startswith("-- backoff") for text in lines(child))
 
 
 @_installed("waitress")

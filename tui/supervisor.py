@@ -97,6 +97,7 @@ class Child:
         self._backoff = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._forced = False
+        self._spawning: asyncio.Future[None] | None = None
         self._signalling = asyncio.Lock()
         if entry.error:
             self.state = State.CONFIG_ERROR
@@ -152,6 +153,7 @@ class Child:
         self._launch = launch
         self._forced = False
         self._exited = loop.create_future()
+        self._spawning = loop.create_future()
         try:
             await loop.subprocess_exec(
                 lambda: _Pipes(self),
@@ -167,6 +169,9 @@ class Child:
             self.note(f"cannot start {launch.argv[0]}: {e.strerror or e}")
             self._exited = None
             self._on_exit(Exit(code=127, signal=None, forced=False))
+        finally:
+            self._spawning.set_result(None)
+            self._spawning = None
 
     def _started(self, transport: asyncio.SubprocessTransport) -> None:
         """Called before the first byte of output is delivered, so the state line comes first."""
@@ -233,6 +238,8 @@ class Child:
         """Backend's signal to the group, its grace period, then SIGKILL to everyone left."""
         self._wanted = False
         self._cancel_timer()
+        if self._spawning is not None:  # a start is under way: let it finish, then stop it
+            await asyncio.shield(self._spawning)
         if self._transport is None or self._exited is None:
             if self.state is State.BACKOFF:
                 self._set(State.STOPPED)
@@ -331,8 +338,11 @@ class Child:
         with contextlib.suppress(OSError):
             os.killpg(pid, sig)
         for proc in self._sup.sampler.descendants(pid):
-            with contextlib.suppress(psutil.Error):
-                proc.send_signal(sig)
+            # Only those outside the group: a second copy of the signal made granian's
+            # workers deadlock in their own handler.
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getpgid(proc.pid) != pid:
+                    proc.send_signal(sig)
 
     # -- exit ------------------------------------------------------------------------------
 
@@ -399,6 +409,8 @@ class Child:
         self._sup.spawn_task(self._retry_start())
 
     async def _retry_start(self) -> None:
+        if not self._wanted:  # stopped while the retry was on its way
+            return
         self.state = State.STOPPED  # let start() proceed from backoff
         await self.start()
 
