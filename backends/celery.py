@@ -80,6 +80,8 @@ class _Celery(Backend):
 
 
 class CeleryWorker(_Celery):
+    """ARGS as ``celery worker`` options, e.g. ``{"concurrency": 4, "queues": "a,b"}``."""
+
     kind = "celery"
     command = "worker"
     reads = ("concurrency", "hostname", "pool", "autoscale", "loglevel")
@@ -107,7 +109,8 @@ class CeleryWorker(_Celery):
         return {**self.scale, "hostname": self.nodename}
 
     def notes(self) -> list[str]:
-        return [f"node {self.nodename}"]
+        auto = ["autoscale is on: Celery sizes the pool, not concurrency"]
+        return [f"node {self.nodename}", *(auto if "autoscale" in self.options else [])]
 
     def scale_argv(self, knob: str, before: int, wanted: int, pid: int) -> list[str]:
         pool = str(self.options.get("pool") or "prefork")

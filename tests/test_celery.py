@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from importlib.util import find_spec
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import psutil
@@ -172,3 +173,12 @@ def test_raw_args_feed_the_knob_and_the_node_name(djproject: Path) -> None:
     threads = entry(djproject, "t", WORKER, {"pool": "threads"}, APP="mysite.celery.app")
     with pytest.raises(Exception, match="cannot change while it runs"):
         threads.backend.scale_argv("concurrency", 2, 3, 123)  # type: ignore[union-attr]
+
+
+def test_pool_size_defaults_to_the_settings_then_the_cpu_count(djproject: Path) -> None:
+    spec = {"BACKEND": WORKER, "APP": APP}
+    configured = SimpleNamespace(CELERY_WORKER_CONCURRENCY=3)
+    project = Project("djproject.settings", str(djproject), settings=configured)
+    assert build_entry("w", spec, project).backend.scale == {"concurrency": 3}  # type: ignore[union-attr]
+    bare = Project("djproject.settings", str(djproject), settings=SimpleNamespace())
+    assert build_entry("w", spec, bare).backend.scale == {"concurrency": os.cpu_count()}  # type: ignore[union-attr]

@@ -120,6 +120,15 @@ class ProcessPane(Vertical):
         waiting = self.log_view.waiting
         if waiting:
             parts.append((f"⏸ {waiting} new (End)", "bold yellow"))
+        url = c.entry.backend.web_url() if c.entry.backend else None
+        if url and c.state in (State.STARTING, State.RUNNING):
+            if c.healthy is False:
+                parts.append(("not answering", "bold red"))
+            elif c.ready_after is not None:
+                parts.append((f"ready in {c.ready_after:.1f}s", "green"))
+            else:
+                parts.append(("waiting for HTTP", "yellow"))
+            parts.append((url, "underline cyan"))
         if c.pid is not None:
             parts.append((f"pid {c.pid}", ""))
             if c.started_at is not None:
@@ -130,15 +139,6 @@ class ProcessPane(Vertical):
             code = c.last_exit.code
             text = f"last exit {code}" if code is not None else f"last signal {c.last_exit.signal}"
             parts.append((text, "red" if code else "dim"))
-        url = c.entry.backend.web_url() if c.entry.backend else None
-        if url and c.state in (State.STARTING, State.RUNNING):
-            if c.healthy is False:
-                parts.append(("not answering", "bold red"))
-            elif c.ready_after is not None:
-                parts.append((f"ready in {c.ready_after:.1f}s", "green"))
-            else:
-                parts.append(("waiting for HTTP", "yellow"))
-            parts.append((url, "underline cyan"))
         return fmt.fit(head, parts, self.width)
 
     def stats_text(self) -> Text:

@@ -7,13 +7,16 @@ instead of a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import threading
+import urllib.request
 from collections import Counter
 from types import FrameType
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import OperationalError
 
@@ -33,6 +36,15 @@ def enqueue_one(kind: str) -> None:
     else:
         n = random.randint(1, 9999)
         tasks.send_email.enqueue(f"user{n}@example.com", f"Your order #{n}")
+
+
+def visit_site(pages: int) -> None:
+    """A few page views per batch, so the web pane has requests (and a 404) to count."""
+    for _ in range(pages):
+        path = random.choice(["/", "/", "/", "/enqueue/", "/missing/"])
+        # 404s raise too, and a web server still starting refuses: both are fine here.
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{settings.PORT}{path}", timeout=2).close()
 
 
 def describe(counts: Counter[str]) -> str:
@@ -71,6 +83,7 @@ class Command(BaseCommand):
             else:
                 self.stdout.write(describe(Counter(kinds)))
             self.stdout.flush()
+            visit_site(random.randint(0, 6))
             done += 1
             # size tasks at 2-5 tasks/s on average, with jitter between batches.
             stop.wait(size / random.uniform(2.0, 5.0))
