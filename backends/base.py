@@ -50,6 +50,7 @@ class Launch:
     stop_signal: signal.Signals = signal.SIGTERM
     grace: float = 10.0
     notes: tuple[str, ...] = field(default=())
+    stop_group: bool = True  # the stop signal to the whole process group, or the main pid
 
 
 ScalarArg = str | int | float | None
@@ -111,6 +112,9 @@ class Backend:
     main_knob: ClassVar[str | None] = None  # what + / - scale in the console
     accepts: ClassVar[tuple[type, ...]] = (dict, list, str)
     stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
+    # Most servers want the stop signal everywhere; a master that stops its own pool (Celery)
+    # gets it alone. SIGKILL after the grace period always reaches the whole tree.
+    stop_group: ClassVar[bool] = True
     grace: float = 10.0  # default for the kind; an entry's GRACE overrides it
 
     def __init__(self, name: str, entry: Mapping[str, Any], project: Project) -> None:
@@ -214,6 +218,7 @@ class Backend:
             env=self.project.child_env(),
             cwd=self.project.base_dir,
             stop_signal=self.stop_signal,
+            stop_group=self.stop_group,
             grace=self.grace,
             notes=tuple(self.notes()),
         )

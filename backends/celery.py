@@ -11,10 +11,10 @@ Where this differs from a bare ``celery worker``, and why:
   default). It changes live by ``celery control pool_grow`` / ``pool_shrink`` sent to this
   worker only, which needs a node name known in advance: ``<entry name>@<host>`` unless ARGS
   sets ``hostname``.
-- The stop signal is SIGINT, not SIGTERM. The supervisor signals the whole tree, and Celery's
-  pool processes reset SIGTERM to its default, so a tree-wide SIGTERM kills running tasks
-  (WorkerLostError); pool processes ignore SIGINT, and the main process takes it as a warm
-  shutdown: it stops taking tasks and waits for the running ones.
+- SIGTERM goes to the main process only (``stop_group = False``): Celery's pool processes
+  reset SIGTERM to its default, so a tree-wide SIGTERM kills running tasks (WorkerLostError),
+  while the main process alone takes it as a warm shutdown (no new tasks, running ones
+  finish, exit 0). SIGKILL after the grace period still reaches the whole tree.
 - ``loglevel`` defaults to INFO: at Celery's WARNING the pane stays silent after the banner.
 - Beat keeps its schedule file in the user's state folder, not in the project.
 """
@@ -87,7 +87,8 @@ class CeleryWorker(_Celery):
     reads = ("concurrency", "hostname", "pool", "autoscale", "loglevel")
     main_knob = "concurrency"
     knobs = (Knob("concurrency", default=os.cpu_count() or 2, by_command=True),)
-    stop_signal = signal.SIGINT
+    stop_signal = signal.SIGTERM
+    stop_group = False
     grace = 30.0  # the warm shutdown waits for running tasks; longer ones die after this
 
     def __init__(self, name: str, entry: Mapping[str, Any], project: Project) -> None:

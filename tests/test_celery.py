@@ -112,8 +112,9 @@ async def test_worker_runs_tasks_scales_its_pool_live_and_drains_on_stop(
     pids = tree(child.pid or 0)
     assert len(pids) == 2
     assert await sup.stop_all()
-    assert isinstance(await result(busy, timeout=5), int)
+    assert isinstance(await result(busy, timeout=5), int)  # the running task finished
     assert child.state is State.STOPPED
+    assert child.last_exit is not None and child.last_exit.code == 0  # a warm shutdown
     assert not any(map(is_alive, pids))
 
 
@@ -176,9 +177,10 @@ def test_raw_args_feed_the_knob_and_the_node_name(djproject: Path) -> None:
 
 
 def test_pool_size_defaults_to_the_settings_then_the_cpu_count(djproject: Path) -> None:
-    spec = {"BACKEND": WORKER, "APP": APP}
-    configured = SimpleNamespace(CELERY_WORKER_CONCURRENCY=3)
-    project = Project("djproject.settings", str(djproject), settings=configured)
-    assert build_entry("w", spec, project).backend.scale == {"concurrency": 3}  # type: ignore[union-attr]
-    bare = Project("djproject.settings", str(djproject), settings=SimpleNamespace())
-    assert build_entry("w", spec, bare).backend.scale == {"concurrency": os.cpu_count()}  # type: ignore[union-attr]
+    def pool(settings: object) -> dict[str, int] | None:
+        project = Project("djproject.settings", str(djproject), settings=settings)
+        backend = build_entry("w", {"BACKEND": WORKER, "APP": APP}, project).backend
+        return backend.scale if backend else None
+
+    assert pool(SimpleNamespace(CELERY_WORKER_CONCURRENCY=3)) == {"concurrency": 3}
+    assert pool(SimpleNamespace()) == {"concurrency": os.cpu_count()}

@@ -249,7 +249,11 @@ class Child:
             launch = self._launch
             self.stop_deadline = time.monotonic() + launch.grace
             self._set(State.STOPPING)
-            self._signal_tree(launch.stop_signal)
+            if launch.stop_group:
+                self._signal_tree(launch.stop_signal)
+            elif self.pid is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(self.pid, launch.stop_signal)
         try:
             await asyncio.wait_for(asyncio.shield(exited), self._time_left())
         except TimeoutError:
@@ -295,10 +299,10 @@ class Child:
             return False
         if self.state is State.STARTING:
             await self._sup.wait_for(lambda: self.state is not State.STARTING)
-        if knob.by_command:
-            return await self._scale_by_command(knob, before, wanted)
-        sig = knob.up if wanted > before else knob.down
-        async with self._signalling:  # two quick scales must not send their signals together
+        async with self._signalling:  # two quick scales must not run together
+            if knob.by_command:
+                return await self._scale_by_command(knob, before, wanted)
+            sig = knob.up if wanted > before else knob.down
             for _ in range(abs(wanted - before)):
                 if self.pid is None:
                     break
