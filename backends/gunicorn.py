@@ -26,11 +26,25 @@ class GunicornServer(Backend):
 
 def wsgi_target(backend: Backend) -> str:
     """``WSGI_APPLICATION = "proj.wsgi.application"`` -> ``proj.wsgi:application``."""
-    path = getattr(backend.project.settings, "WSGI_APPLICATION", None)
-    if not isinstance(path, str) or "." not in path:
+    target = app_target(backend, "WSGI_APPLICATION")
+    if target is None:
         raise ConfigError(
             f"{backend.name}: settings.WSGI_APPLICATION is not set; "
             'set it to your WSGI callable, e.g. "mysite.wsgi.application"'
+        )
+    return target
+
+
+def app_target(backend: Backend, setting: str) -> str | None:
+    """A settings path to an application as servers want it (``module:attr``); None if unset."""
+    path = getattr(backend.project.settings, setting, None)
+    if path is None:
+        return None
+    if not isinstance(path, str) or "." not in path:
+        kind = setting.split("_")[0]
+        raise ConfigError(
+            f"{backend.name}: settings.{setting} = {path!r} is not a dotted path; "
+            f'set it to your {kind} callable, e.g. "mysite.{kind.lower()}.application"'
         )
     module, _, attr = path.rpartition(".")
     return f"{module}:{attr}"

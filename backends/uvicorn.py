@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from backends.base import Backend, ConfigError, Knob, Project, flags_from_dict, require_module
-from backends.gunicorn import wsgi_target
+from backends.gunicorn import app_target, wsgi_target
 
 
 class UvicornServer(Backend):
@@ -71,17 +71,10 @@ def asgi_target(backend: Backend) -> str:
     ``mysite.asgi:application``. django-prodserver requires ASGI_APPLICATION, which plain
     Django projects do not set.
     """
-    settings = backend.project.settings
-    path = getattr(settings, "ASGI_APPLICATION", None)
-    if path is not None:
-        if not isinstance(path, str) or "." not in path:
-            raise ConfigError(
-                f"{backend.name}: settings.ASGI_APPLICATION = {path!r} is not a dotted path; "
-                'set it to your ASGI callable, e.g. "mysite.asgi.application"'
-            )
-        module, _, attr = path.rpartition(".")
-        return f"{module}:{attr}"
-    wsgi = getattr(settings, "WSGI_APPLICATION", None)
+    target = app_target(backend, "ASGI_APPLICATION")
+    if target is not None:
+        return target
+    wsgi = getattr(backend.project.settings, "WSGI_APPLICATION", None)
     if isinstance(wsgi, str) and "." in wsgi:
         package = wsgi.rpartition(".")[0].rpartition(".")[0]
         module = f"{package}.asgi" if package else "asgi"
