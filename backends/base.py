@@ -15,6 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+# gunicorn (``"GET / HTTP/1.1" 200 2``), uvicorn (``"GET / HTTP/1.1" 200 OK``) and runserver
+# all put the status right after the quoted request line; group 1 is its class digit.
+ACCESS_LOG = r'"[A-Z]+ \S+ HTTP/\d(?:\.\d)?" ([1-5])\d\d\b'
+
 
 class ConfigError(Exception):
     """A problem with an entry, worded as one line: what is wrong, then how to fix it."""
@@ -115,6 +119,8 @@ class Backend:
     # Most servers want the stop signal everywhere; a master that stops its own pool (Celery)
     # gets it alone. SIGKILL after the grace period always reaches the whole tree.
     stop_group: ClassVar[bool] = True
+    # A log line that proves the process is ready (Celery's "ready."), for those not on HTTP.
+    ready_pattern: ClassVar[str | None] = None
     grace: float = 10.0  # default for the kind; an entry's GRACE overrides it
 
     def __init__(self, name: str, entry: Mapping[str, Any], project: Project) -> None:
@@ -203,6 +209,11 @@ class Backend:
     def url(self) -> str | None:
         """Where a web server answers, from its own ARGS; None for everything else."""
         return None
+
+    def events_pattern(self) -> str | None:
+        """A regex over the process's log lines whose first group names an event to count:
+        web servers' access logs by status class; None when there is nothing to count."""
+        return ACCESS_LOG if self.web_url() else None
 
     def web_url(self) -> str | None:
         """The address shown and probed for readiness: the entry's URL, else the server's."""

@@ -90,6 +90,13 @@ class CeleryWorker(_Celery):
     stop_signal = signal.SIGTERM
     stop_group = False
     grace = 30.0  # the warm shutdown waits for running tasks; longer ones die after this
+    ready_pattern = r"@\S+ ready\.$"
+
+    def events_pattern(self) -> str:
+        """Task outcomes from the worker's own INFO lines (``Task x[id] succeeded in 0.1s``):
+        0.9 µs a line in the console, where Celery events would cost the worker 30-60 % more
+        CPU per task and ``inspect stats`` has no failures."""
+        return r"\bTask \S+\[[^\]]+\] (succeeded|raised|retry)"
 
     def __init__(self, name: str, entry: Mapping[str, Any], project: Project) -> None:
         super().__init__(name, entry, project)

@@ -70,8 +70,8 @@ def scene() -> ConsoleApp:
         "out",
         [f'127.0.0.1 - - "GET /orders/{i} HTTP/1.1" \x1b[32m200\x1b[0m 5120' for i in range(30)],
     )
-    assert web.requests is not None
-    web.requests.count(  # in time order, as a log is: 144 requests over the last 48 s
+    assert web.events is not None
+    web.events.count(  # in time order, as a log is: 144 requests over the last 48 s
         [
             Line(i, "out", f'"GET / HTTP/1.1" {s} 5', NOW - 48 + i / 3)
             for i, s in enumerate([200] * 140 + [404] * 3 + [500])

@@ -98,6 +98,12 @@ async def test_worker_runs_tasks_scales_its_pool_live_and_drains_on_stop(
     with pytest.raises(ValueError, match="boom"):
         await result(tasks.fail.delay("boom"))
     await until(lambda: any("ValueError: boom" in t for t in lines(child)), what="traceback")
+    # running only once it said "ready.", and its task outcomes are counted for the pane
+    assert child.ready_after is not None
+    assert any(t.startswith("-- ready in") for t in lines(child))
+    events = child.events
+    assert events is not None
+    await until(lambda: events.by_kind() == {"succeeded": 10, "raised": 1}, what="outcomes")
 
     assert await sup.scale("celery", "concurrency", 4)
     await until(lambda: pool_size(child) == 4, what="pool grown to 4")

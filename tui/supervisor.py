@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import enum
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,10 +27,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import psutil
 
 from backends.base import ConfigError, Knob, Launch, positive_int
+from tui.events import EventCounter
 from tui.output import Line, Ring, Sanitiser
 from tui.probe import answers, probe_address
 from tui.project import Entry
-from tui.requests import RequestCounter
 from tui.sampler import Sampler, Usage
 
 if TYPE_CHECKING:
@@ -88,8 +89,10 @@ class Child:
         self.tasks: WorkerCounts | None = None  # task workers: what its tree is running now
         self.ready_after: float | None = None  # web servers: seconds from start to first answer
         self.healthy: bool | None = None  # web servers: did the last request get an answer
-        web = entry.backend is not None and entry.backend.web_url() is not None
-        self.requests = RequestCounter() if web else None  # from its access log lines
+        pattern = entry.backend.events_pattern() if entry.backend else None
+        self.events = EventCounter(pattern) if pattern else None  # requests, finished tasks
+        ready = entry.backend.ready_pattern if entry.backend else None
+        self._ready_line = re.compile(ready) if ready else None
         self._sup = supervisor
         self._transport: asyncio.SubprocessTransport | None = None
         self._exited: asyncio.Future[None] | None = None
@@ -121,6 +124,20 @@ class Child:
         if self.state is State.STOPPED and self.last_exit:
             return describe_exit(self.last_exit)
         return ""
+
+    @property
+    def waits_for_line(self) -> bool:
+        return self._ready_line is not None and self.state is State.STARTING
+
+    def saw(self, lines: list[Line]) -> None:
+        """Lines from the process itself: count its events, notice it saying it is ready."""
+        if self.events is not None:
+            self.events.count(lines)
+        ready = self._ready_line
+        if ready and self.state is State.STARTING and any(ready.search(ln.text) for ln in lines):
+            self.ready_after = time.time() - (self.started_at or time.time())
+            self.note(f"-- ready in {self.ready_after:.1f} s")
+            self._set(State.RUNNING)
 
     def sup_stats(self) -> Snapshot | None:
         """The latest task statistics of the whole project (queues are shared by entries)."""
@@ -183,7 +200,9 @@ class Child:
         self._set(State.STARTING)
         url = self.entry.backend.web_url() if self.entry.backend else None
         address = probe_address(url) if url else None
-        if address is None:
+        if self._ready_line is not None:
+            pass  # running once it says so (``saw``)
+        elif address is None:
             self._timer = asyncio.get_running_loop().call_later(RUNNING_AFTER, self._mark_running)
         else:  # a web server is running once it answers HTTP, not after a guess
             self._sup.spawn_task(self._watch_health(self.pid, url or "", address))
@@ -579,10 +598,10 @@ class Supervisor:
     def emit_lines(self, child: Child, stream: str, lines: list[str]) -> None:
         first = child.ring.next_seq
         child.ring.append(stream, lines)
-        if self._listeners or child.requests is not None:
+        if self._listeners or child.events is not None or child.waits_for_line:
             kept = child.ring.since(first)
-            if child.requests is not None and stream != "sys":
-                child.requests.count(kept)
+            if stream != "sys":
+                child.saw(kept)
             for listener in self._listeners:
                 listener.on_lines(child, kept)
 

@@ -159,12 +159,8 @@ class ProcessPane(Vertical):
                     parts.append((f"{knob} {now}", ""))
                 else:
                     parts.append((f"{knob} {now}/{configured}", "bold"))
-        if c.requests is not None:
-            clock = self.clock()
-            parts.append((f"req {fmt.rate(c.requests.per_second(now=clock))}", "bold"))
-            for status, n in c.requests.by_class(now=clock).items():
-                style = "red" if status == "5xx" else "yellow" if status == "4xx" else ""
-                parts.append((f"{status} {n}", style))
+        if c.events is not None:
+            parts += self.event_parts()
         line = fmt.fit(head, parts, self.width)
         if c.kind != "tasks":
             return line
@@ -183,6 +179,24 @@ class ProcessPane(Vertical):
         if not task_parts:
             task_parts.append(("waiting for statistics", "dim"))
         return Text("\n").join([line, fmt.fit(task_head, task_parts, self.width)])
+
+    def event_parts(self) -> list[fmt.Part]:
+        """Requests by status class for web servers, task outcomes for Celery, per minute."""
+        assert self.child.events is not None
+        clock = self.clock()
+        rate = fmt.rate(self.child.events.per_second(now=clock))
+        kinds = self.child.events.by_kind(now=clock)
+        if self.child.kind == "celery":
+            failed = kinds.get("raised", 0)
+            return [
+                (f"tasks {rate}", "bold"),
+                (f"ok/1m {kinds.get('succeeded', 0)}", ""),
+                (f"failed/1m {failed}", "red" if failed else ""),
+            ]
+        parts: list[fmt.Part] = [(f"req {rate}", "bold")]
+        for digit, n in kinds.items():
+            parts.append((f"{digit}xx {n}", {"5": "red", "4": "yellow"}.get(digit, "")))
+        return parts
 
     def knobs_now(self) -> dict[str, int]:
         """Real counts where the process tree tells them, else the value asked for."""
