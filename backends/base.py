@@ -96,6 +96,7 @@ class Knob:
     up: signal.Signals | None = None
     down: signal.Signals | None = None
     by_command: bool = False
+    children: bool = False  # each unit is a child process of the main one: count them
 
     @property
     def live(self) -> bool:

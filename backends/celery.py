@@ -86,7 +86,7 @@ class CeleryWorker(_Celery):
     command = "worker"
     reads = ("concurrency", "hostname", "pool", "autoscale", "loglevel")
     main_knob = "concurrency"
-    knobs = (Knob("concurrency", default=os.cpu_count() or 2, by_command=True),)
+    knobs = (Knob("concurrency", default=os.cpu_count() or 2, by_command=True, children=True),)
     stop_signal = signal.SIGTERM
     stop_group = False
     grace = 30.0  # the warm shutdown waits for running tasks; longer ones die after this

@@ -25,7 +25,7 @@ class DjangoTasksWorker(Backend):
     kind = "tasks"
     main_knob = "threads"
     knobs = (
-        Knob("processes", up=signal.SIGTTIN, down=signal.SIGTTOU),
+        Knob("processes", up=signal.SIGTTIN, down=signal.SIGTTOU, children=True),
         Knob("threads", up=signal.SIGUSR1, down=signal.SIGUSR2),
     )
 

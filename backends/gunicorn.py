@@ -10,7 +10,10 @@ from backends.base import Backend, ConfigError, Knob, flags_from_dict, require_m
 class GunicornServer(Backend):
     kind = "gunicorn"
     main_knob = "workers"
-    knobs = (Knob("workers", up=signal.SIGTTIN, down=signal.SIGTTOU), Knob("threads"))
+    knobs = (
+        Knob("workers", up=signal.SIGTTIN, down=signal.SIGTTOU, children=True),
+        Knob("threads"),
+    )
     # gunicorn's own graceful_timeout is 30 s; wait a little longer before SIGKILL.
     grace = 35.0
 

@@ -204,11 +204,10 @@ class ProcessPane(Vertical):
         if backend is None:
             return {}
         now = dict(backend.scale)
-        if usage is not None and self.child.state is State.RUNNING:
-            if "workers" in now:
-                now["workers"] = usage.children
-            if "processes" in now and usage.children:
-                now["processes"] = usage.children
+        if usage is not None and usage.children and self.child.state is State.RUNNING:
+            for knob in backend.knobs:
+                if knob.children:
+                    now[knob.name] = usage.children
         return now
 
     def ready_tasks(self) -> int | None:
