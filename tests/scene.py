@@ -13,10 +13,11 @@ from types import SimpleNamespace
 from backends.base import Project
 from backends.taskstats import Failure, QueueStats, Snapshot, WorkerCounts
 from tui.app import ConsoleApp
+from tui.child import Exit, State
 from tui.output import Line
 from tui.project import build_entry
 from tui.sampler import Usage
-from tui.supervisor import Exit, State, Supervisor
+from tui.supervisor import Supervisor
 
 NOW = 1_800_000_000.0
 MB = 1024 * 1024

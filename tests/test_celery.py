@@ -21,8 +21,9 @@ from helpers import entry, is_alive, tree, until
 from backends.base import Project
 from backends.celery import CeleryBeat, CeleryWorker
 from backends.registry import resolve
+from tui.child import Child, State
 from tui.project import build_entry
-from tui.supervisor import Child, State, Supervisor
+from tui.supervisor import Supervisor
 
 Supervise = Callable[..., Awaitable[Supervisor]]
 BROKER = "redis://127.0.0.1:6379/7"

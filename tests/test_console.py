@@ -15,8 +15,9 @@ from conftest import fixture_argv
 from helpers import command, enqueue, gunicorn, is_alive, tree, until
 
 from tui.app import ConsoleApp
+from tui.child import State
 from tui.project import Entry
-from tui.supervisor import State, Supervisor
+from tui.supervisor import Supervisor
 from tui.widgets.dialogs import HelpScreen, ScaleScreen
 from tui.widgets.pane import ProcessPane
 

@@ -19,7 +19,8 @@ from helpers import (
     until,
 )
 
-from tui.supervisor import State, Supervisor
+from tui.child import State
+from tui.supervisor import Supervisor
 
 Supervise = Callable[..., Awaitable[Supervisor]]
 

@@ -13,8 +13,9 @@ import pytest
 from conftest import fixture_argv
 from helpers import command, free_port, is_alive, tree, until, wait_gone
 
-import tui.supervisor as supervisor_module
-from tui.supervisor import State, Supervisor
+import tui.child as child_module
+from tui.child import State
+from tui.supervisor import Supervisor
 
 Supervise = Callable[..., Awaitable[Supervisor]]
 
@@ -78,7 +79,7 @@ async def test_crash_restarts_with_doubling_backoff(supervise: Supervise) -> Non
 async def test_backoff_resets_after_a_long_run(
     monkeypatch: pytest.MonkeyPatch, supervise: Supervise
 ) -> None:
-    monkeypatch.setattr(supervisor_module, "BACKOFF_RESET_AFTER", 0.3)
+    monkeypatch.setattr(child_module, "BACKOFF_RESET_AFTER", 0.3)
     sup = await supervise(command("crasher", fixture_argv("crasher", "0.5", "1")))
     lines = lambda: [t for t in texts(sup, "crasher", "sys") if t.startswith("-- backoff")]  # noqa: E731
     await until(lambda: len(lines()) >= 2, timeout=10, what="two crashes")
@@ -205,7 +206,7 @@ async def test_a_web_entry_is_running_once_it_answers_http(supervise: Supervise)
 async def test_a_silent_web_entry_is_reported_not_ready(
     supervise: Supervise, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(supervisor_module, "READY_TIMEOUT", 1.0)
+    monkeypatch.setattr(child_module, "READY_TIMEOUT", 1.0)
     port = free_port()
     silent = command(
         "silent", fixture_argv("silent_port", str(port)), URL=f"http://127.0.0.1:{port}"

@@ -27,9 +27,10 @@ from textual.widgets import Footer, Static
 
 from backends.base import ConfigError
 from tui import format as fmt
+from tui.child import Child, State
 from tui.commands import ProcessCommands
 from tui.output import Line
-from tui.supervisor import Child, State, Supervisor
+from tui.supervisor import Supervisor
 from tui.widgets.dialogs import ConfirmScreen, HelpScreen, ScaleScreen
 from tui.widgets.logview import LogView
 from tui.widgets.pane import ProcessPane, show

@@ -17,8 +17,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO
 
+from tui.child import Child, State
 from tui.output import Line
-from tui.supervisor import Child, State, Supervisor
+from tui.supervisor import Supervisor
 
 _SGR = re.compile(r"\x1b\[[0-9;:]*m")
 _COLOURS = (36, 33, 32, 35, 34, 31, 96, 93, 92, 95, 94, 91)  # ANSI foregrounds, cycled by name

@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Sparkline, Static
 
 from tui import format as fmt
-from tui.supervisor import Child, State
+from tui.child import Child, State
 from tui.widgets.logview import LogView
 
 HISTORY = 120  # samples kept for the sparklines: two minutes at one a second

@@ -1,0 +1,487 @@
+"""One entry's process across restarts: start, stop, backoff, scale, readiness, output.
+
+Each child runs in its own session and process group so signals reach its whole tree;
+output is read in chunks through a protocol (no line-length limits) into a bounded ring; an
+unexpected exit is retried with backoff; stopping escalates from the backend's signal to
+SIGKILL after its grace period, and reaches descendants that left the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import psutil
+
+from backends.base import ConfigError, Knob, Launch, positive_int
+from tui.events import EventCounter
+from tui.output import Line, Ring, Sanitiser
+from tui.probe import answers, probe_address
+from tui.project import Entry
+from tui.sampler import Usage
+
+if TYPE_CHECKING:
+    from backends.taskstats import Snapshot, WorkerCounts
+    from tui.supervisor import Supervisor
+
+BACKOFF_FIRST = 1.0
+BACKOFF_CAP = 30.0
+BACKOFF_RESET_AFTER = 60.0  # up this long: the next crash starts the backoff from scratch
+RUNNING_AFTER = 1.0  # alive this long after start: "running" rather than "starting"
+READY_TIMEOUT = 60.0  # a web server silent this long after start is reported as not ready
+HEALTH_EVERY = 10.0  # once ready, a web server is asked again this often
+SIGNAL_SPACING = 0.05  # between two scaling signals, so the receiver sees each one
+PIPE_DRAIN = 2.0  # after the main process exits, wait this long at most for its pipes to close
+
+
+class State(enum.StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"  # stopped on request; stays down until started
+    EXITED = "exited"  # ended by itself with an exit code
+    KILLED = "killed"  # ended by a signal
+    BACKOFF = "backoff"  # waiting to restart after an unexpected exit
+    CONFIG_ERROR = "config-error"
+
+
+@dataclass(frozen=True)
+class Exit:
+    code: int | None
+    signal: int | None
+    forced: bool  # had to be SIGKILLed after its grace period
+
+
+class Child:
+    """One entry's process across restarts: state, counters and its output ring."""
+
+    def __init__(self, entry: Entry, supervisor: Supervisor, ring: Ring) -> None:
+        self.entry = entry
+        self.name = entry.name
+        self.kind = entry.kind
+        self.ring = ring
+        self.state = State.STOPPED
+        self.error: str | None = entry.error
+        self.pid: int | None = None
+        self.started_at: float | None = None  # time.time() of the current run
+        self.restarts = 0
+        self.last_exit: Exit | None = None
+        self.next_try_at: float | None = None  # time.time() of the next restart, in backoff
+        self.stop_deadline: float | None = None  # time.monotonic() when SIGKILL follows
+        self.usage: Usage | None = None
+        self.tasks: WorkerCounts | None = None  # task workers: what its tree is running now
+        self.ready_after: float | None = None  # web servers: seconds from start to first answer
+        self.healthy: bool | None = None  # web servers: did the last request get an answer
+        pattern = entry.backend.events_pattern() if entry.backend else None
+        self.events = EventCounter(pattern) if pattern else None  # requests, finished tasks
+        ready = entry.backend.ready_pattern if entry.backend else None
+        self._ready_line = re.compile(ready) if ready else None
+        self._sup = supervisor
+        self._transport: asyncio.SubprocessTransport | None = None
+        self._exited: asyncio.Future[None] | None = None
+        self._wanted = False  # the user wants it up: an exit is unexpected and retried
+        self._backoff = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._forced = False
+        self._spawning: asyncio.Future[None] | None = None
+        self._signalling = asyncio.Lock()
+        if entry.error:
+            self.state = State.CONFIG_ERROR
+
+    @property
+    def detail(self) -> str:
+        """What the state is waiting for, in words (for panes and headless lines)."""
+        now = time.time()
+        if self.state is State.CONFIG_ERROR:
+            return self.error or ""
+        if self.state is State.BACKOFF and self.next_try_at is not None and self.last_exit:
+            left = max(0.0, self.next_try_at - now)
+            return f"{describe_exit(self.last_exit)}, restarting in {left:.0f} s"
+        if self.state is State.STOPPING and self.stop_deadline is not None:
+            left = max(0.0, self.stop_deadline - time.monotonic())
+            if self.tasks and self.tasks.running:
+                return f"draining {self.tasks.running} tasks, {left:.0f} s left"
+            return f"waiting for exit, {left:.0f} s before SIGKILL"
+        if self.state in (State.STARTING, State.RUNNING) and self.pid is not None:
+            return f"pid {self.pid}"
+        if self.state is State.STOPPED and self.last_exit:
+            return describe_exit(self.last_exit)
+        return ""
+
+    @property
+    def waits_for_line(self) -> bool:
+        return self._ready_line is not None and self.state is State.STARTING
+
+    def saw(self, lines: list[Line]) -> None:
+        """Lines from the process itself: count its events, notice it saying it is ready."""
+        if self.events is not None:
+            self.events.count(lines)
+        ready = self._ready_line
+        if ready and self.state is State.STARTING and any(ready.search(ln.text) for ln in lines):
+            self.ready_after = time.time() - (self.started_at or time.time())
+            self.note(f"-- ready in {self.ready_after:.1f} s")
+            self._set(State.RUNNING)
+
+    def sup_stats(self) -> Snapshot | None:
+        """The latest task statistics of the whole project (queues are shared by entries)."""
+        return self._sup.stats
+
+    def note(self, text: str) -> None:
+        """A line of the console's own about this process, kept in its output like the rest."""
+        self._sup.emit_lines(self, "sys", [text])
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.state in (State.STARTING, State.RUNNING, State.STOPPING):
+            return
+        self._cancel_timer()
+        self._wanted = True
+        try:
+            launch = self.entry.launch()
+        except ConfigError as e:
+            self._wanted = False
+            self.error = str(e)
+            self._set(State.CONFIG_ERROR)
+            return
+        await self._spawn(launch)
+
+    async def _spawn(self, launch: Launch) -> None:
+        loop = asyncio.get_running_loop()
+        for text in launch.notes:
+            self.note(text)
+        self._launch = launch
+        self._forced = False
+        self._exited = loop.create_future()
+        self._spawning = loop.create_future()
+        try:
+            await loop.subprocess_exec(
+                lambda: _Pipes(self),
+                *launch.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=launch.cwd,
+                env={**os.environ, **launch.env},
+                start_new_session=True,
+            )
+        except OSError as e:
+            self.note(f"cannot start {launch.argv[0]}: {e.strerror or e}")
+            self._exited = None
+            self._on_exit(Exit(code=127, signal=None, forced=False))
+        finally:
+            self._spawning.set_result(None)
+            self._spawning = None
+
+    def _started(self, transport: asyncio.SubprocessTransport) -> None:
+        """Called before the first byte of output is delivered, so the state line comes first."""
+        self._transport = transport
+        self.pid = transport.get_pid()
+        self.started_at = time.time()
+        self._sup.watch(self.pid, self._launch)
+        self.ready_after = self.healthy = None
+        self._set(State.STARTING)
+        url = self.entry.backend.web_url() if self.entry.backend else None
+        address = probe_address(url) if url else None
+        if self._ready_line is not None:
+            pass  # running once it says so (``saw``)
+        elif address is None:
+            self._timer = asyncio.get_running_loop().call_later(RUNNING_AFTER, self._mark_running)
+        else:  # a web server is running once it answers HTTP, not after a guess
+            self._sup.spawn_task(self._watch_health(self.pid, url or "", address))
+        if self._sup.output_paused:
+            self.pause_output(True)
+
+    def pause_output(self, paused: bool) -> None:
+        """Stop (or resume) reading this child's pipes: it blocks on write, nothing is lost."""
+        if self._transport is None:
+            return
+        for fd in (1, 2):
+            pipe = self._transport.get_pipe_transport(fd)
+            if isinstance(pipe, asyncio.ReadTransport) and not pipe.is_closing():
+                if paused:
+                    pipe.pause_reading()
+                else:
+                    pipe.resume_reading()
+
+    async def _watch_health(self, pid: int, url: str, address: tuple[str, int]) -> None:
+        """Knock until it answers (backing off while it starts), then now and then."""
+        started = time.monotonic()
+        delay = 0.1
+        warned = False
+        while self.pid == pid:
+            ok = await answers(*address)
+            if self.pid != pid:
+                return
+            if ok and self.ready_after is None:
+                self.ready_after = time.monotonic() - started
+                self.healthy = True
+                self.note(f"-- ready in {self.ready_after:.1f} s at {url}")
+                if self.state is State.STARTING:
+                    self._set(State.RUNNING)
+            elif ok != self.healthy and self.ready_after is not None:
+                self.healthy = ok
+                self.note(f"-- {'answering again' if ok else 'not answering'} at {url}")
+                self._sup.emit_state(self)
+            elif not ok and not warned and time.monotonic() - started > READY_TIMEOUT:
+                warned = True
+                self.healthy = False
+                self.note(f"-- not ready: nothing answers at {url} after {READY_TIMEOUT:.0f} s")
+                self._sup.emit_state(self)
+            delay = HEALTH_EVERY if self.ready_after is not None else min(delay * 1.5, 1.0)
+            await asyncio.sleep(delay)
+
+    def _mark_running(self) -> None:
+        self._timer = None
+        if self.state is State.STARTING:
+            self._set(State.RUNNING)
+
+    async def stop(self) -> None:
+        """Backend's signal to the group, its grace period, then SIGKILL to everyone left."""
+        self._wanted = False
+        self._cancel_timer()
+        if self._spawning is not None:  # a start is under way: let it finish, then stop it
+            await asyncio.shield(self._spawning)
+        if self._transport is None or self._exited is None:
+            if self.state is State.BACKOFF:
+                self._set(State.STOPPED)
+            return
+        exited = self._exited
+        if self.state is not State.STOPPING:
+            launch = self._launch
+            self.stop_deadline = time.monotonic() + launch.grace
+            self._set(State.STOPPING)
+            if launch.stop_group:
+                self._signal_tree(launch.stop_signal)
+            elif self.pid is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(self.pid, launch.stop_signal)
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), self._time_left())
+        except TimeoutError:
+            self.kill()
+            await exited
+
+    def kill(self) -> None:
+        """No more waiting: SIGKILL the whole tree now."""
+        if self._transport is not None:
+            self._forced = True
+            self._signal_tree(signal.SIGKILL)
+
+    async def restart(self) -> None:
+        await self.stop()
+        self.restarts += 1
+        await self.start()
+
+    def scale(self, knob_name: str, value: object) -> Awaitable[bool]:
+        """Set a knob; it sticks across restarts. Resolves True when applied live, False when
+        applied by a restart.
+
+        The new value is recorded at once (two quick "+" make two steps, not one); applying
+        it is the awaitable: live knobs get one signal per step, sent to the main process
+        only once it is running (a TTIN before a server installs its handlers would stop it),
+        spaced so that no two coalesce.
+        """
+        backend = self.entry.backend
+        if backend is None:
+            raise ConfigError(self.error or f"{self.name}: not runnable")
+        knob = backend.knob(knob_name)
+        wanted = positive_int(self.name, knob_name, value)
+        before = backend.scale[knob_name]
+        backend.scale[knob_name] = wanted
+        if wanted != before:
+            self.note(f"-- scale {knob_name}: {before} -> {wanted}")
+        return self._apply_scale(knob, before, wanted)
+
+    async def _apply_scale(self, knob: Knob, before: int, wanted: int) -> bool:
+        if wanted == before or self.state not in (State.STARTING, State.RUNNING):
+            return True  # nothing to do now, or it applies at the next start
+        if not knob.live:
+            await self.restart()
+            return False
+        if self.state is State.STARTING:
+            await self._sup.wait_for(lambda: self.state is not State.STARTING)
+        async with self._signalling:  # two quick scales must not run together
+            if knob.by_command:
+                return await self._scale_by_command(knob, before, wanted)
+            sig = knob.up if wanted > before else knob.down
+            for _ in range(abs(wanted - before)):
+                if self.pid is None:
+                    break
+                os.kill(self.pid, sig)  # type: ignore[arg-type]
+                await asyncio.sleep(SIGNAL_SPACING)
+        return True
+
+    async def _scale_by_command(self, knob: Knob, before: int, wanted: int) -> bool:
+        """Run the backend's scaling command; its output goes into this process's log."""
+        backend = self.entry.backend
+        if backend is None or self.pid is None:
+            return False
+        argv = backend.scale_argv(knob.name, before, wanted, self.pid)
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=self._launch.cwd,
+            env={**os.environ, **self._launch.env},
+        )
+        output, _ = await proc.communicate()
+        lines = Sanitiser().feed(output + b"\n")
+        self._sup.emit_lines(self, "sys", [f"   {line}" for line in lines if line.strip()])
+        if proc.returncode:
+            self.note(f"-- scale {knob.name} failed (exit {proc.returncode})")
+        return proc.returncode == 0
+
+    def _time_left(self) -> float:
+        return max(0.0, (self.stop_deadline or 0.0) - time.monotonic())
+
+    def _signal_tree(self, sig: int) -> None:
+        """Signal the group, and each descendant that left it (setsid'd grandchildren)."""
+        pid = self.pid
+        if pid is None:
+            return
+        with contextlib.suppress(OSError):
+            os.killpg(pid, sig)
+        for proc in self._sup.sampler.descendants(pid):
+            # Only those outside the group: a second copy of the signal made granian's
+            # workers deadlock in their own handler.
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getpgid(proc.pid) != pid:
+                    proc.send_signal(sig)
+
+    # -- exit ------------------------------------------------------------------------------
+
+    def _main_exited(self) -> None:
+        """The main process is gone: whatever it left behind (workers, grandchildren) goes too.
+
+        Their exit also closes the pipes they inherited, so the last output can be read and the
+        exit is reported after it (in ``_finished``), never before.
+        """
+        pid = self.pid
+        if pid is None:
+            return
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+        for proc in self._sup.sampler.forget(pid):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        # A descendant we never saw may still hold a pipe: do not wait for it for ever.
+        transport = self._transport
+        if transport is not None:
+            asyncio.get_running_loop().call_later(PIPE_DRAIN, transport.close)
+
+    def _finished(self, code: int) -> None:
+        """Process exited and both pipes are drained."""
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        exit_ = Exit(
+            code=code if code >= 0 else None,
+            signal=-code if code < 0 else None,
+            forced=self._forced,
+        )
+        if self._exited is not None and not self._exited.done():
+            self._exited.set_result(None)
+        self._exited = None
+        self._on_exit(exit_)
+
+    def _on_exit(self, exit_: Exit) -> None:
+        self._cancel_timer()
+        uptime = time.time() - self.started_at if self.started_at else 0.0
+        self.pid = None
+        self.usage = None
+        self.tasks = None
+        self.healthy = None
+        self.stop_deadline = None
+        self.last_exit = exit_
+        if not self._wanted:
+            self._set(State.STOPPED)
+            return
+        self._backoff = (
+            BACKOFF_FIRST
+            if uptime >= BACKOFF_RESET_AFTER or not self._backoff
+            else min(self._backoff * 2, BACKOFF_CAP)
+        )
+        self.next_try_at = time.time() + self._backoff
+        self._set(State.BACKOFF)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._backoff, self._retry)
+
+    def _retry(self) -> None:
+        self._timer = None
+        self.next_try_at = None
+        self.restarts += 1
+        self._sup.spawn_task(self._retry_start())
+
+    async def _retry_start(self) -> None:
+        if not self._wanted:  # stopped while the retry was on its way
+            return
+        self.state = State.STOPPED  # let start() proceed from backoff
+        await self.start()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.next_try_at = None
+
+    def _set(self, state: State) -> None:
+        """Every change of state is also a line in the output, so the history stays readable."""
+        self.state = state
+        detail = self.detail
+        self.note(f"-- {state}: {detail}" if detail else f"-- {state}")
+        self._sup.emit_state(self)
+
+
+def describe_exit(exit_: Exit) -> str:
+    if exit_.signal is not None:
+        name = signal.Signals(exit_.signal).name if exit_.signal in _SIGNALS else exit_.signal
+        how = f"killed by {name}"
+    else:
+        how = f"exited with code {exit_.code}"
+    return how + (" after its grace period" if exit_.forced else "")
+
+
+_SIGNALS = {s.value for s in signal.Signals}
+
+
+class _Pipes(asyncio.SubprocessProtocol):
+    """Chunks from stdout and stderr, kept apart, sanitised into lines."""
+
+    def __init__(self, child: Child) -> None:
+        self.child = child
+        self.sanitisers = {1: Sanitiser(), 2: Sanitiser()}
+        self.streams = {1: "out", 2: "err"}
+        self.transport: asyncio.SubprocessTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.child._started(self.transport)  # type: ignore[arg-type]
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        lines = self.sanitisers[fd].feed(data)
+        if lines:
+            self.child._sup.emit_lines(self.child, self.streams[fd], lines)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd in self.sanitisers:
+            lines = self.sanitisers[fd].flush()
+            if lines:
+                self.child._sup.emit_lines(self.child, self.streams[fd], lines)
+
+    def process_exited(self) -> None:
+        self.child._main_exited()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        assert self.transport is not None
+        self.child._finished(self.transport.get_returncode() or 0)
