@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import sqlite3
@@ -76,6 +77,22 @@ def enqueue(djproject: Path, code: str) -> None:
         check=True,
         capture_output=True,
     )
+
+
+def run_json(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = 60) -> Any:
+    """Run a scenario in a fresh process (Django settings load once per process) and return
+    the JSON object it prints last; a failure shows everything the process said."""
+    done = subprocess.run(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, f"scenario failed ({done.returncode}):\n{done.stdout}{done.stderr}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def get(url: str) -> str | None:

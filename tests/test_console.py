@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -12,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import fixture_argv
-from helpers import command, enqueue, gunicorn, is_alive, tree, until
+from helpers import command, enqueue, gunicorn, is_alive, run_json, tree, until
 
 from tui.app import ConsoleApp
 from tui.child import State
@@ -147,16 +145,8 @@ def test_task_worker_threads_scale_and_task_panel_opens(djproject: Path) -> None
     enqueue(djproject, "for i in range(30): tasks.add.enqueue(i, i)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    result = subprocess.run(
-        [sys.executable, str(TESTS / "console_tasks.py"), str(djproject)],
-        cwd=djproject,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    seen = json.loads(result.stdout.splitlines()[-1])
+    argv = [sys.executable, str(TESTS / "console_tasks.py"), str(djproject)]
+    seen = run_json(argv, djproject, env, timeout=120)
     assert seen["threads_after"] == seen["threads_before"] + 2
     assert "threads 3/1" in seen["stats_line"]
     assert seen["panel"] and seen["panel_closed"]

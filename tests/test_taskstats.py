@@ -8,9 +8,7 @@ the timestamps, calls ``poll`` and prints what it saw as JSON for the asserts he
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import textwrap
 from dataclasses import fields
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import run_json
 
 from backends import taskstats
 
@@ -161,17 +160,7 @@ def run_script(project: Path, tmp_path: Path, mode: str, db: Path | None = None)
     env = dict(os.environ)
     if db is not None:
         env["DJPROJECT_DB"] = str(db)
-    done = subprocess.run(
-        [sys.executable, str(script), str(REPO), mode],
-        cwd=project,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_json([sys.executable, str(script), str(REPO), mode], project, env)
 
 
 def test_poll_on_a_real_database(djproject: Path, tmp_path: Path) -> None:
