@@ -80,10 +80,12 @@ import sys
 import termios
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 import psutil
 
@@ -921,32 +923,55 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_idle(tracker: Tracker, args: argparse.Namespace, mprocs: str | None) -> list[Row]:
-    tools: list[tuple[str, Callable[[Tracker, float, float], dict[str, Idle]], str, bool]] = [
-        ("prodserver-tui", idle_console, "tui.watchdog", True),
-        ("honcho start", idle_honcho, "helpers (forks, sh)", False),
-        (f"mprocs (pty {COLS}x{ROWS})", idle_mprocs(mprocs), "helpers", False),
-    ]
-    results: dict[str, list[dict[str, Idle]]] = {name: [] for name, *_ in tools}
+T = TypeVar("T")
+
+
+def rounds(
+    tracker: Tracker,
+    runs: int,
+    tools: Sequence[tuple[str, Callable[[], T]]],
+    describe: Callable[[T], str],
+    what: str,
+) -> tuple[dict[str, list[T]], dict[str, str]]:
+    """Each tool once per round, in turn, so slow drifts of the machine hit all of them alike;
+    a tool that cannot run here is skipped with its reason."""
+    results: dict[str, list[T]] = {name: [] for name, _ in tools}
     skipped: dict[str, str] = {}
-    for round_ in range(1, args.runs + 1):
-        for name, run, _, _ in tools:
+    for round_ in range(1, runs + 1):
+        for name, run in tools:
             if name in skipped:
                 continue
             try:
-                got = run(tracker, args.settle, args.idle_seconds)
+                got = run()
             except Skip as e:
                 skipped[name] = str(e)
                 continue
             finally:
                 tracker.kill_all()
             results[name].append(got)
-            m, h = got["main"], got["helpers"]
-            log(
-                f"  idle {name} run {round_}/{args.runs}: {m.cpu:.2f}% of a core, "
-                f"RSS {m.rss_max / 2**20:.1f} MB ({m.rss_growth / 2**20:+.2f} MB); "
-                f"{h.count} helpers {h.cpu:.2f}%, {h.rss_max / 2**20:.1f} MB"
-            )
+            log(f"  {what} {name} run {round_}/{runs}: {describe(got)}")
+    return results, skipped
+
+
+def run_idle(tracker: Tracker, args: argparse.Namespace, mprocs: str | None) -> list[Row]:
+    tools: list[tuple[str, Callable[[Tracker, float, float], dict[str, Idle]], str, bool]] = [
+        ("prodserver-tui", idle_console, "tui.watchdog", True),
+        ("honcho start", idle_honcho, "helpers (forks, sh)", False),
+        (f"mprocs (pty {COLS}x{ROWS})", idle_mprocs(mprocs), "helpers", False),
+    ]
+
+    def describe(got: dict[str, Idle]) -> str:
+        m, h = got["main"], got["helpers"]
+        return (
+            f"{m.cpu:.2f}% of a core, "
+            f"RSS {m.rss_max / 2**20:.1f} MB ({m.rss_growth / 2**20:+.2f} MB); "
+            f"{h.count} helpers {h.cpu:.2f}%, {h.rss_max / 2**20:.1f} MB"
+        )
+
+    calls = [
+        (name, partial(run, tracker, args.settle, args.idle_seconds)) for name, run, *_ in tools
+    ]
+    results, skipped = rounds(tracker, args.runs, calls, describe, "idle")
     rows: list[Row] = []
     for name, _, helper_label, ours in tools:
         if name in skipped:
@@ -961,26 +986,16 @@ def run_ingest(tracker: Tracker, args: argparse.Namespace, mprocs: str | None) -
         ("prodserver-tui", ingest_console),
         (f"mprocs (pty {COLS}x{ROWS})", ingest_mprocs(mprocs)),
     ]
-    results: dict[str, list[Ingest]] = {name: [] for name, _ in tools}
-    skipped: dict[str, str] = {}
-    for round_ in range(1, args.runs + 1):
-        for name, run in tools:
-            if name in skipped:
-                continue
-            try:
-                got = run(tracker, args.lines, args.timeout)
-            except Skip as e:
-                skipped[name] = str(e)
-                continue
-            finally:
-                tracker.kill_all()
-            results[name].append(got)
-            text = f"{got.rate:,.0f} lines/s in {got.seconds:.2f} s" if got.rate else "no rate"
-            if got.cpu is not None:
-                text += f", CPU {got.cpu:.0f}%"
-            text += f", RSS {got.rss_max / 2**20:.1f} MB"
-            text += "".join(f"; PROBLEM: {p}" for p in got.problems)
-            log(f"  ingest {name} run {round_}/{args.runs}: {text}")
+
+    def describe(got: Ingest) -> str:
+        text = f"{got.rate:,.0f} lines/s in {got.seconds:.2f} s" if got.rate else "no rate"
+        if got.cpu is not None:
+            text += f", CPU {got.cpu:.0f}%"
+        text += f", RSS {got.rss_max / 2**20:.1f} MB"
+        return text + "".join(f"; PROBLEM: {p}" for p in got.problems)
+
+    calls = [(name, partial(run, tracker, args.lines, args.timeout)) for name, run in tools]
+    results, skipped = rounds(tracker, args.runs, calls, describe, "ingest")
     theirs = [r.rate for r in results[tools[1][0]] if r.rate]
     target = statistics.median(theirs) if theirs else None
     rows = ingest_rows(tools[0][0], results[tools[0][0]], target, True)
