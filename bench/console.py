@@ -89,31 +89,19 @@ from typing import TypeVar
 
 import psutil
 
-try:
-    from bench.output import (
-        FLOOD,
-        MPROCS_MISSING,
-        READ_SIZE,
-        Reaper,
-        Skip,
-        find_mprocs,
-        flood_argv,
-        venv_program,
-        workdir,
-    )
-except ModuleNotFoundError:  # run as bench/console.py: the repository root is not on the path
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench.output import (
-        FLOOD,
-        MPROCS_MISSING,
-        READ_SIZE,
-        Reaper,
-        Skip,
-        find_mprocs,
-        flood_argv,
-        venv_program,
-        workdir,
-    )
+# Run as bench/console.py or as python -m bench.console: either way bench.output is found.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.output import (
+    FLOOD,
+    MPROCS_MISSING,
+    READ_SIZE,
+    Reaper,
+    Skip,
+    find_mprocs,
+    flood_argv,
+    venv_program,
+    workdir,
+)
 
 ROWS, COLS = 48, 160
 SLEEP_TAG = "bench-console-sleeper"  # an argv element that marks the idle children
