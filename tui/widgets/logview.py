@@ -37,7 +37,14 @@ _MATCH_STYLE = Style(color="black", bgcolor="yellow")
 
 
 def plain(text: str) -> str:
-    return _SGR.sub("", text).expandtabs()
+    """The characters a line shows, tabs expanded to cells as the drawing does (a wide
+    character takes two cells, so ``str.expandtabs`` would put the tab stops elsewhere)."""
+    text = _SGR.sub("", text)
+    if "\t" not in text:
+        return text
+    shown = Text(text)
+    shown.expand_tabs(8)
+    return shown.plain
 
 
 def cells(text: str) -> int:
@@ -254,7 +261,11 @@ class LogView(ScrollView, can_focus=True):
             return cached
         gutter, gutter_style = _GUTTER.get(line.stream, _GUTTER["out"])
         text = Text(gutter, style=gutter_style, no_wrap=True, end="")
-        body = Text.from_ansi(line.text.expandtabs(), no_wrap=True, end="")
+        # Tabs are expanded after the colours are parsed: expanding the raw text would count
+        # each SGR sequence's characters as columns, and the tab stops (and the row count
+        # measured by cells()) would be wrong for coloured lines.
+        body = Text.from_ansi(line.text, no_wrap=True, end="")
+        body.expand_tabs(8)
         if line.stream == "sys":
             body.stylize(_SYS_STYLE)
         if self.search_term:
