@@ -13,6 +13,7 @@ import contextlib
 import enum
 import os
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -102,7 +103,7 @@ class Child:
         """What the state is waiting for, in words (for panes and headless lines)."""
         now = time.time()
         if self.state is State.CONFIG_ERROR:
-            return self.error or ""
+            return self._sup.redact(self.error or "")
         if self.state is State.BACKOFF and self.next_try_at is not None and self.last_exit:
             left = max(0.0, self.next_try_at - now)
             return f"{describe_exit(self.last_exit)}, restarting in {left:.0f} s"
@@ -137,7 +138,7 @@ class Child:
 
     def note(self, text: str) -> None:
         """A line of the console's own about this process, kept in its output like the rest."""
-        self._sup.emit_lines(self, "sys", [text])
+        self._sup.emit_lines(self, "sys", [self._sup.redact(text)])
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -157,6 +158,7 @@ class Child:
 
     async def _spawn(self, launch: Launch) -> None:
         loop = asyncio.get_running_loop()
+        self.note(f"-- command: {shlex.join(self._sup.redact.argv(launch.argv))}")
         for text in launch.notes:
             self.note(text)
         self._launch = launch

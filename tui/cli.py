@@ -9,8 +9,9 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from backends.base import ConfigError
+from backends.base import ConfigError, Project
 from tui.project import Entry, ProjectError, discover, entries
+from tui.redact import Redactor
 from tui.supervisor import Supervisor
 
 EXAMPLES = """\
@@ -63,9 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ProjectError, RuntimeError) as e:
         print(f"prodserver-tui: error: {e}", file=sys.stderr)
         return 2
+    redact = Redactor.for_project(project.settings)
     if args.check:
-        return check(found)
-    supervisor = Supervisor(found, ring_lines=args.ring_lines)
+        failed = check(found, redact)
+        return max(failed, diagnose(project, found))
+    supervisor = Supervisor(found, ring_lines=args.ring_lines, redact=redact, project=project)
     if args.headless:
         from tui import headless
 
@@ -75,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     return ConsoleApp(supervisor, project.settings_module).run() or 0
 
 
-def check(found: list[Entry]) -> int:
-    """One block per entry: its kind and resolved command line, or its error; 1 if any failed."""
+def check(found: list[Entry], redact: Redactor) -> int:
+    """One block per entry: its kind and resolved command line, or its error; 1 if any failed.
+    Secrets are masked: this output gets pasted into issues."""
     width = max(len(e.name) for e in found)
     failed = False
     for entry in found:
@@ -84,12 +88,22 @@ def check(found: list[Entry]) -> int:
             launch = entry.launch()
         except ConfigError as e:
             failed = True
-            print(f"{entry.name:<{width}}  error     {e}")
+            print(f"{entry.name:<{width}}  error     {redact(str(e))}")
             continue
-        print(f"{entry.name:<{width}}  {entry.kind:<9} {shlex.join(launch.argv)}")
+        print(f"{entry.name:<{width}}  {entry.kind:<9} {shlex.join(redact.argv(launch.argv))}")
         for note in launch.notes:
-            print(f"{'':<{width}}  note      {note}")
+            print(f"{'':<{width}}  note      {redact(note)}")
     return 1 if failed else 0
+
+
+def diagnose(project: Project, found: list[Entry]) -> int:
+    """The setup findings after the entries, one line each; 1 if any is an error."""
+    from backends.diagnostics import check_setup
+
+    findings = check_setup(project.settings, found)
+    for finding in findings:
+        print(finding.line())
+    return 1 if any(f.severity == "error" for f in findings) else 0
 
 
 def _positive(text: str) -> int:

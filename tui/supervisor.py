@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
 
-from backends.base import Launch
+from backends.base import Launch, Project
 from tui.child import Child, State
 from tui.output import Line, Ring
 from tui.project import Entry
+from tui.redact import Redactor
 from tui.sampler import Sampler, Usage
 
 if TYPE_CHECKING:
+    from backends.diagnostics import Finding, Watch, Worker
     from backends.taskstats import Snapshot, WorkerCounts
 
 
@@ -43,7 +45,10 @@ class Supervisor:
         watchdog: bool = True,
         sample_every: float = 1.0,
         stats_every: float = 1.5,
+        redact: Redactor | None = None,
+        project: Project | None = None,
     ) -> None:
+        self.redact = redact or Redactor.for_project()  # for every line the console writes
         self.children = {e.name: Child(e, self, Ring(max_lines=ring_lines)) for e in entries}
         self.sampler = Sampler()
         self._listeners: list[Listener] = []
@@ -56,7 +61,19 @@ class Supervisor:
         self._stats_every = stats_every
         self._stats_wanted = stats_every > 0 and any(e.kind == "tasks" for e in entries)
         self._stats: asyncio.Task[None] | None = None
+        self._diagnosed: asyncio.Task[None] | None = None
         self.output_paused = False
+        # Diagnostics run only for a real project (the CLI passes it): setup once, then runtime
+        # checks on each statistics poll. ``findings`` is what they say now, setup first.
+        self.project = project
+        self.findings: list[Finding] = []
+        self._setup_findings: list[Finding] = []
+        self._runtime_findings: list[Finding] = []
+        self._watch: Watch | None = None
+        if project is not None:
+            from backends.diagnostics import Watch
+
+            self._watch = Watch()
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -74,6 +91,8 @@ class Supervisor:
             self._sampling = loop.create_task(self._sample_forever())
         if self._stats_wanted and self._stats is None:
             self._stats = loop.create_task(self._stats_forever())
+        if self.project is not None and self._diagnosed is None:
+            self._diagnosed = loop.create_task(self._diagnose_setup(self.project))
         for child in self.children.values():
             if child.state is State.CONFIG_ERROR:
                 child._set(State.CONFIG_ERROR)
@@ -99,10 +118,10 @@ class Supervisor:
     async def stop_all(self) -> bool:
         """Stop everyone at once; True when none had to be killed."""
         await asyncio.gather(*(c.stop() for c in self.children.values()))
-        for task in (self._sampling, self._stats):
+        for task in (self._sampling, self._stats, self._diagnosed):
             if task is not None:
                 task.cancel()
-        self._sampling = self._stats = None
+        self._sampling = self._stats = self._diagnosed = None
         for task in list(self._tasks):
             task.cancel()
         if self._watchdog is not None:
@@ -129,7 +148,8 @@ class Supervisor:
             return
         with contextlib.suppress(psutil.Error, OSError):
             ctime = psutil.Process(pid).create_time()
-            line = f"{pid} {ctime!r} {int(launch.stop_signal)} {launch.grace}\n"
+            how = f"{int(launch.stop_signal)} {launch.grace} {int(launch.stop_group)}"
+            line = f"{pid} {ctime!r} {how}\n"
             self._watchdog.stdin.write(line.encode())
             self._watchdog.stdin.flush()
 
@@ -144,6 +164,10 @@ class Supervisor:
                 listener.on_lines(child, kept)
 
     def emit_state(self, child: Child) -> None:
+        if child.state is State.RUNNING:  # it listens now: whatever held its port let go
+            held = ("port-in-use", child.name, "")
+            if any(f.key == held for f in self._setup_findings):
+                self._publish(setup=[f for f in self._setup_findings if f.key != held])
         for listener in self._listeners:
             listener.on_state(child)
 
@@ -172,7 +196,44 @@ class Supervisor:
             for child in self.children.values():
                 if child.kind == "tasks":
                     child.tasks = _attribute(self.stats, child.usage)
+            if self._watch is not None:
+                workers = self._task_workers()
+                found = await loop.run_in_executor(
+                    None, diagnose_runtime, self._watch, self.stats, workers
+                )
+                self._publish(runtime=found)
             await asyncio.sleep(self._stats_every)
+
+    async def _diagnose_setup(self, project: Project) -> None:
+        """Setup checks read the database and /proc: off the loop, once per start."""
+        loop = asyncio.get_running_loop()
+        entries = [c.entry for c in self.children.values()]
+        found = await loop.run_in_executor(None, diagnose_setup, project, entries)
+        self._publish(setup=found)
+
+    def _task_workers(self) -> list[Worker]:
+        from backends.diagnostics import worker
+
+        up = (State.STARTING, State.RUNNING)
+        found = (worker(c.name, c.entry.backend, c.state in up) for c in self.children.values())
+        return [w for w in found if w is not None]
+
+    def _publish(
+        self, setup: list[Finding] | None = None, runtime: list[Finding] | None = None
+    ) -> None:
+        """Tell listeners that have ``on_findings`` when the findings change, not every poll."""
+        if setup is not None:
+            self._setup_findings = setup
+        if runtime is not None:
+            self._runtime_findings = runtime
+        findings = [*self._setup_findings, *self._runtime_findings]
+        if findings == self.findings:
+            return
+        self.findings = findings
+        for listener in self._listeners:
+            hear = getattr(listener, "on_findings", None)
+            if hear is not None:
+                hear(findings)
 
 
 def poll_task_stats() -> Snapshot:
@@ -187,6 +248,32 @@ def poll_task_stats() -> Snapshot:
         return taskstats.poll()
     except Exception as e:  # the project's apps failed to load: say so, keep the console up
         return _failed_stats(f"cannot read task statistics: {type(e).__name__}: {e}")
+    finally:
+        with contextlib.suppress(Exception):
+            connections.close_all()
+
+
+def diagnose_setup(project: Project, entries: list[Entry]) -> list[Finding]:
+    """Runs in a worker thread, like the statistics poll: connections closed after."""
+    from django.db import connections
+
+    from backends.diagnostics import check_setup
+
+    try:
+        return check_setup(project.settings, entries)
+    finally:
+        with contextlib.suppress(Exception):
+            connections.close_all()
+
+
+def diagnose_runtime(watch: Watch, stats: Snapshot, workers: list[Worker]) -> list[Finding]:
+    """Runs in a worker thread after a poll: stuck tasks and failure spikes read the database."""
+    from django.db import connections
+
+    try:
+        return watch.check(stats, workers)
+    except Exception:  # a check that cannot read now must not end the statistics loop
+        return watch.last
     finally:
         with contextlib.suppress(Exception):
             connections.close_all()
