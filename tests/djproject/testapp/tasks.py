@@ -44,3 +44,13 @@ def record(path: str, token: str) -> str:
     with open(path, "a", encoding="utf-8") as f:
         f.write(token + "\n")
     return token
+
+
+@task()
+def record_slowly(path: str, token: str, seconds: float) -> str:
+    """Record the run first, then stay busy: a worker killed during the sleep leaves a recorded
+    run behind, so the chaos suite can tell a legitimate re-run after a kill from a duplicate."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(token + "\n")
+    time.sleep(seconds)
+    return token
