@@ -14,6 +14,7 @@ from helpers import command, enqueue, gunicorn, is_alive, run_json, tree, until
 
 from tui.app import ConsoleApp
 from tui.child import State
+from tui.keep_scale import snippet
 from tui.project import Entry
 from tui.supervisor import Supervisor
 from tui.widgets.dialogs import HelpScreen, ScaleScreen
@@ -139,6 +140,9 @@ async def test_gunicorn_workers_scale_with_plus_minus_and_dialog(
         await pilot.press("enter")
         await until(lambda: workers() == 1, timeout=30, what="1 worker")
         await until(lambda: "workers 1/2" in str(app.current.stats_text()), what="now / configured")
+    kept = snippet([c.entry for c in sup.children.values()], sup.redact)
+    assert kept is not None and "(web workers 2 -> 1)" in kept, kept
+    assert "'workers': '1'" in kept and f"'bind': '127.0.0.1:{_port}'" in kept, kept
 
 
 def test_task_worker_threads_scale_and_task_panel_opens(djproject: Path) -> None:

@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from backends.base import ConfigError, Project
+from tui.keep_scale import snippet
 from tui.project import Entry, ProjectError, discover, entries
 from tui.redact import Redactor
 from tui.supervisor import Supervisor
@@ -75,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(headless.run(supervisor, sys.stdout.buffer, sys.stdout.isatty()))
     from tui.app import ConsoleApp
 
-    return ConsoleApp(supervisor, project.settings_module).run() or 0
+    code = ConsoleApp(supervisor, project.settings_module).run() or 0
+    kept = snippet(found, redact)
+    if kept:
+        print(kept)
+    return code
 
 
 def check(found: list[Entry], redact: Redactor) -> int:
