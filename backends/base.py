@@ -7,6 +7,7 @@ line that says what to fix, instead of crashing the console or the other entries
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import signal
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 # gunicorn (``"GET / HTTP/1.1" 200 2``), uvicorn (``"GET / HTTP/1.1" 200 OK``) and runserver
 # all put the status right after the quoted request line; group 1 is its class digit.
@@ -22,6 +24,29 @@ ACCESS_LOG = r'"[A-Z]+ \S+ HTTP/\d(?:\.\d)?" ([1-5])\d\d\b'
 
 class ConfigError(Exception):
     """A problem with an entry, worded as one line: what is wrong, then how to fix it."""
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Text from settings as a message may hold it: one line of printable characters, short.
+
+    A value can hold newlines, escape sequences (a terminal would act on them when --check
+    prints the message) or megabytes; each non-printable character is shown escaped.
+    """
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A settings value quoted in an error: its repr, short and on one line. Any value:
+    an int past 4300 digits has no repr, and a user's object may fail to give one."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__} object>"
+    return one_line(text, limit)
 
 
 @dataclass(frozen=True)
@@ -76,7 +101,7 @@ def positive_int(entry: str, knob: str, value: object) -> int:
             number = None
     if number is None or number < 1:
         raise ConfigError(
-            f"{entry}: ARGS {knob!r} must be a positive integer, got {value!r}; "
+            f"{entry}: ARGS {knob!r} must be a positive integer, got {shown(value)}; "
             f'write e.g. "{knob}": 2'
         )
     return number
@@ -150,31 +175,49 @@ class Backend:
         if not isinstance(args, dict):
             return {}
         for key, value in args.items():
-            if not isinstance(key, str) or not key:
-                raise ConfigError(f"{self.name}: ARGS key {key!r} must be a non-empty string")
+            self._check_option_name(key)
             if isinstance(value, bool) or not isinstance(value, str | int | float | None):
                 raise ConfigError(
-                    f"{self.name}: ARGS {key!r} must be a string, a number or None, "
+                    f"{self.name}: ARGS {shown(key)} must be a string, a number or None, "
                     f"got {type(value).__name__}; write it as a string"
                 )
+            # No option needs more than 64 bits, and str() fails past 4300 digits.
+            if isinstance(value, int) and value.bit_length() > 64:
+                raise ConfigError(f"{self.name}: ARGS {shown(key)} is too large a number")
         return dict(args)
 
-    def _checked_grace(self, grace: object) -> float:
-        """``GRACE``: seconds between the stop signal and SIGKILL, per entry."""
-        if isinstance(grace, bool) or not isinstance(grace, int | float) or not grace > 0:
+    def _check_option_name(self, key: object) -> None:
+        """A key becomes the option name in ``--key=value``, one argument whatever its value
+        holds. So the key alone is checked: an ``=`` would move part of it into the value, and
+        whitespace, control characters or a leading dash make a name no program knows."""
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"{self.name}: ARGS key {shown(key)} must be a non-empty string")
+        if key.startswith("-") or "=" in key or not key.isprintable() or " " in key:
             raise ConfigError(
-                f"{self.name}: GRACE must be a number of seconds above 0, got {grace!r}; "
-                'write e.g. "GRACE": 30'
+                f"{self.name}: ARGS key {shown(key)} is not an option name; write the name "
+                'without dashes, "=", spaces or control characters, e.g. "bind"'
             )
-        return float(grace)
+
+    def _checked_grace(self, grace: object) -> float:
+        """``GRACE``: seconds between the stop signal and SIGKILL, per entry. Bounded, because
+        an infinite (or astronomical) grace would let one child hang the console's shutdown."""
+        seconds = math.nan
+        if not isinstance(grace, bool) and isinstance(grace, int | float):
+            seconds = float(grace) if abs(grace) < MAX_GRACE * 2 else math.inf
+        if not 0 < seconds <= MAX_GRACE:
+            raise ConfigError(
+                f"{self.name}: GRACE must be a number of seconds above 0, got {shown(grace)}; "
+                f'write e.g. "GRACE": 30 (at most a day, {MAX_GRACE:.0f})'
+            )
+        return seconds
 
     def _checked_url(self, url: object) -> str | None:
         """``URL``: where any entry answers HTTP (``npm run dev`` on 5173), for readiness."""
         if url is None:
             return None
-        if not isinstance(url, str) or not url.startswith("http://"):
+        if not (isinstance(url, str) and url.startswith("http://") and _is_address(url)):
             raise ConfigError(
-                f"{self.name}: URL must be an http:// address, got {url!r}; "
+                f"{self.name}: URL must be an http:// address, got {shown(url)}; "
                 'write e.g. "URL": "http://127.0.0.1:5173"'
             )
         return url
@@ -185,6 +228,9 @@ class Backend:
                 args = shlex.split(args)
             except ValueError as e:
                 raise ConfigError(f"{self.name}: ARGS cannot be split ({e}); fix its quotes") from e
+            # A string is a command line: split like a shell splits words (a newline separates
+            # words too; quotes keep one together) but never run by one, so ";", "$(...)" and
+            # backticks are plain characters of the argument they are in.
         if not isinstance(args, list):
             return []
         if not all(isinstance(a, str) for a in args):
@@ -226,7 +272,7 @@ class Backend:
 
     def launch(self) -> Launch:
         return Launch(
-            argv=tuple(self.argv()),
+            argv=tuple(self._checked_argv(self.argv())),
             env=self.project.child_env(),
             cwd=self.project.base_dir,
             stop_signal=self.stop_signal,
@@ -235,9 +281,41 @@ class Backend:
             notes=tuple(self.notes()),
         )
 
+    def _checked_argv(self, argv: list[str]) -> list[str]:
+        """Each element reaches the program as exactly one argument (no shell, ever), so
+        spaces, quotes, ";", "$(...)", newlines and leading dashes need no check here. A NUL
+        is the exception: the OS cannot pass one, so exec would fail at every start; it is
+        refused now, as the config error it is."""
+        for arg in argv:
+            if not isinstance(arg, str):
+                raise ConfigError(
+                    f"{self.name}: the command line holds {shown(arg)}, not a string; "
+                    "write every argument as a string"
+                )
+            if "\0" in arg:
+                raise ConfigError(
+                    f"{self.name}: argument {shown(arg)} holds a NUL character, which no "
+                    "program can receive; remove it"
+                )
+        return argv
+
     def django_command(self, command: str, *args: str) -> list[str]:
         """Run a manage.py command without needing manage.py: settings come from the env."""
         return [self.project.python, "-m", "django", command, *args]
+
+
+MAX_GRACE = 24 * 3600.0  # a day: longer than any drain, short of "never"
+
+
+def _is_address(url: str) -> bool:
+    """Printable, no spaces, and a port that parses: the readiness probe connects to it."""
+    if not url.isprintable() or " " in url:
+        return False
+    try:
+        urlsplit(url).port  # noqa: B018  (raises on a port that is not a number in range)
+    except ValueError:
+        return False
+    return True
 
 
 _SHAPE_NAMES: dict[type, str] = {dict: "a dict", list: "a list of strings", str: "a string"}

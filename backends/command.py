@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from backends.base import Backend, ConfigError
+from backends.base import Backend, ConfigError, shown
 
 
 class Command(Backend):
@@ -17,12 +17,12 @@ class Command(Backend):
             raise ConfigError(
                 f'{self.name}: ARGS is empty; give the command, e.g. ["npm", "run", "watch"]'
             )
-        program = self.extra[0]
+        argv = self._checked_argv(list(self.extra))  # before a NUL reaches shutil.which
+        program = argv[0]
         if "/" in program:  # relative paths are relative to the project, where the child starts
             program = os.path.join(self.project.base_dir, program)
         if shutil.which(program) is None:
             raise ConfigError(
-                f"{self.name}: program {self.extra[0]!r} not found; "
-                "install it or give its full path"
+                f"{self.name}: program {shown(argv[0])} not found; install it or give its full path"
             )
-        return list(self.extra)
+        return argv

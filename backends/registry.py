@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from backends.base import Backend, ConfigError
+from backends.base import Backend, ConfigError, one_line, shown
 
 _PRODSERVER_PREFIXES = (
     "django_prodserver.backends.servers.",
@@ -39,10 +39,15 @@ COMMAND_HINT = "backends.command.Command with ARGS as an argv list"
 
 
 def resolve(name: str, path: object) -> type[Backend]:
-    if not isinstance(path, str) or not path:
+    if path is None or (isinstance(path, str) and not path):
         raise ConfigError(
             f'{name}: BACKEND is missing; add e.g. "BACKEND": '
             '"django_prodserver.backends.gunicorn.GunicornServer"'
+        )
+    if not isinstance(path, str):
+        raise ConfigError(
+            f"{name}: BACKEND must be a dotted path (a string), got {shown(path)}; write e.g. "
+            '"BACKEND": "django_prodserver.backends.gunicorn.GunicornServer"'
         )
     for prefix in _PRODSERVER_PREFIXES:
         if path.startswith(prefix):
@@ -63,14 +68,16 @@ def _import(name: str, path: str) -> type[Backend]:
     known = ", ".join(sorted(_IMPLEMENTED))
     try:
         module = importlib.import_module(module_name) if module_name else None
-    except ImportError as e:
+    # A relative path (".x.Y") is a TypeError, a NUL or an empty part a ValueError: all typos.
+    except (ImportError, TypeError, ValueError) as e:
         raise ConfigError(
-            f"{name}: BACKEND {path!r} cannot be imported ({e}); check the spelling, known: {known}"
+            f"{name}: BACKEND {shown(path)} cannot be imported ({one_line(str(e), 120)}); "
+            f"check the spelling, known: {known}"
         ) from e
     cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+    if not (isinstance(cls, type) and issubclass(cls, Backend)) or cls is Backend:
         raise ConfigError(
-            f"{name}: BACKEND {path!r} is not a prodserver-tui backend; use one of: {known}, "
+            f"{name}: BACKEND {shown(path)} is not a prodserver-tui backend; use one of: {known}, "
             "backends.runserver.RunServer, backends.command.Command"
         )
     return cls

@@ -32,7 +32,7 @@ from tui.widgets.logview import LogView, plain
 SGR = re.compile(r"\x1b\[[0-9;:]*m")
 # What a terminal acts on: every C0 (TAB included: the widget expands it), DEL, every C1.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --- what a hostile child prints -------------------------------------------------------------
 

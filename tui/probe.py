@@ -14,11 +14,15 @@ from urllib.parse import urlsplit
 def probe_address(url: str) -> tuple[str, int] | None:
     """Where to knock: a server bound to every interface is reached on loopback."""
     parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.port:
+    try:
+        port = parts.port  # a server's own bind option may hold any port: 99999, "http"
+    except ValueError:
+        return None
+    if parts.scheme != "http" or not port:
         return None
     host = parts.hostname or "127.0.0.1"
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    return host, parts.port
+    return host, port
 
 
 async def answers(host: str, port: int, timeout: float = 2.0) -> bool:

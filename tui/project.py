@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.base import Backend, ConfigError, Launch, Project
+from backends.base import Backend, ConfigError, Launch, Project, one_line, shown
 from backends.registry import resolve
 
 
@@ -137,24 +137,52 @@ def entries(project: Project, only: Sequence[str] = ()) -> list[Entry]:
         )
     if not processes:
         raise ProjectError(f"{where}: PRODUCTION_PROCESSES is empty; add an entry, e.g. {EXAMPLE}")
-    names = [str(name) for name in processes]
+    names = [name if isinstance(name, str) else shown(name) for name in processes]
     unknown = [name for name in only if name not in names]
     if unknown:
         raise ProjectError(
             f"no entry named {', '.join(map(repr, unknown))} in PRODUCTION_PROCESSES; "
-            f"choose from: {', '.join(names)}"
+            f"choose from: {', '.join(map(one_line, names))}"
         )
-    return [
-        build_entry(str(name), spec, project)
-        for name, spec in processes.items()
-        if not only or str(name) in only
-    ]
+    return _unique(
+        [
+            build_entry(name, spec, project)
+            for name, spec in processes.items()
+            if not only or name in only
+        ]
+    )
 
 
-def build_entry(name: str, spec: object, project: Project) -> Entry:
+def _unique(found: list[Entry]) -> list[Entry]:
+    """Names key the console's processes: an error entry named after a bad key (the number 1)
+    must not hide a good one named "1". Only error entries are renamed; good names are the
+    dict's own keys, unique already."""
+    taken = {entry.name for entry in found if entry.error is None}
+    for entry in found:
+        if entry.error is not None:
+            base, n = entry.name, 1
+            while entry.name in taken:
+                n += 1
+                entry.name = f"{base} ({n})"
+            taken.add(entry.name)
+    return found
+
+
+MAX_NAME = 64  # a name prefixes every headless line and titles a pane
+
+
+def build_entry(name: object, spec: object, project: Project) -> Entry:
+    """Never raises: whatever the settings hold, the result is a runnable entry or one line.
+
+    A name that is not a short printable string is an error of its own (it would be printed
+    before every line of output, escape sequences and all); the entry is then named by its
+    quoted, escaped form, which entries() renames if a good entry has that name.
+    """
+    if not (isinstance(name, str) and name.strip() and name.isprintable()):
+        return Entry(shown(name), None, f"{shown(name)}: {_NAME_RULE}")
+    if len(name) > MAX_NAME:
+        return Entry(one_line(name, MAX_NAME), None, f"{shown(name)}: {_NAME_RULE}")
     try:
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"{name!r}: entry names must be non-empty strings")
         if not isinstance(spec, dict):
             raise ConfigError(
                 f"{name}: entry must be a dict with BACKEND and ARGS, got {type(spec).__name__}"
@@ -162,7 +190,12 @@ def build_entry(name: str, spec: object, project: Project) -> Entry:
         backend = resolve(name, spec.get("BACKEND"))(name, spec, project)
         backend.launch()  # validates what only a launch can tell (installed? WSGI app set?)
     except ConfigError as e:
-        return Entry(name, None, str(e))
+        return Entry(name, None, one_line(str(e)))
     except Exception as e:  # a user's own backend class may fail in any way
-        return Entry(name, None, f"{name}: backend failed: {type(e).__name__}: {e}")
+        return Entry(name, None, one_line(f"{name}: backend failed: {type(e).__name__}: {e}"))
     return Entry(name, backend)
+
+
+_NAME_RULE = (
+    f'entry names must be strings of 1 to {MAX_NAME} printable characters, e.g. "web" or "worker-2"'
+)
