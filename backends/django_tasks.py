@@ -8,6 +8,8 @@ own worker (``python -m backends.taskworker``), which makes those ARGS real and 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import signal
 
 from backends.base import Backend, ConfigError, Knob, flags_from_dict
@@ -37,10 +39,18 @@ class DjangoTasksWorker(Backend):
         }
         args = flags_from_dict({**options, **self.scale}) + self.extra
         try:
-            parsed = parser().parse_args(args)
+            # --help (or -h, --he...) makes argparse print and exit: into the console's own
+            # screen, and out of the console. Caught here, it is the config mistake it is.
+            with contextlib.redirect_stdout(io.StringIO()):
+                parsed = parser().parse_args(args)
         except OptionError as e:
             raise ConfigError(
                 f"{self.name}: {e}; see: python -m backends.taskworker --help"
+            ) from None
+        except SystemExit:
+            raise ConfigError(
+                f"{self.name}: ARGS ask the worker for its help; remove that option and read "
+                "it with: python -m backends.taskworker --help"
             ) from None
         if "GRACE" not in self.entry:  # the master kills at drain_timeout; this is the backstop
             self.grace = parsed.drain_timeout + 5.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from backends.base import Backend, ConfigError, Knob, flags_from_dict, require_module
+from backends.base import Backend, ConfigError, Knob, flags_from_dict, require_module, shown
 
 
 class GunicornServer(Backend):
@@ -46,7 +46,7 @@ def app_target(backend: Backend, setting: str) -> str | None:
     if not isinstance(path, str) or "." not in path:
         kind = setting.split("_")[0]
         raise ConfigError(
-            f"{backend.name}: settings.{setting} = {path!r} is not a dotted path; "
+            f"{backend.name}: settings.{setting} = {shown(path)} is not a dotted path; "
             f'set it to your {kind} callable, e.g. "mysite.{kind.lower()}.application"'
         )
     module, _, attr = path.rpartition(".")

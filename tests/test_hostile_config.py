@@ -33,7 +33,12 @@ from tui.supervisor import Supervisor
 
 REPO = Path(__file__).resolve().parent.parent
 ARGV_JSON = str(FIXTURES / "argv_json.py")
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# capsys is read after every example, so sharing it across examples is intended.
+FAST = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 class BrokenRepr:
@@ -69,6 +74,8 @@ NASTY_TEXT = [
     "\x00",
     "x\x00y",
     "--reload",
+    "--help",
+    "-h",
     "-",
     "=",
     "k=v",
@@ -152,6 +159,9 @@ KNOWN_OPTIONS = [
     "reload",
     "drain-timeout",
     "addrport",
+    "help",
+    "h",
+    "version",
 ]
 option_values = st.one_of(st.none(), st.integers(), HUGE, st.floats(), text, st.just("1"), values)
 args = st.one_of(
@@ -256,10 +266,16 @@ def check(entry: Entry) -> None:
     spec={"BACKEND": "django_prodserver.backends.celery.CeleryWorker", "APP": "a\x00"},
     attrs={},
 )
+@example(
+    name="worker",
+    spec={"BACKEND": "django_prodserver.backends.django_tasks.DjangoTasksWorker", "ARGS": ["-h"]},
+    attrs={},
+)
 def test_any_entry_is_runnable_or_one_clear_line(
-    name: object, spec: object, attrs: dict[str, Any]
+    name: object, spec: object, attrs: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     check(build_entry(name, spec, make_project(attrs)))
+    assert capsys.readouterr() == ("", "")  # nothing printed over the console's screen
 
 
 @FAST
@@ -274,7 +290,7 @@ def test_any_entry_is_runnable_or_one_clear_line(
     processes={1: {}, "1": {"BACKEND": "backends.command.Command", "ARGS": ["true"]}}, attrs={}
 )
 def test_any_setting_gives_one_entry_per_key_or_one_project_error(
-    processes: object, attrs: dict[str, Any]
+    processes: object, attrs: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = make_project({**attrs, "PRODUCTION_PROCESSES": processes})
     try:
@@ -288,6 +304,7 @@ def test_any_setting_gives_one_entry_per_key_or_one_project_error(
     for entry in found:
         check(entry)
     Supervisor(found, watchdog=False)  # every Child is built from its entry without a start
+    assert capsys.readouterr() == ("", "")
 
 
 def test_nothing_in_the_code_can_run_a_shell() -> None:

@@ -191,7 +191,7 @@ def build_entry(name: object, spec: object, project: Project) -> Entry:
         backend.launch()  # validates what only a launch can tell (installed? WSGI app set?)
     except ConfigError as e:
         return Entry(name, None, one_line(str(e)))
-    except Exception as e:  # a user's own backend class may fail in any way
+    except (Exception, SystemExit) as e:  # a user's own backend class may fail in any way
         return Entry(name, None, one_line(f"{name}: backend failed: {type(e).__name__}: {e}"))
     return Entry(name, backend)
 
