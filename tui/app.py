@@ -26,14 +26,15 @@ from textual.geometry import Size
 from textual.widgets import Footer, Static
 
 from backends.base import ConfigError
+from backends.diagnostics import Finding
 from tui import format as fmt
 from tui.child import Child, State
 from tui.commands import ProcessCommands
 from tui.output import Line
 from tui.supervisor import Supervisor
-from tui.widgets.dialogs import ConfirmScreen, HelpScreen, ScaleScreen
+from tui.widgets.dialogs import ConfirmScreen, FindingsScreen, HelpScreen, ScaleScreen
 from tui.widgets.logview import LogView
-from tui.widgets.pane import ProcessPane, show
+from tui.widgets.pane import ProcessPane, finding_text, show
 from tui.widgets.proclist import ProcessList
 from tui.widgets.taskpanel import TaskPanel
 
@@ -79,6 +80,7 @@ class ConsoleApp(App[int]):
         Binding("S", "scale_dialog", "Scale", id="scale"),
         Binding("R", "restart_all", "Restart all", id="restart-all", show=False),
         Binding("t", "tasks", "Tasks", id="tasks"),
+        Binding("D", "check_deploy", "Run check --deploy", id="check-deploy", show=False),
         Binding("z", "zoom", "Zoom", id="zoom", show=False),
         Binding("slash", "search", "Find", id="search"),
         Binding("n", "find(True)", "Next match", id="find-next", show=False),
@@ -128,6 +130,7 @@ class ConsoleApp(App[int]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="header", markup=False)
+        yield Static(id="findings", markup=False)
         yield self.process_list
         with Container(id="panes"):
             yield from self.panes
@@ -144,6 +147,7 @@ class ConsoleApp(App[int]):
         with contextlib.suppress(RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGTERM, self.action_quit)
             signal.signal(signal.SIGHUP, hang_up)
+        self.on_findings(self.supervisor.findings)
         if self.start_processes:
             self.run_worker(self.supervisor.start_all(), group="control")
 
@@ -178,6 +182,18 @@ class ConsoleApp(App[int]):
                 pane.update_info()
         if self.process_list.is_mounted:
             self.process_list.refresh()
+
+    def on_findings(self, findings: list[Finding]) -> None:
+        """Each diagnostic in its entry's pane; the project-wide ones under the header."""
+        if not self.is_running:
+            return
+        names = {pane.child.name for pane in self.panes}
+        for pane in self.panes:
+            pane.show_findings([f for f in findings if f.entry == pane.child.name])
+        banner = self.query_one("#findings", Static)
+        general = [f for f in findings if f.entry not in names]
+        banner.set_class(bool(general), "shown")
+        show(banner, Text("\n").join(finding_text(f) for f in general))
 
     # -- timers --------------------------------------------------------------------------------
 
@@ -345,6 +361,23 @@ class ConsoleApp(App[int]):
                 ConfirmScreen(f"{what} cannot change while {child.name} runs: restart it with it?"),
                 confirmed,
             )
+
+    def action_check_deploy(self) -> None:
+        """Django's ``check --deploy`` in a fresh process of the project, shown in a dialog."""
+        project = self.supervisor.project
+        if project is None:
+            self.notify("no Django project to check", severity="warning")
+            return
+        self.notify("running manage.py check --deploy…")
+
+        async def run() -> None:
+            from backends.diagnostics import check_deploy
+
+            loop = asyncio.get_running_loop()
+            found = await loop.run_in_executor(None, check_deploy, project)
+            self.push_screen(FindingsScreen("manage.py check --deploy", found))
+
+        self.run_worker(run(), group="checks", exclusive=True)
 
     def action_tasks(self) -> None:
         if self.supervisor.stats is None and not any(p.child.kind == "tasks" for p in self.panes):

@@ -52,6 +52,11 @@ class ProcessCommands(Provider):
                 found.append((f"{name}: task panel", then(app.action_tasks), "queues, failures"))
         found += [
             ("restart all", app.action_restart_all, "every process, one after the other"),
+            (
+                "run check --deploy",
+                app.action_check_deploy,
+                "Django's deployment checks (manage.py check --deploy), in a dialog",
+            ),
             ("help", app.action_help, "every key"),
             ("quit", app.action_quit, "stop every process gracefully, then exit"),
         ]

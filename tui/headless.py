@@ -17,12 +17,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO
 
+from backends.diagnostics import Finding, diff
 from tui.child import Child, State
 from tui.output import Line
 from tui.supervisor import Supervisor
 
 _SGR = re.compile(r"\x1b\[[0-9;:]*m")
 _COLOURS = (36, 33, 32, 35, 34, 31, 96, 93, 92, 95, 94, 91)  # ANSI foregrounds, cycled by name
+_SEVERITY_COLOURS = {"error": 31, "warning": 33, "info": 36}
 _STATE_COLOURS = {State.RUNNING: 32, State.CONFIG_ERROR: 31, State.BACKOFF: 33, State.STOPPING: 33}
 
 
@@ -94,6 +96,8 @@ class Writer:
 class Printer:
     def __init__(self, names: list[str], writer: Writer, colour: bool) -> None:
         width = max(map(len, names), default=0)
+        self.width = width
+        self.findings: list[Finding] = []
         self.writer = writer
         self.colour = colour
         self.prefix = {
@@ -122,6 +126,31 @@ class Printer:
 
     def on_state(self, child: Child) -> None:
         """State changes arrive as lines of their own (stream "sys"): nothing more to print."""
+
+    def on_findings(self, findings: list[Finding]) -> None:
+        """A diagnostic when it appears and when it clears, under its entry's name."""
+        appeared, cleared = diff(self.findings, findings)
+        self.findings = findings
+        clock = time.strftime("%H:%M:%S")
+        text = "".join(
+            f"{clock} {self._prefix(f.entry)} {self._severity(f.severity)}: "
+            f"{f.what} — {f.fix} [{f.code}]\n"
+            for f in appeared
+        )
+        text += "".join(
+            f"{clock} {self._prefix(f.entry)} resolved: {f.what} [{f.code}]\n" for f in cleared
+        )
+        if text:
+            self._write(text)
+
+    def _prefix(self, entry: str | None) -> str:
+        name = entry or "project"
+        return self.prefix.get(name) or f"{name:<{self.width}} |"
+
+    def _severity(self, severity: str) -> str:
+        if not self.colour:
+            return severity
+        return f"\x1b[{_SEVERITY_COLOURS.get(severity, 1)}m{severity}\x1b[0m"
 
     def _write(self, text: str) -> None:
         self.writer.write(text.encode("utf-8", "replace"))

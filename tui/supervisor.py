@@ -47,6 +47,7 @@ class Supervisor:
         stats_every: float = 1.5,
         redact: Redactor | None = None,
         project: Project | None = None,
+        watch: Watch | None = None,
     ) -> None:
         self.redact = redact or Redactor.for_project()  # for every line the console writes
         self.children = {e.name: Child(e, self, Ring(max_lines=ring_lines)) for e in entries}
@@ -70,10 +71,11 @@ class Supervisor:
         self._setup_findings: list[Finding] = []
         self._runtime_findings: list[Finding] = []
         self._watch: Watch | None = None
+        self.setup_checked = False  # the setup checks have run (their findings are in)
         if project is not None:
             from backends.diagnostics import Watch
 
-            self._watch = Watch()
+            self._watch = watch or Watch()
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -209,6 +211,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         entries = [c.entry for c in self.children.values()]
         found = await loop.run_in_executor(None, diagnose_setup, project, entries)
+        self.setup_checked = True
         self._publish(setup=found)
 
     def _task_workers(self) -> list[Worker]:

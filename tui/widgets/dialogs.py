@@ -9,11 +9,13 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
 from backends.base import Backend
+from backends.diagnostics import Finding
+from tui.widgets.pane import finding_text
 
 
 class Dialog(ModalScreen[object]):
@@ -88,6 +90,27 @@ class ScaleScreen(Dialog):
             if value and value != str(self.backend.scale[knob.name]):
                 wanted[knob.name] = value
         self.dismiss(wanted)
+
+
+class FindingsScreen(Dialog):
+    """Diagnostics in a dialog (``check --deploy``): one per line, or a line saying none."""
+
+    DEFAULT_CSS = "FindingsScreen VerticalScroll { height: auto; max-height: 30; }"
+
+    def __init__(self, title: str, findings: list[Finding]) -> None:
+        super().__init__()
+        self.heading = title
+        self.findings = findings
+
+    def compose(self) -> ComposeResult:
+        count = len(self.findings)
+        with Vertical():
+            yield Label(Text(f"{self.heading}: {count or 'no'} finding(s)", style="bold"))
+            with VerticalScroll():
+                for finding in self.findings:
+                    code = Text(f"[{finding.code}] ", style="dim")
+                    yield Static(Text.assemble(code, finding_text(finding)), markup=False)
+            yield Label("Esc closes.", classes="hint")
 
 
 class ConfirmScreen(Dialog):

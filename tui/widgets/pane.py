@@ -16,6 +16,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Sparkline, Static
 
+from backends.diagnostics import Finding
 from tui import format as fmt
 from tui.child import Child, State
 from tui.widgets.logview import LogView
@@ -30,6 +31,15 @@ def show(widget: Static, text: Text) -> None:
         return
     lines = text.plain.count("\n")
     widget.update(text, layout=not isinstance(before, Text) or before.plain.count("\n") != lines)
+
+
+SEVERITY_STYLE = {"error": ("✖", "bold red"), "warning": ("▲", "yellow"), "info": ("●", "cyan")}
+
+
+def finding_text(finding: Finding) -> Text:
+    """One diagnostic: mark and what is wrong in its colour, then the fix."""
+    mark, style = SEVERITY_STYLE.get(finding.severity, ("●", ""))
+    return Text.assemble((f"{mark} {finding.what}", style), " — ", (finding.fix, ""))
 
 
 def plot(sparkline: Sparkline, history: deque[float]) -> None:
@@ -48,6 +58,8 @@ class ProcessPane(Vertical):
     ProcessPane .sparks { height: 1; }
     ProcessPane .sparks Static { width: auto; padding: 0 1 0 0; color: $text-muted; }
     ProcessPane Sparkline { width: 1fr; height: 1; margin-right: 2; }
+    ProcessPane .findings { display: none; height: auto; max-height: 4; }
+    ProcessPane .findings.shown { display: block; }
     ProcessPane Input { display: none; height: 3; }
     ProcessPane Input.open { display: block; }
     """
@@ -70,6 +82,7 @@ class ProcessPane(Vertical):
             if self.child.kind == "tasks":
                 yield Static("tasks/s", markup=False)
                 yield Sparkline(list(self.rate_history), id="rate-spark")
+        yield Static(classes="findings", markup=False)
         yield self.log_view
         yield Input(placeholder="search this log (Enter: find, Esc: close)")
 
@@ -218,6 +231,12 @@ class ProcessPane(Vertical):
         queues = str(backend.options.get("queue") or backend.options.get("queue_name") or "default")
         wanted = set(queues.split(","))
         return sum(q.ready for q in stats.queues if "*" in wanted or q.queue in wanted)
+
+    def show_findings(self, findings: list[Finding]) -> None:
+        """The diagnostics about this entry, above its log; hidden when there are none."""
+        banner = self.query_one(".findings", Static)
+        banner.set_class(bool(findings), "shown")
+        show(banner, Text("\n").join(finding_text(f) for f in findings))
 
     # -- search --------------------------------------------------------------------------------
 

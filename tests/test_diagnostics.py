@@ -1,0 +1,397 @@
+"""Django-aware diagnostics: each mistake in a small real project becomes one finding, shown
+where the user looks (``--check``, headless output, the console), and a healthy project
+produces none.
+
+Django settings load once per process, so every project is checked in a process of its own:
+the real CLI, or a scenario script in tests/diagprojects run like tests/console_tasks.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+from helpers import free_port, run_json, tree, wait_gone
+from test_cli import Headless
+
+from backends.base import Project
+from backends.diagnostics import Finding, check_ports, diff
+from tui.project import build_entry
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+DIAG = TESTS / "diagprojects"
+WORKER = "django_prodserver.backends.django_tasks.DjangoTasksWorker"
+
+# The seed page's setup, taken literally: its INSTALLED_APPS line, no TASKS (it never sets
+# one), its "Web + Worker" PRODUCTION_PROCESSES, and its tasks.py (django.contrib.tasks, .delay).
+SEED = """
+DEBUG = True
+INSTALLED_APPS = ["django-tasks", "myapp"]
+del TASKS
+PRODUCTION_PROCESSES = {
+    "web": {
+        "BACKEND": "django_prodserver.backends.gunicorn.GunicornServer",
+        "ARGS": {"bind": "0.0.0.0:8000", "workers": "4"},
+    },
+    "worker": {
+        "BACKEND": "django_prodserver.backends.django_tasks.DjangoTasksWorker",
+        "ARGS": {"processes": "4", "threads": "1"},
+    },
+}
+"""
+
+
+def env(**extra: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    return {**clean, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)]), **extra}
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The healthy project, migrated once; each test copies it (database included)."""
+    site = tmp_path_factory.mktemp("diag") / "site"
+    shutil.copytree(DIAG / "site", site, ignore=shutil.ignore_patterns("__pycache__"))
+    manage(site, "migrate", "--noinput")
+    return site
+
+
+def manage(site: Path, *args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=site, env=env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def site(tmp_path: Path, migrated: Path, mistake: str = "", database: bool = True) -> Path:
+    """A copy of the healthy project with ``mistake`` appended to its settings."""
+    copy = tmp_path / "site"
+    skip = ["__pycache__"] + ([] if database else ["db.sqlite3"])
+    shutil.copytree(migrated, copy, ignore=shutil.ignore_patterns(*skip))
+    with (copy / "site_settings.py").open("a") as settings:
+        settings.write(mistake)
+    return copy
+
+
+def check(folder: Path, **extra: str) -> tuple[int, list[str]]:
+    """``prodserver-tui --check`` as a user runs it; its finding lines (not the entry lines)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "--check"],
+        cwd=folder,
+        env=env(**{"DIAG_PORT": str(free_port()), "DJPROJECT_PORT": str(free_port()), **extra}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    findings = [
+        line
+        for line in done.stdout.splitlines()
+        if line.startswith(("error ", "warning ", "info "))
+    ]
+    return done.returncode, findings
+
+
+# -- setup findings in --check output -------------------------------------------------------
+
+
+def test_seed_snippet_becomes_findings_not_tracebacks(tmp_path: Path, migrated: Path) -> None:
+    folder = site(tmp_path, migrated, SEED)
+    shutil.copy(DIAG / "seed_tasks.py", folder / "myapp" / "tasks.py")
+    code, lines = check(folder)
+    assert code == 1
+    assert (
+        'error    project: INSTALLED_APPS has "django-tasks", which is not a Python module, '
+        'instead of "django_tasks_db" — replace "django-tasks" with "django_tasks_db", then '
+        "run: python manage.py migrate"
+    ) in lines
+    assert (
+        "error    worker: TASKS is not set, so .enqueue() runs each task at once inside the "
+        "caller (Django's ImmediateBackend) and worker never gets one — set TASKS = "
+        '{"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}'
+    ) in lines
+    assert (
+        "warning  web: web listens on every interface (0.0.0.0:8000) with DEBUG = True, so "
+        "anyone who reaches it sees tracebacks and settings — bind 127.0.0.1 while DEBUG is "
+        "on, or set DEBUG = False"
+    ) in lines
+    assert (
+        "error    project: myapp.tasks imports django.contrib.tasks (line 2), which does not "
+        'exist, so every import of its tasks fails — write "from django.tasks import task" '
+        '("from django_tasks import task" on Django 5.2)'
+    ) in lines
+    assert (
+        "error    project: myapp.tasks calls send_email.delay() (line 13), which a Django task "
+        "does not have (that is Celery's spelling) — call send_email.enqueue(...) instead"
+    ) in lines
+    # The seed's ARGS are fine here (our worker has processes and threads): no finding on them.
+    assert not any("processes" in line or "threads" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("mistake", "expected"),
+    [
+        pytest.param(
+            'INSTALLED_APPS = [*INSTALLED_APPS, "django.contrib.tasks"]\n',
+            'error    project: INSTALLED_APPS has "django.contrib.tasks", which does not exist, '
+            'so Django cannot start — remove it and add "django_tasks_db"; tasks come from '
+            '"from django.tasks import task" (django_tasks on Django 5.2)',
+            id="contrib-tasks",
+        ),
+        pytest.param(
+            'INSTALLED_APPS = [a for a in INSTALLED_APPS if a != "django_tasks_db"]\n',
+            "error    project: django_tasks_db is not in INSTALLED_APPS, so worker cannot store "
+            'or run tasks — add "django_tasks_db" to INSTALLED_APPS (pip install '
+            "django-tasks-db), then run: python manage.py migrate",
+            id="tasks-app-missing",
+        ),
+        pytest.param(
+            'TASKS = {"default": {"BACKEND": '
+            '"django_tasks.backends.immediate.ImmediateBackend"}}\n',
+            'error    worker: TASKS["default"] uses django_tasks.backends.immediate.'
+            "ImmediateBackend, so tasks never reach the database worker reads — set "
+            'TASKS["default"]["BACKEND"] = "django_tasks_db.DatabaseBackend"',
+            id="tasks-backend-not-db",
+        ),
+        pytest.param(
+            'PRODUCTION_PROCESSES["worker"]["ARGS"] = {"backend": "bulk"}\n',
+            'error    worker: worker reads TASKS["bulk"], which is not set — add TASKS["bulk"] '
+            '= {"BACKEND": "django_tasks_db.DatabaseBackend"} or give the worker the right '
+            '"backend" in ARGS',
+            id="tasks-backend-missing",
+        ),
+        pytest.param(
+            'PRODUCTION_PROCESSES["worker"]["ARGS"] = {"queue": "default,reports"}\n',
+            'warning  worker: worker serves queue "reports", which TASKS["default"]["QUEUES"] '
+            '(default, emails) does not list, so nothing can be enqueued there — add "reports" '
+            'to TASKS["default"]["QUEUES"] or fix the "queue" in ARGS',
+            id="queue-not-configured",
+        ),
+        pytest.param(
+            'ALLOWED_HOSTS = ["example.com"]\n',
+            "warning  web: ALLOWED_HOSTS ['example.com'] rejects 127.0.0.1, the address web "
+            "serves on, so requests to http://127.0.0.1:{port} get 400 Bad Request — add "
+            '"127.0.0.1" (or the name clients use) to ALLOWED_HOSTS',
+            id="allowed-hosts-rejects",
+        ),
+        pytest.param(
+            'ALLOWED_HOSTS = []\nPRODUCTION_PROCESSES["web"]["ARGS"]["bind"] = f"0.0.0.0:{PORT}"\n',
+            "warning  web: ALLOWED_HOSTS is empty with DEBUG = False, so every request to web "
+            "gets 400 Bad Request — list the names clients use in ALLOWED_HOSTS",
+            id="allowed-hosts-empty",
+        ),
+    ],
+)
+def test_each_mistake_is_one_finding(
+    tmp_path: Path, migrated: Path, mistake: str, expected: str
+) -> None:
+    port = free_port()
+    code, lines = check(site(tmp_path, migrated, mistake), DIAG_PORT=str(port))
+    assert lines == [expected.replace("{port}", str(port))]
+    assert code == (1 if expected.startswith("error") else 0)
+
+
+def test_unmigrated_database(tmp_path: Path, migrated: Path) -> None:
+    """No database file yet (checked without creating one), then one migrated only in part."""
+    folder = site(tmp_path, migrated, database=False)
+    code, lines = check(folder)
+    assert code == 1
+    tasks, rest = lines
+    assert re.fullmatch(
+        r"error    project: \d+ migration\(s\) of django_tasks_db are not applied \(its table "
+        r"is missing\), so workers and \.enqueue\(\) fail — run: python manage\.py migrate",
+        tasks,
+    )
+    assert rest == (
+        "warning  project: 1 migration(s) are not applied: prodserver_tui (1) — "
+        "run: python manage.py migrate"
+    )
+    assert not (folder / "db.sqlite3").exists()
+    manage(folder, "migrate", "django_tasks_database", "--noinput")
+    code, lines = check(folder)
+    assert (code, lines) == (
+        0,
+        [
+            "warning  project: 1 migration(s) are not applied: prodserver_tui (1) — "
+            "run: python manage.py migrate"
+        ],
+    )
+
+
+def test_port_taken_by_another_program_is_named(tmp_path: Path, migrated: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, lines = check(site(tmp_path, migrated), DIAG_PORT=str(port))
+    assert (code, lines) == (
+        1,
+        [
+            f"error    web: port {port} is already in use by {psutil.Process().name()} "
+            f"(pid {os.getpid()}), so web cannot listen on it — stop that program or give web "
+            "another port in its ARGS"
+        ],
+    )
+
+
+def test_our_own_child_on_the_port_is_not_another_program(tmp_path: Path) -> None:
+    port = free_port()
+    listener = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import socket, sys, time\n"
+            f"s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen(); print(1)\n"
+            "sys.stdout.flush(); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert listener.stdout is not None and listener.stdout.readline() == "1\n"
+        project = Project("s", str(tmp_path), settings=None)
+        spec = {
+            "BACKEND": "backends.runserver.RunServer",
+            "ARGS": {"addrport": f"127.0.0.1:{port}"},
+        }
+        web = build_entry("web", spec, project)
+        assert check_ports([web]) == []  # a child of this process: the console's own server
+    finally:
+        listener.kill()
+        listener.wait()
+
+
+def test_healthy_projects_have_no_findings(tmp_path: Path, migrated: Path, djproject: Path) -> None:
+    assert check(site(tmp_path, migrated)) == (0, [])
+    assert check(djproject) == (0, [])
+    demo = {"PRODSERVER_TUI_DEMO_DIR": str(tmp_path / "demo")}
+    done = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "--demo", "--check"],
+        cwd=tmp_path,
+        env=env(**demo, PRODSERVER_TUI_DEMO_PORT=str(free_port())),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not [line for line in done.stdout.splitlines() if line.startswith(("error", "warn"))]
+
+
+# -- runtime findings -----------------------------------------------------------------------
+
+
+def test_runtime_faults_become_findings(tmp_path: Path, migrated: Path) -> None:
+    folder = site(tmp_path, migrated)
+    seen = run_json([sys.executable, str(DIAG / "runtime.py"), str(folder)], folder, env(), 180)
+    assert seen["healthy"] == []
+    [growing] = seen["growing"]
+    assert growing.startswith('warning  worker: queue "default" grew from ')
+    assert " while worker ran none — read worker's log: an idle worker with ready tasks " in growing
+    assert seen["failing"] == [
+        "error    worker: 12 of the last 28 finished tasks failed, mostly myapp.tasks.boom, "
+        "most often with ValueError (12x) — read a traceback in the task panel (t) and fix "
+        "the task or what it calls"
+    ]
+    assert seen["unserved"] == [
+        'error    project: queue "emails" has 3 task(s) ready and no running worker takes them '
+        '— add a DjangoTasksWorker entry to PRODUCTION_PROCESSES with ARGS {"queue": "emails"}'
+    ]
+    [waiting] = seen["waiting"]
+    assert waiting.startswith("warning  project: the oldest ready task has waited ")
+    assert waiting.endswith(
+        "(more than 4 s) — add threads or processes to the workers of its queue (+ or S in "
+        "the console), or start the ones that are down"
+    )
+    [stuck] = seen["stuck"]
+    assert stuck.startswith("warning  project: 1 task(s) are RUNNING for a worker that died (pid ")
+    assert stuck.endswith(
+        " is gone), e.g. myapp.tasks.hello — requeue or fail them in the task panel (t); a "
+        "worker started on this host recovers them too"
+    )
+
+
+def test_headless_prints_a_finding_when_it_appears_and_when_it_clears(
+    tmp_path: Path, migrated: Path
+) -> None:
+    folder = site(tmp_path, migrated)
+    run = Headless(folder, "--settings", "site_settings", "worker")
+    try:
+        run.wait_for("-- running", timeout=30)
+        script = "from myapp.tasks import hello\nfor i in range(3): "
+        script += "hello.using(queue_name='emails').enqueue(i)"
+        manage(folder, "shell", "-c", script)
+        run.wait_for("[queue-unserved]", timeout=30)
+        manage(folder, "db_worker", "--queue-name", "emails", "--batch", "--no-startup-delay")
+        run.wait_for("resolved: ", timeout=30)
+        pids = tree(run.proc.pid)[1:]
+        run.proc.send_signal(signal.SIGTERM)
+        run.proc.wait(timeout=60)
+        assert wait_gone(pids) == []
+    finally:
+        if run.proc.poll() is None:
+            os.killpg(run.proc.pid, signal.SIGKILL)
+    said = [line.split(" ", 1)[1] for line in run.lines if "queue-unserved" in line]
+    assert said == [
+        'project | error: queue "emails" has 3 task(s) ready and no running worker takes them '
+        '— add a DjangoTasksWorker entry to PRODUCTION_PROCESSES with ARGS {"queue": "emails"} '
+        "[queue-unserved]",
+        'project | resolved: queue "emails" has 3 task(s) ready and no running worker takes '
+        "them [queue-unserved]",
+    ]
+
+
+# -- the console ----------------------------------------------------------------------------
+
+
+def console(folder: Path, *args: str) -> dict[str, object]:
+    argv = [sys.executable, str(DIAG / "console.py"), str(folder), *args]
+    result: dict[str, object] = run_json(argv, folder, env(DIAG_PORT=str(free_port())), 180)
+    return result
+
+
+def test_console_shows_seed_findings_in_the_banner_and_the_pane(
+    tmp_path: Path, migrated: Path
+) -> None:
+    seen = console(site(tmp_path, migrated, SEED), "worker")
+    assert 'INSTALLED_APPS has "django-tasks", which is not a Python module' in seen["banner"]
+    assert seen["panes"] == {
+        "worker": "✖ TASKS is not set, so .enqueue() runs each task at once inside the caller "
+        "(Django's ImmediateBackend) and worker never gets one — set TASKS = "
+        '{"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}'
+    }
+    assert "Traceback" not in seen["header"]
+
+
+def test_console_runs_check_deploy_from_the_palette(tmp_path: Path, migrated: Path) -> None:
+    seen = console(site(tmp_path, migrated), "web", "worker", "--deploy")
+    assert seen["banner"] == "" and seen["panes"] == {"web": "", "worker": ""}
+    dialog = "\n".join(seen["dialog"])  # type: ignore[arg-type]
+    assert "manage.py check --deploy: " in dialog
+    assert "[security.W009] ▲ Your SECRET_KEY has less than 50 characters" in dialog
+    assert seen["dialog_closed"]
+
+
+def test_diff_names_what_appeared_and_what_cleared() -> None:
+    old = Finding("error", "queue-unserved", None, "3 ready", "start it", topic="emails")
+    same = Finding("error", "queue-unserved", None, "4 ready", "start it", topic="emails")
+    other = Finding("error", "queue-unserved", None, "1 ready", "start it", topic="reports")
+    assert diff([old], [same]) == ([], [])
+    assert diff([old], [same, other]) == ([other], [])
+    assert diff([old, other], [other]) == ([], [old])
+
+
+def test_backends_diagnostics_never_imports_the_ui() -> None:
+    code = (
+        "import sys, backends.diagnostics\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich', 'tui'))\n"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
