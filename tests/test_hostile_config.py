@@ -342,6 +342,7 @@ INJECTIONS = [
     "${{HOME}}",
     "\\",
     "é 😀 \u202e",
+    "\x1b]0;pwned\x07\x1b[2J\x9b2J",
 ]
 
 
@@ -368,6 +369,8 @@ async def received(supervise: Any, entry: Entry) -> list[str]:
         return next((ln.text for ln in ring.since(0) if ln.text.startswith("ARGV ")), None)
 
     await until(argv_line, timeout=30, what="the child's argv")
+    for shown_line in ring.since(0):  # the command note quotes ARGS: escaped, one line
+        assert shown_line.text.isprintable(), repr(shown_line.text)
     line = argv_line()
     assert line is not None
     decoded: list[str] = json.loads(line.removeprefix("ARGV "))

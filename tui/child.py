@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from backends.base import ConfigError, Knob, Launch, positive_int
+from backends.base import ConfigError, Knob, Launch, one_line, positive_int
 from tui.events import EventCounter
 from tui.output import Line, Ring, Sanitiser
 from tui.probe import answers, probe_address
@@ -137,8 +137,10 @@ class Child:
         return self._sup.stats
 
     def note(self, text: str) -> None:
-        """A line of the console's own about this process, kept in its output like the rest."""
-        self._sup.emit_lines(self, "sys", [self._sup.redact(text)])
+        """A line of the console's own about this process, kept in its output like the rest.
+        It quotes settings (the command line), which may hold newlines or escapes: shown
+        escaped, as the child's output is, it stays one line and inert on the terminal."""
+        self._sup.emit_lines(self, "sys", [one_line(self._sup.redact(text), 16384)])
 
     # -- lifecycle -------------------------------------------------------------------------
 
