@@ -420,8 +420,8 @@ class Chaos:
         report.runs = dict(Counter(ran))
         rows = query(
             self.project,
-            f"select args_kwargs, status, worker_ids from {TABLE} "
-            "where task_path like '%record_slowly'",
+            f"select args_kwargs, status, worker_ids from {TABLE} where task_path = ?",
+            "testapp.tasks.record_slowly",
         )
         for args_kwargs, status, worker_ids in rows:
             token = str(_json(args_kwargs)["args"][1])

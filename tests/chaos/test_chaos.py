@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import POSTGRES
 from helpers import run_json
 
 from chaos.scenario import TESTS, Report, tally
@@ -20,6 +21,7 @@ MAX_RSS = 200 * 1024 * 1024
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("djproject", ["sqlite", POSTGRES], indirect=True)
 def test_chaos_loses_nothing_runs_nothing_twice_and_leaves_nothing(djproject: Path) -> None:
     seed = int.from_bytes(os.urandom(4), "big")
     data = run_json(
