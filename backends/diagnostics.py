@@ -439,7 +439,8 @@ def check_migrations(using: str = "default") -> list[Finding]:
             pending = Counter(migration.app_label for migration, back in plan if not back)
             tables = set(connection.introspection.table_names()) if pending else set()
     except DatabaseError as e:
-        return [Finding("error", "database-error", None, explain(e, using), MIGRATE)]
+        fix = f"check DATABASES['{using}'] and that the database server is running"
+        return [Finding("error", "database-error", None, explain(e, using), fix)]
     except Exception as e:  # a broken migration graph (a missing dependency) and the like
         return [
             Finding(

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import _postgres, postgres_missing
 from helpers import free_port, run_json, tree, wait_gone
 from test_cli import Headless
 
@@ -48,6 +49,16 @@ PRODUCTION_PROCESSES = {
     },
 }
 """
+
+
+TASKS_UNMIGRATED = (
+    r"error    project: \d+ migration\(s\) of django_tasks_db are not applied \(its table "
+    r"is missing\), so workers and \.enqueue\(\) fail — run: python manage\.py migrate"
+)
+INDEXES_UNMIGRATED = (
+    "warning  project: 1 migration(s) are not applied: prodserver_tui (1) — "
+    "run: python manage.py migrate"
+)
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -205,15 +216,7 @@ def test_unmigrated_database(tmp_path: Path, migrated: Path) -> None:
     code, lines = check(folder)
     assert code == 1
     tasks, rest = lines
-    assert re.fullmatch(
-        r"error    project: \d+ migration\(s\) of django_tasks_db are not applied \(its table "
-        r"is missing\), so workers and \.enqueue\(\) fail — run: python manage\.py migrate",
-        tasks,
-    )
-    assert rest == (
-        "warning  project: 1 migration(s) are not applied: prodserver_tui (1) — "
-        "run: python manage.py migrate"
-    )
+    assert re.fullmatch(TASKS_UNMIGRATED, tasks) and rest == INDEXES_UNMIGRATED
     assert not (folder / "db.sqlite3").exists()
     manage(folder, "migrate", "django_tasks_database", "--noinput")
     code, lines = check(folder)
@@ -223,6 +226,41 @@ def test_unmigrated_database(tmp_path: Path, migrated: Path) -> None:
             "warning  project: 1 migration(s) are not applied: prodserver_tui (1) — "
             "run: python manage.py migrate"
         ],
+    )
+
+
+@pytest.mark.skipif(bool(postgres_missing()), reason=postgres_missing() or "")
+def test_unmigrated_postgresql_database(tmp_path: Path, migrated: Path) -> None:
+    """On a server the migration plan is read from the database itself (nothing written)."""
+    scratch = f"prodserver_diag_{os.getpid()}"
+    _postgres(f'CREATE DATABASE "{scratch}"')
+    try:
+        code, lines = check(site(tmp_path, migrated), DIAG_PG=scratch)
+        tables = _tables(scratch)
+    finally:
+        _postgres(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+    assert code == 1
+    tasks, rest = lines
+    assert re.fullmatch(TASKS_UNMIGRATED, tasks) and rest == INDEXES_UNMIGRATED
+    assert tables == []  # not even django_migrations: the check only reads
+
+
+def _tables(database: str) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname=database) as conn:
+        rows = conn.execute("select tablename from pg_tables where schemaname = 'public'")
+        return [row[0] for row in rows]
+
+
+def test_unreachable_database(tmp_path: Path, migrated: Path) -> None:
+    port = str(free_port())  # nothing listens there
+    code, lines = check(site(tmp_path, migrated), DIAG_PG="nowhere", DIAG_PG_PORT=port)
+    assert code == 1
+    [line] = lines
+    assert line.startswith("error    project: database 'default' is unreachable (")
+    assert line.endswith("— check DATABASES['default'] and that the database server is running"), (
+        line
     )
 
 

@@ -25,6 +25,14 @@ DATABASES = {
         "OPTIONS": {"timeout": 20},
     }
 }
+if os.environ.get("DIAG_PG"):  # a scratch PostgreSQL database made by the test itself
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ["DIAG_PG"],
+        "HOST": "127.0.0.1",
+        "PORT": os.environ.get("DIAG_PG_PORT", "5432"),
+        "USER": "postgres",
+    }
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "emails"]}}
 USE_TZ = True
 TIME_ZONE = "UTC"
