@@ -509,10 +509,18 @@ class Latency:
     console_cpu: float | None = None  # % of one core while probing
 
 
-def probe_latency(tracker: Tracker, flood: bool, probes: int, settle: float) -> Latency:
-    entries = sleepers(4)
-    if flood:
-        entries = {"flood": flood_argv(100_000_000), **sleepers(3)}
+def probe_latency(
+    tracker: Tracker,
+    flood: bool,
+    probes: int,
+    settle: float,
+    entries: dict[str, list[str]] | None = None,
+) -> Latency:
+    """Help open / close latency; ``entries`` replaces the default four (bench/load20.py)."""
+    if entries is None:
+        entries = sleepers(4)
+        if flood:
+            entries = {"flood": flood_argv(100_000_000), **sleepers(3)}
     result = Latency()
     tag = "flood" if flood else "quiet"
     with workdir(f"console-{tag}") as tmp, in_pty(tracker, console_argv(tmp, entries), tmp) as s:

@@ -1,7 +1,7 @@
 """Twenty processes in the real console, one flooding at full speed: still usable, still bounded.
 
-The mix (a flood, gunicorn, chatty talkers, sleepers) is ``twenty()``, shared with
-``bench/load20.py``, which measures what this only checks: key latency, RSS, lines/s.
+``bench/load20.py`` runs the same mix (a flood, gunicorn, chatty talkers, sleepers) on a
+real terminal and measures what this only checks: key latency, RSS, lines/s.
 """
 
 from __future__ import annotations

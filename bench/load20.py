@@ -1,0 +1,176 @@
+"""Twenty processes in the console, one flooding: key latency, memory, lines/s ingested.
+
+Why this exists
+---------------
+Issue 7 asks that with 20 processes at once, one flooding output at full speed, the UI stays
+responsive, memory stays bounded and other panes keep updating. ``tests/test_load.py``
+checks that in CI (through Textual's test driver); this measures it on a real terminal.
+
+What it measures
+----------------
+The console (``prodserver-tui``, under a 160x48 pseudo-terminal read and discarded as fast as
+it comes, as in ``bench/console.py``) runs 20 ``backends.command.Command`` entries: a flood
+(``tests/fixtures/flood.py``, 80-byte lines as fast as it can), gunicorn with 2 workers
+serving the test project, 6 chatty talkers (20 lines/s each) and 12 sleepers.
+
+1. key latency: ``bench/console.py``'s probe (press ``?``, time until the help screen's title
+   arrives on the pty; Escape, time until the main screen's footer is back), ``--probes``
+   times, with the flood running. Median and p95.
+2. load: the same console for ``--seconds`` after start-up: the console's RSS (sampled every
+   0.5 s; the largest and the growth over the window), its CPU as % of one core, and lines/s
+   ingested from the flood: the bytes the flood child wrote (``/proc/PID/io`` wchar, via
+   psutil) / 80. A child writing into a full pipe blocks, so what it wrote is what the console
+   read, give or take one 64 KiB pipe.
+
+The console's ring is its default (10,000 lines, 4,000,000 characters per process): RSS must
+stay flat however long the flood runs. Every process started is checked to be gone at the end.
+
+Run from the repository root with the project's virtualenv::
+
+    .venv/bin/python bench/load20.py
+    .venv/bin/python bench/load20.py --probes 10 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.console import (
+    SLEEPER,
+    Row,
+    Tracker,
+    after_quit,
+    console_argv,
+    cpu_seconds,
+    in_pty,
+    is_flood,
+    latency_rows,
+    left_behind,
+    log,
+    probe_latency,
+    rss,
+    table,
+    tree,
+    verdict,
+)
+from bench.output import FLOOD, flood_argv, workdir
+
+FIXTURES = FLOOD.parent
+DJPROJECT = FIXTURES.parent / "djproject"
+LINE_BYTES = 80  # flood.py's lines
+MB = 1024 * 1024
+TARGET_RSS_MB = 200.0
+TOOL = "prodserver-tui x20"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def twenty() -> dict[str, list[str]]:
+    """The mix of tests/test_load.py, as Command entries; gunicorn serves the test project."""
+    gunicorn = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        f"--bind=127.0.0.1:{free_port()}",
+        "--workers=2",
+        f"--chdir={DJPROJECT}",
+        "--env=DJANGO_SETTINGS_MODULE=djproject.settings",
+        "djproject.wsgi:application",
+    ]
+    chatty = [sys.executable, str(FIXTURES / "chatty.py"), "20"]
+    return {
+        "flood": flood_argv(10**12),
+        "web": gunicorn,
+        **{f"chatty{i}": chatty for i in range(1, 7)},
+        **{f"sleep{i}": SLEEPER for i in range(1, 13)},
+    }
+
+
+def written_lines(proc: psutil.Process) -> float:
+    try:
+        return proc.io_counters().write_chars / LINE_BYTES
+    except psutil.Error:
+        return 0.0
+
+
+def load_window(tracker: Tracker, settle: float, seconds: float) -> dict[str, float]:
+    with workdir("load20") as tmp, in_pty(tracker, console_argv(tmp, twenty()), tmp) as s:
+        time.sleep(settle)
+        kids = tree(s.root, tracker)
+        flood = next(p for p in kids if is_flood(p))
+        lines0 = written_lines(flood)
+        cpu0, t0 = cpu_seconds(s.root) or 0.0, time.monotonic()
+        samples = [rss(s.root)]
+        while time.monotonic() - t0 < seconds:
+            time.sleep(0.5)
+            samples.append(rss(s.root))
+        took = time.monotonic() - t0
+        got = {
+            "flood_rate": (written_lines(flood) - lines0) / took,
+            "cpu": 100.0 * ((cpu_seconds(s.root) or 0.0) - cpu0) / took,
+            "rss_max": max(samples),
+            "rss_growth": samples[-1] - samples[0],
+            "children": len(kids),
+        }
+        after_quit(tracker, s, tree(s.root, tracker), "load20")
+    return got
+
+
+def load_rows(load: dict[str, float]) -> list[Row]:
+    rss_mb = load["rss_max"] / MB
+    return [
+        ["flood lines/s ingested", TOOL, f"{load['flood_rate']:,.0f}", "", "", ""],
+        ["console CPU under load, %", TOOL, f"{load['cpu']:.0f}", "", "", ""],
+        [
+            "console RSS, MB (max; growth)",
+            TOOL,
+            f"{rss_mb:.1f}",
+            f"+{load['rss_growth'] / MB:.1f}",
+            f"< {TARGET_RSS_MB:g}",
+            verdict(rss_mb < TARGET_RSS_MB),
+        ],
+        ["processes under the console", TOOL, f"{load['children']:.0f}", "", "", ""],
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--probes", type=int, default=20)
+    p.add_argument("--seconds", type=float, default=20.0, help="load window (default 20)")
+    p.add_argument("--settle", type=float, default=8.0, help="start-up before measuring")
+    args = p.parse_args(argv)
+    tracker = Tracker()
+    try:
+        log(f"key latency, {args.probes} probes ...")
+        lat = probe_latency(tracker, True, args.probes, args.settle, entries=twenty())
+        tracker.kill_all()
+        log(f"load window, {args.seconds:.0f} s ...")
+        load = load_window(tracker, args.settle, args.seconds)
+    finally:
+        tracker.kill_all()
+        strays = left_behind(list(tracker.ever.values()), wait=3.0)
+    problems = [*lat.problems, *([f"{lat.misses} probes timed out"] if lat.misses else [])]
+    print(table(latency_rows("20 processes, flood", lat) + load_rows(load)))
+    for problem in problems:
+        print(f"problem: {problem}")
+    print(
+        f"STRAY processes: {'; '.join(strays)}"
+        if strays
+        else f"no stray process: all {len(tracker.ever)} processes seen here are gone"
+    )
+    return 1 if problems or strays else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
