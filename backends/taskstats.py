@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, InterfaceError, connections
 from django.db.models import (
     Case,
     Count,
@@ -62,6 +62,8 @@ from django.utils.connection import ConnectionDoesNotExist
 from backends.taskworker import ids
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.models.sql.compiler import SQLCompiler
 
@@ -91,6 +93,10 @@ RECOUNT_EVERY = 600.0
 INDEX_CHECK_EVERY = 60.0
 #: Enough of a traceback to find its last line, without fetching megabytes of it.
 TRACEBACK_TAIL = 2000
+#: Seconds a poll waits for SQLite's lock before saying "locked": the project's
+#: OPTIONS["timeout"] (often 20 s) is meant for writers; a display that reports a writer
+#: holding the file beats one that freezes, silently, for as long as the lock is held.
+SQLITE_LOCK_WAIT = 1.0
 
 
 @dataclass(frozen=True)
@@ -161,8 +167,9 @@ def poll(using: str = "default", failures: int = 10) -> Snapshot:
     """
     now = timezone.now()
     try:
-        return _poll(using, failures, now)
-    except DatabaseError as exc:
+        with _short_lock_wait(using):
+            return _poll(using, failures, now)
+    except (DatabaseError, InterfaceError) as exc:  # InterfaceError: a connection known closed
         _drop_if_broken(using)
         return _empty(now, explain(exc, using))
     except (ConnectionDoesNotExist, ImproperlyConfigured, RuntimeError, LookupError) as exc:
@@ -613,6 +620,23 @@ def _db_key(using: str) -> tuple[str, ...]:
     """The cache key of settled totals: the alias, and where it points in case that changes."""
     params = connections[using].settings_dict
     return (using, *(str(params.get(k, "")) for k in ("ENGINE", "NAME", "HOST", "PORT")))
+
+
+@contextlib.contextmanager
+def _short_lock_wait(using: str) -> Iterator[None]:
+    """On SQLite, wait at most SQLITE_LOCK_WAIT for a lock during the poll, then restore."""
+    connection = connections[using]
+    if connection.vendor != "sqlite":
+        yield
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    (before,) = raw.execute("PRAGMA busy_timeout").fetchone()
+    raw.execute(f"PRAGMA busy_timeout = {int(SQLITE_LOCK_WAIT * 1000)}")
+    try:
+        yield
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {int(before)}")
 
 
 def _drop_if_broken(using: str) -> None:

@@ -51,7 +51,8 @@ def query(djproject: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
     if pg:
         import psycopg
 
-        with psycopg.connect(host="127.0.0.1", user="postgres", dbname=pg) as conn:
+        port = os.environ.get("DJPROJECT_PG_PORT", "5432")
+        with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname=pg) as conn:
             return conn.execute(sql.replace("?", "%s"), params).fetchall()  # type: ignore[arg-type]
     with sqlite3.connect(djproject.parent / "db.sqlite3", timeout=20) as conn:
         return conn.execute(sql, params).fetchall()
@@ -66,14 +67,16 @@ def statuses(djproject: Path) -> dict[str, int]:
     )
 
 
-def enqueue(djproject: Path, code: str) -> None:
-    """Enqueue real tasks with ``.enqueue()`` in the project's own Django, in one transaction."""
+def enqueue(djproject: Path, code: str, **env: str) -> None:
+    """Enqueue real tasks with ``.enqueue()`` in the project's own Django, in one transaction;
+    ``env`` adds variables for that process (e.g. its own SQLite lock wait)."""
     script = "from django.db import transaction\nfrom testapp import tasks\n"
     script += "with transaction.atomic():\n"
     script += "".join(f"    {line}\n" for line in code.splitlines())
     subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", script],
         cwd=djproject,
+        env={**os.environ, **env},
         check=True,
         capture_output=True,
     )

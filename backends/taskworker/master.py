@@ -27,6 +27,7 @@ from backends.taskworker import ids
 from backends.taskworker.setup import log, setup_django, setup_logging
 
 CRASH_DELAY_CAP = 30.0
+RECOVERY_RETRY_CAP = 30.0  # a recovery the database refused is retried, backing off to this
 HEALTHY_AFTER = 5.0  # a process up this long resets the crash backoff
 
 
@@ -62,6 +63,10 @@ class Master:
         self.batch_done = False
         self.crash_delay = 0.0
         self.next_spawn = 0.0
+        # Recoveries the database refused (it was down): (pids or None for all, what), retried.
+        self.unrecovered: list[tuple[list[int] | None, str]] = []
+        self.recovery_delay = 0.0
+        self.next_recovery = 0.0
         self.wake_r, wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(wake_w, False)
@@ -124,6 +129,7 @@ class Master:
         self._recover(None, "at start-up")
         while True:
             self._reap()
+            self._retry_recovery()
             if self.stopping or self.batch_done:
                 if not self.children:
                     log.info("all worker processes stopped")
@@ -207,7 +213,28 @@ class Master:
             child.proc.stdin.flush()  # type: ignore[union-attr]
 
     def _recover(self, pids: list[int] | None, what: str) -> None:
-        """Tasks left RUNNING by dead processes of this host go back to READY (or FAILED)."""
+        """Tasks left RUNNING by dead processes of this host go back to READY (or FAILED).
+
+        If the database is down, the tasks stay RUNNING under a dead pid (detectable as stuck)
+        and the recovery is retried until the database answers (`_retry_recovery`).
+        """
+        if self.unrecovered or not self._try_recover(pids, what):
+            self.unrecovered.append((pids, what))
+
+    def _retry_recovery(self) -> None:
+        """Retry refused recoveries, oldest first, backing off while the database stays down."""
+        if not self.unrecovered or time.monotonic() < self.next_recovery:
+            return
+        while self.unrecovered:
+            if not self._try_recover(*self.unrecovered[0]):
+                self.recovery_delay = min(max(1.0, self.recovery_delay * 2), RECOVERY_RETRY_CAP)
+                self.next_recovery = time.monotonic() + self.recovery_delay
+                log.warning("stuck-task recovery retries in %.0f s", self.recovery_delay)
+                return
+            self.unrecovered.pop(0)
+        self.recovery_delay = 0.0
+
+    def _try_recover(self, pids: list[int] | None, what: str) -> bool:
         from django.db import connections, router
         from django_tasks_db.models import DBTaskResult
 
@@ -220,7 +247,10 @@ class Master:
             if done:
                 verb = "requeued" if self.options.on_crash == "requeue" else "marked failed"
                 log.warning("%s %d stuck task(s) %s", verb, len(done), what)
-        except Exception as e:  # the database may be down: the tasks stay detectable as stuck
-            log.error("could not recover stuck tasks %s: %s", what, e)
+            return True
+        except Exception as e:  # the database may be down: one line, retried later
+            log.error("could not recover stuck tasks %s: %s", what, " ".join(str(e).split()))
+            return False
         finally:
-            connections.close_all()
+            with contextlib.suppress(Exception):
+                connections.close_all()

@@ -23,7 +23,7 @@ from backends.taskworker.setup import log, setup_django, setup_logging
 if TYPE_CHECKING:
     from backends.taskworker.worker import TaskLoop
 
-RESTART_DELAY = 2.0  # a thread that crashed (database down) is restarted after this
+RESTART_DELAY = 2.0  # a thread that crashed (a bug: outages are waited out in the loop) restarts
 
 
 def run_process(options: argparse.Namespace) -> int:

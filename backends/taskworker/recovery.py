@@ -192,3 +192,16 @@ def recover(
             logger.warning("%s task %s (%s): %s", verb, task.id, task.task_path, task.reason)
             done.append(task)
     return done
+
+
+def release_claims(worker_id: str, using: str = "default") -> int:
+    """Put back to READY the tasks still RUNNING under ``worker_id``; how many changed.
+
+    Only for a live worker thread that runs nothing: it calls this after a database outage,
+    because a claim whose commit was cut off may have been written without the thread knowing.
+    Such a task never started, so requeueing it cannot run it twice. Reads every RUNNING row
+    (``status`` is not indexed outside READY): an outage is rare, the table's RUNNING rows few.
+    """
+    rows = _results(using).filter(status=TaskResultStatus.RUNNING).values_list("id", "worker_ids")
+    mine = [task_id for task_id, workers in rows if workers and workers[-1] == worker_id]
+    return requeue([str(task_id) for task_id in mine], using)

@@ -2,33 +2,104 @@
 
 The claim is django-tasks-db's own (the same queryset, ``exclusive_transaction``,
 ``get_locked`` and ``claim``) and running a task is its ``Worker.run_task``; only the loop
-around them is ours, for two reasons. Waiting: ``Worker.run`` sleeps with ``time.sleep``,
+around them is ours, for three reasons. Waiting: ``Worker.run`` sleeps with ``time.sleep``,
 so a retired or draining thread could not leave before its interval ran out. Idle cost: with
 every thread polling every interval, 2 x 8 threads cost 3 % of a core on an empty queue; here
 idle threads of a process take turns (a process polls about once per interval whatever its
 thread count), and a thread that finds work wakes an idle one, so a burst still fills every
-thread within a few polls.
+thread within a few polls. Outages: see `TaskLoop`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from django.db import OperationalError, close_old_connections
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connections,
+    router,
+)
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
-from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
+from django_tasks_db.utils import exclusive_transaction
 
+from backends.taskworker.recovery import release_claims
 from backends.taskworker.setup import log
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+#: What an unreachable, restarting or locked database raises (psycopg's "connection refused"
+#: and "server closed the connection", SQLite's "database is locked"; Django raises
+#: InterfaceError for a connection it already knows is closed). Other database errors are about
+#: the data (a return value the column cannot store) and fail the task, as in django-tasks-db.
+OUTAGE = (OperationalError, InterfaceError)
+FIRST_RETRY = 0.5  # seconds; doubled after every failed attempt ...
+MAX_RETRY = 10.0  # ... up to this, so a thread notices a returned database within 10 s
+#: The columns django-tasks-db's set_successful / set_failed write.
+RESULT_FIELDS = ["status", "return_value", "finished_at", "exception_class_path", "traceback"]
+
+
+class Backoff:
+    """Waits between attempts while the database is unavailable: one log line per attempt.
+
+    A thread's first failed attempt waits FIRST_RETRY, each further one twice as long, up to
+    MAX_RETRY, with a little jitter so the threads of a pool do not knock all at once.
+    """
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+        self.since: float | None = None  # time.monotonic() of the first failure, while down
+
+    def failed(self, exc: BaseException, doing: str) -> float:
+        if self.since is None:
+            self.since, self.delay = time.monotonic(), FIRST_RETRY
+        else:
+            self.delay = min(self.delay * 2, MAX_RETRY)
+        delay = self.delay * random.uniform(0.8, 1.2)
+        log.warning("database unavailable%s: %s; retrying in %.1f s", doing, reason(exc), delay)
+        with contextlib.suppress(Exception):  # closing a dead connection may fail as well
+            connections.close_all()  # this thread's: the next attempt reconnects
+        return delay
+
+    def recovered(self, doing: str = "") -> None:
+        if self.since is not None:
+            log.warning("database back after %.1f s%s", time.monotonic() - self.since, doing)
+            self.since = None
+
+
+def reason(exc: BaseException) -> str:
+    """The error on one line: the pane shows a line per attempt, not a traceback."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
+
 
 class TaskLoop(Worker):
+    """django-tasks-db's worker loop, made to live through database outages.
+
+    The rule, for a database that stops, restarts or stays locked while tasks run:
+
+    * Claiming: an outage error is one log line, then the thread waits (FIRST_RETRY doubling
+      to MAX_RETRY) and tries again; it never crashes or restarts. A claim whose commit was cut
+      off may or may not have been written, so after an outage the thread puts back to READY
+      any task still RUNNING under its own worker id: it never started it (a task runs only
+      after its claim committed), so this runs nothing twice.
+    * Finishing: a task that ran keeps its outcome in memory, and the worker retries saving
+      it, with the same backoff, until the database takes it. An outage while saving never
+      turns a success into a failure and never re-runs the task, so the row ends SUCCESSFUL or
+      FAILED exactly once with the real ``finished_at``. A draining process also keeps trying:
+      SIGTERM waits for the save. Only if the process is killed before the save (the master's
+      ``--drain-timeout``, SIGKILL) does the row stay RUNNING under a dead pid; the master then
+      recovers it by its ``--on-crash`` rule (requeue: the task runs again), once the database
+      answers.
+    """
+
     def __init__(
         self, *, idle_wait: Callable[[TaskLoop], None], found: Callable[[], None], **options: object
     ) -> None:
@@ -46,40 +117,55 @@ class TaskLoop(Worker):
         log.debug("started, queues %s", ",".join(self.queue_names))
         if self.startup_delay and self.interval:
             self.wake.wait(random.random())
+        backoff = Backoff()
         while self.running:
-            close_old_connections()  # drop a connection the database closed meanwhile
-            task, polled = self.claim()
+            try:
+                close_old_connections()  # drop a connection the database closed meanwhile
+                if backoff.since is not None:
+                    self.release_own_claims()
+                task = self.claim()
+            except OUTAGE as e:
+                self.wake.wait(backoff.failed(e, ""))
+                self.wake.clear()
+                continue
+            backoff.recovered()
             if task is not None:
                 self.found()
                 self.run_task(task)
                 if self.max_tasks is not None and self._run_tasks >= self.max_tasks:
                     log.info("ran %d tasks (max_tasks): recycling", self._run_tasks)
                     return
-            elif self.batch and polled:
+            elif self.batch:
                 log.info("no more tasks (batch): leaving")
                 return
             else:
                 self.idle_wait(self)
 
-    def claim(self) -> tuple[DBTaskResult | None, bool]:
-        """django-tasks-db's claim; (None, False) when SQLite was locked (not "no task")."""
+    def claim(self) -> DBTaskResult | None:
+        """django-tasks-db's claim. A locked SQLite raises like any outage (db_worker would
+        call it "no task", so lock contention looked like an idle worker)."""
         tasks = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)  # type: ignore[attr-defined]
         if not self.process_all_queues:
             tasks = tasks.filter(queue_name__in=self.queue_names)
         if self.excluded_queue_names:
             tasks = tasks.exclude(queue_name__in=self.excluded_queue_names)
         with exclusive_transaction(tasks.db):
-            try:
-                task = tasks.get_locked()
-                if task is not None:
-                    task.claim(self.worker_id)
-            except OperationalError as e:
-                if not is_locked_database_exception(e):
-                    raise
-                return None, False
-        return task, True
+            task: DBTaskResult | None = tasks.get_locked()
+            if task is not None:
+                task.claim(self.worker_id)
+        return task
+
+    def release_own_claims(self) -> None:
+        """After an outage: a claim cut off at commit may have been written; undo it."""
+        released = release_claims(self.worker_id, router.db_for_write(DBTaskResult))
+        if released:
+            log.warning("requeued %d task(s) whose claim the outage cut off", released)
 
     def run_task(self, db_task_result: DBTaskResult) -> None:
+        # django-tasks-db saves the outcome with these two; on this row they wait out an outage.
+        for setter in ("set_successful", "set_failed"):
+            saving = self._until_saved(db_task_result, getattr(db_task_result, setter))
+            setattr(db_task_result, setter, saving)
         started = time.monotonic()
         log.debug("start %s %s", db_task_result.task_path, db_task_result.id)
         super().run_task(db_task_result)
@@ -96,3 +182,29 @@ class TaskLoop(Worker):
             log.debug("%s", db_task_result.traceback.rstrip())
         else:
             log.info("done %s %s in %.2fs", db_task_result.task_path, db_task_result.id, took)
+
+    def _until_saved(self, row: DBTaskResult, setter: Callable[..., None]) -> Callable[..., None]:
+        """``setter`` (which fills in the outcome, then saves), saving again until it sticks.
+
+        Only the save is repeated: the fields, ``finished_at`` included, keep the values the
+        first call gave them.
+        """
+
+        def save(*args: Any) -> None:
+            backoff = Backoff()
+            try:
+                setter(*args)
+                return
+            except OUTAGE as e:
+                delay = backoff.failed(e, f" saving the result of task {row.id}")
+            while True:
+                time.sleep(delay)
+                try:
+                    row.save(update_fields=RESULT_FIELDS)
+                except OUTAGE as e:
+                    delay = backoff.failed(e, f" saving the result of task {row.id}")
+                else:
+                    backoff.recovered(f": saved the result of task {row.id}")
+                    return
+
+        return save

@@ -179,6 +179,11 @@ class ProcessPane(Vertical):
             return line
         tasks = c.tasks
         task_head = Text("tasks", style="bold")
+        stats = c.sup_stats()
+        if stats is not None and stats.error:  # e.g. the database is down: say so, cut to fit
+            room = max(10, self.width - task_head.cell_len - 2)
+            error = stats.error if len(stats.error) <= room else stats.error[: room - 1] + "…"
+            return Text("\n").join([line, fmt.fit(task_head, [(error, "red")], self.width)])
         task_parts: list[fmt.Part] = []
         if tasks is not None:
             task_parts += [

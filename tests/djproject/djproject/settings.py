@@ -31,7 +31,8 @@ DATABASES = {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("DJPROJECT_DB", str(BASE_DIR / "db.sqlite3")),
         # Several workers write at once in tests: wait for SQLite's lock instead of failing.
-        "OPTIONS": {"timeout": 20},
+        # A test of lock faults sets a shorter wait, to see what happens when it runs out.
+        "OPTIONS": {"timeout": float(os.environ.get("DJPROJECT_SQLITE_TIMEOUT", "20"))},
     }
 }
 if os.environ.get("DJPROJECT_PG"):  # a scratch PostgreSQL database made by the test itself
@@ -39,7 +40,7 @@ if os.environ.get("DJPROJECT_PG"):  # a scratch PostgreSQL database made by the 
         "ENGINE": "django.db.backends.postgresql",
         "NAME": os.environ["DJPROJECT_PG"],
         "HOST": "127.0.0.1",
-        "PORT": "5432",
+        "PORT": os.environ.get("DJPROJECT_PG_PORT", "5432"),  # a test's private cluster: its own
         "USER": "postgres",
     }
 

@@ -1,0 +1,366 @@
+"""Database faults while task workers run: PostgreSQL stopped and started, SQLite locked.
+
+What must hold: the workers say "database unavailable: ...; retrying in N s" (one line, no
+traceback) and back off; the console's statistics carry an error instead of dying; both recover
+by themselves once the database is back; no task is lost or run twice, including the tasks that
+were running when the database went away (their outcome is saved when it returns, see
+``backends.taskworker.worker.TaskLoop``); the master and its worker processes never restart.
+
+PostgreSQL faults run on a private cluster this module makes with ``initdb`` on a free port,
+never on the machine's shared server. Each scenario runs in a fresh process (this file, run as
+a script), because the supervisor's statistics loop reads the project's database through
+Django, whose settings load once per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from helpers import WORKER, enqueue, entry, free_port, query, run_json, statuses, until
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+TABLE = "django_tasks_database_dbtaskresult"
+THREADS = 3  # per worker process, 2 processes: SLOW of the threads are busy, 2 idle ones poll
+SLOW = 4  # tasks running when the fault starts ...
+SLOW_S = 5.0  # ... for this long
+BEFORE, DURING, AFTER = 20, 10, 20  # quick tasks enqueued before, during and after the fault
+OUTAGE = 3.0  # seconds PostgreSQL stays down, at least
+LOCK = 10.0  # seconds another process holds SQLite's exclusive lock, at least
+LOCKER = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+db.execute("COMMIT")
+"""
+
+
+# --- a private PostgreSQL cluster --------------------------------------------------------------
+
+
+class Cluster:
+    """A scratch PostgreSQL cluster in a temporary folder, on its own port, as user postgres.
+
+    ``stop`` is the fault: ``immediate`` kills the server the way a crash or an OOM kill does
+    (clients see their connections drop, uncommitted work is lost); ``start`` brings it back on
+    the same port and data.
+    """
+
+    def __init__(self, root: Path, port: int | None = None) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.port = port or free_port()
+
+    def run(self, *argv: str) -> None:
+        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        done = subprocess.run(
+            [*as_postgres, *argv], stdin=subprocess.DEVNULL, capture_output=True, text=True
+        )
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(argv)} failed: {(done.stdout + done.stderr).strip()}")
+
+    def init(self) -> None:
+        self.run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = str(self.root / "server.log")
+        self.run("pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-w", "start")
+
+    def stop(self, mode: str = "immediate") -> None:
+        self.run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def execute(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute(sql)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def pg_cluster() -> Iterator[Cluster]:
+    """A running private cluster for this module, removed afterwards; a skip says why not."""
+    if not shutil.which("initdb") or not shutil.which("pg_ctl"):
+        pytest.skip("initdb / pg_ctl are not on PATH: no private PostgreSQL cluster")
+    if os.geteuid() == 0 and not shutil.which("runuser"):
+        pytest.skip("running as root without runuser: initdb refuses root")
+    root = Path(tempfile.mkdtemp(prefix="dbfaults-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    cluster = Cluster(root)
+    try:
+        cluster.init()
+        cluster.start()
+    except (RuntimeError, LookupError) as e:  # LookupError: no user postgres
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"cannot start a private PostgreSQL cluster here: {e}")
+    yield cluster
+    with contextlib.suppress(RuntimeError):
+        cluster.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def on_cluster(pg_cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    """Point the test project at a fresh database of the private cluster (before djproject
+    migrates it: request this fixture first)."""
+    pg_cluster.execute("CREATE DATABASE faults")
+    monkeypatch.setenv("DJPROJECT_PG", "faults")
+    monkeypatch.setenv("DJPROJECT_PG_PORT", str(pg_cluster.port))
+    yield pg_cluster
+    pg_cluster.execute("DROP DATABASE IF EXISTS faults WITH (FORCE)")
+
+
+# --- the tests ------------------------------------------------------------------------------
+
+
+def test_postgres_stopped_and_started(on_cluster: Cluster, djproject: Path) -> None:
+    # djproject's "sqlite" parameter is overridden by DJPROJECT_PG: it migrated the cluster's db.
+    seen = scenario_in_fresh_process(djproject, "postgresql", root=str(on_cluster.root))
+    assert seen["during"].startswith("refused"), seen["during"]  # the queue itself was down
+    assert any("is unreachable" in e for e in seen["stats_errors"]), seen["stats_errors"]
+    check_outcome(djproject, seen, during=0)
+
+
+def test_sqlite_locked_by_another_writer(djproject: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DJPROJECT_SQLITE_TIMEOUT", "1")  # the workers' lock wait runs out
+    seen = scenario_in_fresh_process(djproject, "sqlite")
+    assert seen["during"] == "accepted", seen["during"]  # waited for the lock, then enqueued
+    assert any("database is locked" in e for e in seen["stats_errors"]), seen["stats_errors"]
+    check_outcome(djproject, seen, during=DURING)
+
+
+def scenario_in_fresh_process(djproject: Path, kind: str, **fault: str) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS), str(djproject)]),
+        "DJANGO_SETTINGS_MODULE": "djproject.settings",
+    }
+    argv = [
+        sys.executable,
+        __file__,
+        json.dumps({"project": str(djproject), "kind": kind, **fault}),
+    ]
+    seen: dict[str, Any] = run_json(argv, djproject, env, timeout=150)
+    print(f"\n{kind}: {json.dumps(seen['numbers'])}")  # shown with pytest -s
+    return seen
+
+
+def check_outcome(djproject: Path, seen: dict[str, Any], during: int) -> None:
+    """Every task ran exactly once and finished; workers said what was wrong, in one line."""
+    tokens = Counter((djproject.parent / "ran.txt").read_text().split())
+    expected = SLOW + BEFORE + during + AFTER
+    assert [t for t, n in tokens.items() if n > 1] == []  # nothing ran twice
+    assert len(tokens) == expected  # nothing was lost
+    assert statuses(djproject) == {"SUCCESSFUL": expected}
+    claims = [
+        json.loads(w) if isinstance(w, str) else w
+        for (w,) in query(djproject, f"select worker_ids from {TABLE}")
+    ]
+    assert all(len(c) == 1 for c in claims)  # each claimed once: none was requeued
+    assert seen["in_flight"]  # the fault really hit running tasks, and they were kept:
+    assert set(seen["in_flight"]) <= unsaved(seen["lines"])
+    lines = seen["lines"]
+    assert any("database unavailable: " in t and "retrying in" in t for t in lines)  # claiming
+    assert not still_waiting(lines)  # and each thread that waited to claim is back
+    assert sum("saved the result of task" in t for t in lines) >= len(seen["in_flight"])
+    assert not [t for t in lines if "Traceback" in t or "crashed" in t or "died" in t]
+    assert seen["master_same"] and seen["workers_same"]  # nothing restarted
+    assert seen["stats_recovered"]
+
+
+# --- the scenario, in a fresh process ----------------------------------------------------------
+
+
+async def scenario(config: dict[str, Any]) -> dict[str, Any]:
+    from tui.supervisor import Supervisor
+
+    project = Path(config["project"])
+    ran = str(project.parent / "ran.txt")
+    args = {"queue": "default", "interval": "0.2", "processes": "2", "threads": str(THREADS)}
+    sup = Supervisor([entry(project, "worker", WORKER, args)], watchdog=False, stats_every=0.3)
+    errors: set[str] = set()
+
+    async def watch_stats() -> None:
+        while True:
+            if sup.stats is not None and sup.stats.error:
+                errors.add(sup.stats.error)
+            await asyncio.sleep(0.05)
+
+    def lines() -> list[str]:
+        return [line.text for line in sup["worker"].ring.since(0)]
+
+    watcher = asyncio.get_running_loop().create_task(watch_stats())
+    await sup.start_all()
+    try:
+        await until(lambda: len(processes(sup)) == 2, timeout=30, what="2 worker processes")
+        before = processes(sup)
+        master = sup["worker"].pid
+        slow = f"for i in range({SLOW}): tasks.record_slowly.enqueue({ran!r}, f's{{i}}', {SLOW_S})"
+        enqueue(project, slow)
+        enqueue(project, f"for i in range({BEFORE}): tasks.record.enqueue({ran!r}, f'b{{i}}')")
+        await until(lambda: running(project), timeout=30, what="a slow task running")
+        with contextlib.suppress(AssertionError):  # more in flight is better, one is enough
+            await until(lambda: len(running(project)) == SLOW, timeout=SLOW_S / 3)
+        in_flight, done_before = running(project), count(project, "SUCCESSFUL")
+
+        fault = Fault.make(config, project)
+        fault.begin()
+        during = asyncio.get_running_loop().run_in_executor(None, try_enqueue, project, ran)
+        await until(lambda: errors, timeout=30, what="an error in the statistics")
+        await until(
+            lambda: in_flight <= unsaved(lines()), timeout=60, what="in-flight tasks to finish"
+        )
+        await fault.end(during)
+        back = time.monotonic()
+        await until(lambda: count(project, "SUCCESSFUL") > done_before, timeout=60, what="a task")
+        first_finished = time.monotonic() - back
+        during_outcome = await during
+        await until(lambda: sup.stats is not None and not sup.stats.error, timeout=30)
+        stats_back = time.monotonic() - back
+
+        enqueue(project, f"for i in range({AFTER}): tasks.record.enqueue({ran!r}, f'a{{i}}')")
+        total = SLOW + BEFORE + AFTER + (DURING if during_outcome == "accepted" else 0)
+        await until(lambda: count(project, "SUCCESSFUL") == total, timeout=60, what="all tasks")
+        finished = lambda: sum(" done testapp.tasks." in t for t in lines())  # noqa: E731
+        await until(lambda: finished() == total, timeout=30, what="every task's log line")
+        # A thread that was waiting to claim notices the database within its backoff (<= 10 s).
+        await until(lambda: not still_waiting(lines()), timeout=30, what="every thread back")
+        return {
+            "during": during_outcome,
+            "stats_errors": sorted(errors),
+            "stats_recovered": sup.stats is not None and not sup.stats.error,
+            "lines": lines(),
+            "in_flight": sorted(in_flight),
+            "master_same": sup["worker"].pid == master and sup["worker"].restarts == 0,
+            "workers_same": processes(sup) == before,
+            "numbers": {
+                "in_flight": len(in_flight),
+                "first_task_finished_after_back_s": round(first_finished, 2),
+                "stats_clear_after_back_s": round(stats_back, 2),
+                "retry_lines": sum("database unavailable" in t for t in lines()),
+            },
+        }
+    finally:
+        watcher.cancel()
+        sup.kill_all()
+        await sup.stop_all()
+
+
+class Fault:
+    """How a scenario breaks the database, and mends it once the scenario has seen enough."""
+
+    @staticmethod
+    def make(config: dict[str, Any], project: Path) -> Fault:
+        if config["kind"] == "postgresql":
+            port = int(os.environ["DJPROJECT_PG_PORT"])
+            return PostgresDown(Cluster(Path(config["root"]), port))
+        return SqliteLocked(project.parent / "db.sqlite3")
+
+    def begin(self) -> None:
+        raise NotImplementedError
+
+    async def end(self, during: asyncio.Future[str]) -> None:
+        raise NotImplementedError
+
+
+class PostgresDown(Fault):
+    """Stopped with ``-m immediate`` (a crash, to clients), started again on the same port."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def begin(self) -> None:
+        self.started = time.monotonic()
+        self.cluster.stop("immediate")
+
+    async def end(self, during: asyncio.Future[str]) -> None:
+        await during  # the enqueue attempt must meet the outage, whatever the machine's speed
+        await asyncio.sleep(max(0.0, self.started + OUTAGE - time.monotonic()))
+        self.cluster.start()
+
+
+class SqliteLocked(Fault):
+    """Another process holds ``BEGIN EXCLUSIVE`` on the file for LOCK seconds (or longer, until
+    the in-flight tasks have met the lock)."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+
+    def begin(self) -> None:
+        self.started = time.monotonic()
+        self.locker = subprocess.Popen(
+            [sys.executable, "-c", LOCKER, str(self.db)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.locker.stdout is not None and self.locker.stdout.readline() == "locked\n"
+
+    async def end(self, during: asyncio.Future[str]) -> None:
+        await asyncio.sleep(max(0.0, self.started + LOCK - time.monotonic()))
+        self.locker.communicate("commit\n", timeout=30)
+
+
+def try_enqueue(project: Path, ran: str) -> str:
+    """Enqueue during the fault, waiting for a lock as long as an ordinary writer would."""
+    try:
+        code = f"for i in range({DURING}): tasks.record.enqueue({ran!r}, f'd{{i}}')"
+        enqueue(project, code, DJPROJECT_SQLITE_TIMEOUT="30")
+    except subprocess.CalledProcessError as e:
+        return f"refused: {e.stderr.decode().strip().splitlines()[-1]}"
+    return "accepted"
+
+
+def processes(sup: Any) -> list[int]:
+    pid = sup["worker"].pid
+    try:
+        return sorted(p.pid for p in psutil.Process(pid).children()) if pid else []
+    except psutil.NoSuchProcess:
+        return []
+
+
+def running(project: Path) -> set[str]:
+    """Ids of RUNNING tasks, dashed as the worker logs them (SQLite stores bare hex)."""
+    rows = query(project, f"select id from {TABLE} where status = 'RUNNING'")
+    return {str(uuid.UUID(str(i))) for (i,) in rows}
+
+
+def unsaved(lines: list[str]) -> set[str]:
+    """Tasks whose worker said it could not save their result (yet)."""
+    marker = "saving the result of task "
+    return {t.partition(marker)[2].partition(":")[0] for t in lines if marker in t}
+
+
+def still_waiting(lines: list[str]) -> set[str]:
+    """Worker threads (by their id, the first word) that waited to claim and are not back."""
+    waited = {t.split()[0] for t in lines if " database unavailable: " in t}
+    back = {t.split()[0] for t in lines if " database back after " in t and t.endswith(" s")}
+    return waited - back
+
+
+def count(project: Path, status: str) -> int:
+    return int(query(project, f"select count(*) from {TABLE} where status = ?", status)[0][0])
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(scenario(json.loads(sys.argv[1])))))
