@@ -18,15 +18,20 @@ from itertools import pairwise
 from types import SimpleNamespace
 from typing import Any
 
+from conftest import fixture_argv
+from helpers import command, until
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rich.segment import Segment
 from textual.app import App, ComposeResult
 from textual.strip import Strip
+from textual.widgets._toast import Toast
 
+from tui.app import ConsoleApp
 from tui.child import State
 from tui.headless import Printer, Writer
 from tui.output import Line, Ring, Sanitiser
+from tui.supervisor import Supervisor
 from tui.widgets.logview import LogView, plain
 
 SGR = re.compile(r"\x1b\[[0-9;:]*m")
@@ -326,3 +331,31 @@ async def test_headless_output_is_one_inert_line_per_line() -> None:
                     # No escape at all in a file or pipe; a TAB is text there.
                     assert not CONTROL.search(row.replace("\t", " ")), repr(row)
                     assert row.endswith(" web | " + SGR.sub("", line.text))
+
+
+# --- the console: markup in a search term or a name is text in every notice ---------------------
+
+
+async def test_markup_in_search_terms_and_names_is_never_interpreted() -> None:
+    """Notices render markup unless told not to; a search for "[/]" (a line of the hostile
+    fixture holds it) or an entry named like a tag must show as typed and crash nothing."""
+    name = "[b]web[/]"
+    sup = Supervisor([command(name, fixture_argv("hostile_output"))], watchdog=False)
+    app = ConsoleApp(sup, "test.settings", host="testhost")
+    try:
+        async with app.run_test(size=(160, 48), notifications=True) as pilot:
+            await until(lambda: any("END" in ln.text for ln in sup[name].ring.since(0)))
+            for term in ["[/]", "[@click=app.quit]never[/]", "[/bold]"]:
+                await pilot.press("slash", *term, "enter")
+                await pilot.pause(0.2)
+                await pilot.press("n")  # the next match, or a notice that there is none
+                await pilot.pause(0.2)
+            notice = f"'[@click=app.quit]never[/]' not found in {name}"
+            await until(
+                lambda: any(notice in str(t.render()) for t in app.screen.query(Toast)),
+                what="the notice, drawn as typed",
+            )
+            assert app.is_running and app.return_code is None
+    finally:
+        sup.kill_all()
+        await sup.stop_all()

@@ -279,7 +279,7 @@ class ConsoleApp(App[int]):
             try:
                 await job
             except ConfigError as e:
-                self.notify(str(e), severity="error")
+                self.notify(str(e), severity="error", markup=False)
 
         self.run_worker(run(), group="control", description=what)
 
@@ -311,7 +311,9 @@ class ConsoleApp(App[int]):
     def _scale_main(self, step: int) -> None:
         backend = self.current.child.entry.backend
         if backend is None or backend.main_knob is None:
-            self.notify(f"{self.current.child.name} has nothing to scale", severity="warning")
+            self.notify(
+                f"{self.current.child.name} has nothing to scale", severity="warning", markup=False
+            )
             return
         knob = backend.main_knob
         value = backend.scale[knob] + step
@@ -324,7 +326,7 @@ class ConsoleApp(App[int]):
         child = self.current.child
         backend = child.entry.backend
         if backend is None or not backend.knobs:
-            self.notify(f"{child.name} has nothing to scale", severity="warning")
+            self.notify(f"{child.name} has nothing to scale", severity="warning", markup=False)
             return
 
         def apply(wanted: object) -> None:
@@ -344,7 +346,7 @@ class ConsoleApp(App[int]):
             try:  # recorded now, applied by the worker
                 steps = [self.supervisor.scale(child.name, k, v) for k, v in changes.items()]
             except ConfigError as e:
-                self.notify(str(e), severity="error")
+                self.notify(str(e), severity="error", markup=False)
                 return
             self._control(f"scale {child.name}", asyncio.gather(*steps))
 
@@ -401,7 +403,7 @@ class ConsoleApp(App[int]):
     def action_find(self, forward: bool) -> None:
         term = self.log_view.search_term
         if term and not self.log_view.find(term, forward):
-            self.notify(f"{term!r} not found", severity="warning")
+            self.notify(f"{term!r} not found", severity="warning", markup=False)
 
     def action_wrap(self) -> None:
         self.log_view.wrap = not self.log_view.wrap

@@ -125,5 +125,5 @@ class ConfirmScreen(Dialog):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.question)
+            yield Label(self.question, markup=False)  # it names the process
             yield Label("y / Enter: yes    n / Esc: no", classes="hint")

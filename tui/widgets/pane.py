@@ -254,7 +254,9 @@ class ProcessPane(Vertical):
         event.stop()
         found = self.log_view.find(event.value)
         if not found and event.value:
-            self.app.notify(f"{event.value!r} not found in {self.child.name}", severity="warning")
+            self.app.notify(
+                f"{event.value!r} not found in {self.child.name}", severity="warning", markup=False
+            )
         event.input.remove_class("open")
         self.log_view.focus()
 

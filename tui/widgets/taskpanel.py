@@ -97,8 +97,9 @@ class TaskPanel(Dialog):
         queues = self.query_one("#queues", DataTable)
         queues.clear()
         for q in stats.queues:
+            # A str cell is markup to DataTable: names from the database go in as Text.
             queues.add_row(
-                f"{q.backend}/{q.queue}",
+                Text(f"{q.backend}/{q.queue}"),
                 q.ready,
                 q.scheduled,
                 q.running,
@@ -119,9 +120,9 @@ class TaskPanel(Dialog):
         for f in stats.failures:
             failures.add_row(
                 f.finished_at.strftime("%H:%M:%S"),
-                f.task_path,
+                Text(f.task_path),
                 Text(f.message, style="red"),
-                f.worker_id or "-",
+                Text(f.worker_id or "-"),
                 key=f.id,
             )
         if failures.row_count:
@@ -160,7 +161,7 @@ class TaskPanel(Dialog):
             stuck = find_stuck()
         except Exception as e:
             self.app.call_from_thread(
-                self.notify, f"cannot look for stuck tasks: {e}", severity="error"
+                self.notify, f"cannot look for stuck tasks: {e}", severity="error", markup=False
             )
             return
         finally:
@@ -172,7 +173,7 @@ class TaskPanel(Dialog):
         table.clear()
         self.stuck_ids = [s.id for s in stuck]
         for s in stuck:
-            table.add_row(s.task_path, s.queue, s.worker_id, s.reason, key=s.id)
+            table.add_row(*map(Text, (s.task_path, s.queue, s.worker_id, s.reason)), key=s.id)
 
     def _selected_stuck(self) -> str | None:
         table = self.query_one("#stuck", DataTable)
