@@ -625,8 +625,8 @@ class Watch:
                         up[0].name,
                         f'queue "{q.queue}" grew from {first} to {q.ready} ready task(s) in '
                         f"{now - first_at:.0f} s while {up[0].name} ran none",
-                        f"read {up[0].name}'s log: an idle worker with ready tasks reads "
-                        'another "backend" or cannot get the database (SQLite locked)',
+                        f"read {up[0].name}'s log: a worker that is up but claims nothing is "
+                        "frozen, hung, or cannot lock the database (SQLite), then restart it",
                         topic=q.queue,
                     )
                 )
