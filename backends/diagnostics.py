@@ -100,15 +100,33 @@ def check_setup(settings: Any, entries: Sequence[EntryLike]) -> list[Finding]:
     Blocking (imports, database, /proc): run it off the event loop.
     """
     found = [
-        *check_apps(settings, entries),
-        *check_task_code(settings),
-        *check_tasks_settings(settings, entries),
-        *check_servers(settings, entries),
-        *check_ports(entries),
+        *_guarded(check_apps, settings, entries),
+        *_guarded(check_task_code, settings),
+        *_guarded(check_tasks_settings, settings, entries),
+        *_guarded(check_servers, settings, entries),
+        *_guarded(check_ports, entries),
     ]
     if not any(f.code in UNLOADABLE for f in found):
-        found += check_migrations()
+        found += _guarded(check_migrations)
     return found
+
+
+def _guarded(check: Callable[..., list[Finding]], *args: Any) -> list[Finding]:
+    """Settings are user code of any shape: a check that trips on one says so in one finding
+    and the others still run, instead of a traceback in place of the whole report."""
+    try:
+        return check(*args)
+    except Exception as e:
+        return [
+            Finding(
+                "warning",
+                "check-failed",
+                None,
+                f"{check.__name__} could not finish ({type(e).__name__}: {_one_line(e)})",
+                "run python manage.py check for Django's own view; the other checks ran",
+                topic=check.__name__,
+            )
+        ]
 
 
 def check_apps(settings: Any, entries: Sequence[EntryLike]) -> list[Finding]:

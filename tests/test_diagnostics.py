@@ -199,6 +199,13 @@ def test_seed_snippet_becomes_findings_not_tracebacks(tmp_path: Path, migrated: 
             "gets 400 Bad Request — list the names clients use in ALLOWED_HOSTS",
             id="allowed-hosts-empty",
         ),
+        pytest.param(
+            'TASKS["default"]["QUEUES"] = 5\n',
+            "warning  project: check_tasks_settings could not finish (TypeError: 'int' object is "
+            "not iterable) — run python manage.py check for Django's own view; the other checks "
+            "ran",
+            id="hostile-setting",
+        ),
     ],
 )
 def test_each_mistake_is_one_finding(
