@@ -180,7 +180,8 @@ def schedule_path(name: str, base_dir: str) -> Path:
         except OSError:
             continue
         if os.access(folder, os.W_OK):
-            return folder / f"{name}-{tag}"
+            # The entry name is any printable text: a "/" in it must not lead out of the folder.
+            return folder / f"{name.replace(os.sep, '_')}-{tag}"
     raise ConfigError(f'{name}: no writable folder for the beat schedule; set ARGS "schedule"')
 
 

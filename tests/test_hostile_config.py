@@ -520,3 +520,15 @@ def test_check_prints_one_line_per_bad_entry_and_exits_1(tmp_path: Path) -> None
         assert len(line) < 500, line
     errors = [line for line in lines if "  error  " in line]
     assert len(errors) == 20 - len(GOOD_IN_HOSTILE), out
+
+
+def test_an_entry_name_cannot_move_the_beat_schedule_out_of_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    beat = {"BACKEND": "backends.celery.CeleryBeat", "APP": "djproject.celery.app"}
+    entry = build_entry("../../escaped", beat, make_project({}))
+    assert entry.error is None, entry.error
+    schedule = next(a for a in entry.launch().argv if a.startswith("--schedule="))
+    folder = tmp_path / "prodserver-tui" / "celerybeat"
+    assert Path(schedule.removeprefix("--schedule=")).parent == folder
