@@ -25,13 +25,18 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 from helpers import WORKER, enqueue, entry, free_port, query, run_json, statuses, until
+
+from backends.taskworker import ids
+from tui.supervisor import Supervisor
+
+Supervise = Callable[..., Awaitable[Supervisor]]
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -87,13 +92,13 @@ class Cluster:
     def stop(self, mode: str = "immediate") -> None:
         self.run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
-    def execute(self, sql: str) -> None:
+    def execute(self, sql: str, *params: object, dbname: str = "postgres") -> None:
         import psycopg
 
         with psycopg.connect(
-            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True
+            host="127.0.0.1", port=self.port, user="postgres", dbname=dbname, autocommit=True
         ) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql, params)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +132,8 @@ def on_cluster(pg_cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.setenv("DJPROJECT_PG", "faults")
     monkeypatch.setenv("DJPROJECT_PG_PORT", str(pg_cluster.port))
     yield pg_cluster
+    with contextlib.suppress(RuntimeError):  # a test that failed mid-outage left it stopped
+        pg_cluster.start()
     pg_cluster.execute("DROP DATABASE IF EXISTS faults WITH (FORCE)")
 
 
@@ -147,6 +154,35 @@ def test_sqlite_locked_by_another_writer(djproject: Path, monkeypatch: pytest.Mo
     assert seen["during"] == "accepted", seen["during"]  # waited for the lock, then enqueued
     assert any("database is locked" in e for e in seen["stats_errors"]), seen["stats_errors"]
     check_outcome(djproject, seen, during=DURING)
+
+
+async def test_master_started_while_postgres_is_down(
+    on_cluster: Cluster, djproject: Path, supervise: Supervise
+) -> None:
+    """The master's start-up recovery meets a dead database: one line, retried until it
+    answers; then the task a dead worker left RUNNING is requeued and runs once."""
+    ran = djproject.parent / "ran.txt"
+    enqueue(djproject, f"tasks.record.enqueue({str(ran)!r}, 'orphan')")
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    orphaned_by = json.dumps([str(ids.WorkerId(ids.this_host(), dead.pid, 1))])
+    on_cluster.execute(
+        f"update {TABLE} set status = 'RUNNING', started_at = now(), worker_ids = %s::jsonb",
+        orphaned_by,
+        dbname="faults",
+    )
+    on_cluster.stop()
+    sup = await supervise(entry(djproject, "worker", WORKER, {"queue": "default"}))
+    lines = lambda: [line.text for line in sup["worker"].ring.since(0)]  # noqa: E731
+    refused = "could not recover stuck tasks at start-up: "
+    await until(lambda: any(refused in t for t in lines()), timeout=30, what="refused recovery")
+    await until(lambda: any("database unavailable: " in t for t in lines()), timeout=30)
+    on_cluster.start()
+    await until(lambda: statuses(djproject) == {"SUCCESSFUL": 1}, timeout=60, what="the task")
+    assert any("requeued 1 stuck task(s) at start-up" in t for t in lines())
+    assert ran.read_text().split() == ["orphan"]
+    assert not [t for t in lines() if "Traceback" in t]
+    await sup.stop_all()
 
 
 def scenario_in_fresh_process(djproject: Path, kind: str, **fault: str) -> dict[str, Any]:
@@ -192,8 +228,6 @@ def check_outcome(djproject: Path, seen: dict[str, Any], during: int) -> None:
 
 
 async def scenario(config: dict[str, Any]) -> dict[str, Any]:
-    from tui.supervisor import Supervisor
-
     project = Path(config["project"])
     ran = str(project.parent / "ran.txt")
     args = {"queue": "default", "interval": "0.2", "processes": "2", "threads": str(THREADS)}

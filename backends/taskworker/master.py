@@ -63,7 +63,7 @@ class Master:
         self.batch_done = False
         self.crash_delay = 0.0
         self.next_spawn = 0.0
-        # Recoveries the database refused (it was down): (pids or None for all, what), retried.
+        # Recoveries not done yet (the database was down): (pids, or None for all; what).
         self.unrecovered: list[tuple[list[int] | None, str]] = []
         self.recovery_delay = 0.0
         self.next_recovery = 0.0
@@ -218,23 +218,31 @@ class Master:
         If the database is down, the tasks stay RUNNING under a dead pid (detectable as stuck)
         and the recovery is retried until the database answers (`_retry_recovery`).
         """
-        if self.unrecovered or not self._try_recover(pids, what):
-            self.unrecovered.append((pids, what))
+        self.unrecovered.append((pids, what))
+        self._retry_recovery()
 
     def _retry_recovery(self) -> None:
-        """Retry refused recoveries, oldest first, backing off while the database stays down."""
+        """Recoveries not done yet, oldest first; backing off while the database is down."""
         if not self.unrecovered or time.monotonic() < self.next_recovery:
             return
         while self.unrecovered:
-            if not self._try_recover(*self.unrecovered[0]):
+            pids, what = self.unrecovered[0]
+            error = self._try_recover(pids, what)
+            if error is not None:
                 self.recovery_delay = min(max(1.0, self.recovery_delay * 2), RECOVERY_RETRY_CAP)
                 self.next_recovery = time.monotonic() + self.recovery_delay
-                log.warning("stuck-task recovery retries in %.0f s", self.recovery_delay)
+                log.error(
+                    "could not recover stuck tasks %s: %s; retrying in %.0f s",
+                    what,
+                    error,
+                    self.recovery_delay,
+                )
                 return
             self.unrecovered.pop(0)
         self.recovery_delay = 0.0
 
-    def _try_recover(self, pids: list[int] | None, what: str) -> bool:
+    def _try_recover(self, pids: list[int] | None, what: str) -> str | None:
+        """One attempt; the error on one line if the database refused it."""
         from django.db import connections, router
         from django_tasks_db.models import DBTaskResult
 
@@ -244,13 +252,12 @@ class Master:
             done = recover(
                 self.options.on_crash, using=router.db_for_write(DBTaskResult), pids=pids
             )
-            if done:
-                verb = "requeued" if self.options.on_crash == "requeue" else "marked failed"
-                log.warning("%s %d stuck task(s) %s", verb, len(done), what)
-            return True
-        except Exception as e:  # the database may be down: one line, retried later
-            log.error("could not recover stuck tasks %s: %s", what, " ".join(str(e).split()))
-            return False
+        except Exception as e:  # the database may be down
+            return " ".join(str(e).split()) or type(e).__name__
         finally:
             with contextlib.suppress(Exception):
                 connections.close_all()
+        if done:
+            verb = "requeued" if self.options.on_crash == "requeue" else "marked failed"
+            log.warning("%s %d stuck task(s) %s", verb, len(done), what)
+        return None
