@@ -132,3 +132,12 @@ def test_headless_command_line_is_masked_but_the_childs_output_is_its_own(tmp_pa
     assert "-- command: " in out and "--token '****'" in out, out
     assert "up" in out
     assert not [s for s in SECRETS if s in out], out
+
+
+def test_findings_are_masked_before_anyone_shows_them() -> None:
+    from backends.diagnostics import Finding
+    from tui.supervisor import Supervisor
+
+    sup = Supervisor([], watchdog=False, redact=Redactor([PASSWORD]))
+    found = Finding("error", "database-error", None, f"cannot connect as u:{PASSWORD}", "check it")
+    assert sup.masked([found])[0].what == f"cannot connect as u:{MASK}"

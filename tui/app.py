@@ -377,7 +377,8 @@ class ConsoleApp(App[int]):
 
             loop = asyncio.get_running_loop()
             found = await loop.run_in_executor(None, check_deploy, project)
-            self.push_screen(FindingsScreen("manage.py check --deploy", found))
+            shown = self.supervisor.masked(found)
+            self.push_screen(FindingsScreen("manage.py check --deploy", shown))
 
         self.run_worker(run(), group="checks", exclusive=True)
 

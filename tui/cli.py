@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     redact = Redactor.for_project(project.settings)
     if args.check:
         failed = check(found, redact)
-        return max(failed, diagnose(project, found))
+        return max(failed, diagnose(project, found, redact))
     supervisor = Supervisor(found, ring_lines=args.ring_lines, redact=redact, project=project)
     if args.headless:
         from tui import headless
@@ -101,13 +101,13 @@ def check(found: list[Entry], redact: Redactor) -> int:
     return 1 if failed else 0
 
 
-def diagnose(project: Project, found: list[Entry]) -> int:
+def diagnose(project: Project, found: list[Entry], redact: Redactor) -> int:
     """The setup findings after the entries, one line each; 1 if any is an error."""
     from backends.diagnostics import check_setup
 
     findings = check_setup(project.settings, found)
     for finding in findings:
-        print(finding.line())
+        print(redact(finding.line()))
     return 1 if any(f.severity == "error" for f in findings) else 0
 
 

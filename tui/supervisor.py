@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -221,6 +222,10 @@ class Supervisor:
         found = (worker(c.name, c.entry.backend, c.state in up) for c in self.children.values())
         return [w for w in found if w is not None]
 
+    def masked(self, findings: list[Finding]) -> list[Finding]:
+        """Findings quote settings and database errors: secrets in them are masked."""
+        return [replace(f, what=self.redact(f.what), fix=self.redact(f.fix)) for f in findings]
+
     def _publish(
         self, setup: list[Finding] | None = None, runtime: list[Finding] | None = None
     ) -> None:
@@ -229,7 +234,7 @@ class Supervisor:
             self._setup_findings = setup
         if runtime is not None:
             self._runtime_findings = runtime
-        findings = [*self._setup_findings, *self._runtime_findings]
+        findings = self.masked([*self._setup_findings, *self._runtime_findings])
         if findings == self.findings:
             return
         self.findings = findings
