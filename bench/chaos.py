@@ -53,6 +53,7 @@ def rows(report: Report) -> list[tuple[str, str]]:
         ("tasks lost", str(t.lost)),
         ("re-runs after a SIGKILL mid-run", str(t.reruns_after_kill)),
         ("taken from a live worker", str(t.requeued_from_live)),
+        ("stuck tasks requeued by the masters", str(report.requeued)),
         ("stuck after the drain", str(report.stuck_at_end)),
     ]
     out += [(f"restarts: {name}", str(n)) for name, n in report.restarts.items()]

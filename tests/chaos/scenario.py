@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -61,7 +62,8 @@ WORKER_ARGS = {
     "interval": "0.2",
     "drain-timeout": "15",
 }
-RING_LINES = 2000
+RING_LINES = 300  # small enough that the task workers' logs hit it in a short run
+REQUEUED = re.compile(r"master requeued (\d+) stuck task")
 TIMER_SLACK = 2.0  # a retry may start this much later than its backoff said (a busy loop)
 COME_BACK = 60.0  # from a retry's start to RUNNING, on a machine shared with other work
 STOP_HOLD = (0.5, 2.0)  # seconds a SIGSTOPped process stays stopped
@@ -97,6 +99,7 @@ class Report:
     processes_at_end: dict[str, int] = field(default_factory=dict)  # worker processes per entry
     web_answers: bool = False
     stuck_at_end: int = 0  # RUNNING rows left after the drain, before a restart recovered them
+    requeued: int = 0  # stuck tasks the masters requeued by themselves, from their log lines
     stopped_cleanly: bool = False  # stop_all had to SIGKILL nothing
     rss_max: int = 0  # bytes, this (supervisor) process
     rss_first: int = 0
@@ -157,7 +160,10 @@ class Watcher:
         self.down_since: dict[str, float] = {}  # entry -> time.time() of its unexpected exit
 
     def on_lines(self, child: Child, lines: list[Line]) -> None:
-        pass
+        for line in lines:
+            found = REQUEUED.search(line.text)
+            if found:
+                self.report.requeued += int(found.group(1))
 
     def on_state(self, child: Child) -> None:
         now = time.time()

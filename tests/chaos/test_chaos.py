@@ -41,7 +41,8 @@ def test_chaos_loses_nothing_runs_nothing_twice_and_leaves_nothing(djproject: Pa
     )
     report = Report(**data)
     log = "\n".join(report.fault_log)
-    why = f"seed {seed}; faults:\n{log}"
+    tails = "\n".join(f"{n}: {line}" for n, lines in report.tails.items() for line in lines)
+    why = f"seed {seed}; faults:\n{log}\nlast lines:\n{tails}"
     counts = tally(report)
 
     assert report.errors == [], why
@@ -53,6 +54,8 @@ def test_chaos_loses_nothing_runs_nothing_twice_and_leaves_nothing(djproject: Pa
     assert counts.duplicated == 0, (counts, why)
     assert counts.requeued_from_live == 0, (counts, why)
     assert len(report.status) == counts.enqueued  # the database holds exactly what was enqueued
+    assert report.stuck_at_end == 0, why  # the masters recovered every stuck task themselves
+    assert report.requeued >= counts.reruns_after_kill, why
 
     assert report.late == [], why  # every retry came when its backoff said
     assert all(s == "running" for n, s in report.states_at_end.items() if n != "load"), why
