@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ from typing import Any
 import psutil
 import pytest
 from helpers import WORKER, enqueue, entry, free_port, query, run_json, statuses, until
+from test_recovery import run as run_django
 
 from backends.taskworker import ids
 from tui.supervisor import Supervisor
@@ -183,6 +185,43 @@ async def test_master_started_while_postgres_is_down(
     assert ran.read_text().split() == ["orphan"]
     assert not [t for t in lines() if "Traceback" in t]
     await sup.stop_all()
+
+
+def test_a_claim_cut_off_by_an_outage_is_released_by_its_own_thread_only(
+    djproject: Path,
+) -> None:
+    """A claim whose commit the outage cut off may have been written; the thread that made it
+    requeues what is still RUNNING under its id, and nothing of other workers'."""
+    me, other = ids.make(os.getpid(), 1), ids.make(os.getpid(), 2)
+    body = """
+    cut_off = running(P["me"])
+    theirs = running(P["other"])
+    retried = running(P["me"])  # mine once, then requeued and claimed by another thread
+    DBTaskResult.objects.get(id=retried).claim(P["other"])
+    released = recovery.release_claims(P["me"])
+    out = {"released": released, **{k: row(v) for k, v in
+           {"cut_off": cut_off, "theirs": theirs, "retried": retried}.items()}}
+    """
+    out, _ = run_django(djproject, body, me=me, other=other)
+    assert out["released"] == 1
+    assert out["cut_off"]["status"] == "READY" and out["cut_off"]["started_at"] is None
+    assert out["theirs"]["status"] == out["retried"]["status"] == "RUNNING"
+
+
+async def test_the_worker_pane_says_what_is_wrong_with_the_database() -> None:
+    """Not "waiting for statistics": the error, cut to the pane's width, in place of numbers."""
+    from scene import scene
+
+    app = scene()
+    error = "database 'default' is unreachable (connection refused): check DATABASES['default']"
+    assert app.supervisor.stats is not None
+    app.supervisor.stats = dataclasses.replace(app.supervisor.stats, queues=[], error=error)
+    app.supervisor["worker"].tasks = None  # what the statistics loop sets on an error
+    async with app.run_test(size=(100, 40)):
+        (pane,) = [p for p in app.panes if p.child.name == "worker"]
+        shown, width = str(pane.stats_text()).splitlines()[1], pane.width
+    assert shown.startswith("tasks  database 'default' is unreachable")
+    assert len(shown) <= width < len("tasks  " + error)
 
 
 def scenario_in_fresh_process(djproject: Path, kind: str, **fault: str) -> dict[str, Any]:
