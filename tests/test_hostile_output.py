@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
 import re
+import select
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from itertools import pairwise
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from conftest import fixture_argv
+import pytest
+from conftest import FIXTURES, fixture_argv
 from helpers import command, until
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -36,6 +44,7 @@ from tui.widgets.logview import LogView, plain
 
 SGR = re.compile(r"\x1b\[[0-9;:]*m")
 # What a terminal acts on: every C0 (TAB included: the widget expands it), DEL, every C1.
+REPO = Path(__file__).resolve().parent.parent
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -359,3 +368,55 @@ async def test_markup_in_search_terms_and_names_is_never_interpreted() -> None:
     finally:
         sup.kill_all()
         await sup.stop_all()
+
+
+# --- the real command: what --headless writes to a pipe and to a terminal ------------------------
+
+
+END = re.compile(rb"\|(?:\x1b\[0m)? END")  # the prefix ends in a colour reset on a terminal
+
+
+def headless_output(tmp_path: Path, tty: bool) -> bytes:
+    """Run ``prodserver-tui --headless`` over the hostile corpus until END; all it wrote."""
+    corpus = [sys.executable, str(FIXTURES / "hostile_corpus.py")]
+    (tmp_path / "s.py").write_text(
+        f"SECRET_KEY = 'x'\nPRODUCTION_PROCESSES = {{'corpus': {{"
+        f"'BACKEND': 'backends.command.Command', 'ARGS': {corpus!r}}}}}\n"
+    )
+    read_fd, write_fd = pty.openpty() if tty else os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "--headless", "--settings", "s"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdin=subprocess.DEVNULL,
+        stdout=write_fd,
+        stderr=write_fd,
+        start_new_session=True,
+    )
+    os.close(write_fd)
+    out = b""
+    deadline = time.monotonic() + 90
+    try:
+        while not END.search(out):
+            assert time.monotonic() < deadline and proc.poll() is None, out[-2000:]
+            ready, _, _ = select.select([read_fd], [], [], 1.0)
+            if ready:
+                out += os.read(read_fd, 1 << 20)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        os.close(read_fd)
+    return out
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["pipe", "terminal"])
+def test_headless_passes_nothing_but_colour_to_a_terminal(tmp_path: Path, tty: bool) -> None:
+    text = headless_output(tmp_path, tty).decode("utf-8")  # strict: valid UTF-8 only
+    if tty:
+        text = text.replace("\r\n", "\n")  # the terminal's own line discipline (onlcr)
+    else:
+        assert "\x1b" not in text  # no colour at all into a pipe
+    assert_terminal_safe(text.replace("\n", " "))
+    for marker in ["cursor", "hyperlink", "bracketed paste", "8-bit C1", "after a NUL flood"]:
+        assert marker in text, marker
+    assert "[@click=app.quit]x[/]" in text
