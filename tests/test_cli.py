@@ -1,4 +1,4 @@
-"""The command as a user runs it: headless output, exit codes, and no orphans however it dies."""
+"""The command as a user runs it: headless output and exit codes (its death: test_own_death)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from conftest import FIXTURES
 from helpers import tree, wait_gone
 
@@ -75,13 +74,6 @@ def py(script: str, *args: str) -> str:
     )
 
 
-FAMILY = {
-    "chatty": py("chatty"),
-    "escapee": py("spawns_grandchild", "escape"),
-    "grouped": py("spawns_grandchild"),
-}
-
-
 def test_headless_prefixes_lines_and_exits_0_when_all_stop_cleanly(tmp_path: Path) -> None:
     settings(tmp_path, {"chatty": py("chatty"), "grouped": py("spawns_grandchild")})
     run = Headless(tmp_path)
@@ -106,22 +98,6 @@ def test_exit_is_non_zero_when_something_had_to_be_killed(tmp_path: Path) -> Non
     run.proc.send_signal(signal.SIGTERM)
     assert run.proc.wait(timeout=15) == 1
     assert any("killed by SIGKILL after its grace period" in line for line in run.lines)
-
-
-@pytest.mark.parametrize(
-    "sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL], ids=lambda s: s.name
-)
-def test_no_descendant_survives_the_console(tmp_path: Path, sig: signal.Signals) -> None:
-    settings(tmp_path, FAMILY)
-    run = Headless(tmp_path)
-    run.wait_for("-- running", count=3)
-    run.wait_for("grandchild", count=2)
-    pids = tree(run.proc.pid)[1:]
-    # chatty, 2 x (child + grandchild), and the watchdog
-    assert len(pids) == 6, pids
-    run.proc.send_signal(sig)
-    run.proc.wait(timeout=20)
-    assert wait_gone(pids, timeout=10) == []
 
 
 def test_sigterm_works_while_nobody_reads_the_output(tmp_path: Path) -> None:

@@ -354,9 +354,12 @@ class Child:
         pid = self.pid
         if pid is None:
             return
+        # Looked up before the group is signalled: a parent that dies of it re-parents its
+        # children away, and one the sampler had not seen yet would then be missed for good.
+        descendants = self._sup.sampler.descendants(pid)
         with contextlib.suppress(OSError):
             os.killpg(pid, sig)
-        for proc in self._sup.sampler.descendants(pid):
+        for proc in descendants:
             # Only those outside the group: a second copy of the signal made granian's
             # workers deadlock in their own handler.
             with contextlib.suppress(psutil.Error, OSError):

@@ -1,0 +1,305 @@
+"""The console's own death: however ``prodserver-tui`` ends, nothing it started outlives it.
+
+Every scenario runs the real command in a real pseudo-terminal (a private tmux server), full
+screen or ``--headless``, over the test Django project with a task worker busy on a task, a
+child whose grandchild left its process group, and a child that ignores SIGTERM. Every
+descendant pid is recorded with psutil while it runs, then the console dies one of four ways:
+
+SIGTERM
+    The console stops everything itself, as a quit does: each entry's stop signal to its
+    group, its GRACE, then SIGKILL. Headless mode does the same on SIGHUP and on its terminal
+    closing (SIGHUP from the kernel, then EIO on every write).
+SIGHUP, terminal closed (full screen)
+    An SSH drop. Textual can block for ever writing to a terminal that vanished, so the
+    console leaves at once (``tui.app.hang_up``) and its watchdog stops everything exactly as
+    a quit would.
+SIGKILL
+    The console can do nothing; the watchdog, in its own session, sees its pipe close and
+    stops everything the same way.
+
+So on every path a running task that fits in the worker's grace period *finishes* after the
+console is gone (asserted: SUCCESSFUL, ``finished_at`` after the death). A task that does not
+fit is SIGKILLed with its worker process when the grace period ends, on any path, and stays
+RUNNING: it is then *detectable as stuck* (``find_stuck``: its worker's pid is dead), and the
+worker's next start requeues it. Without a watchdog (killed together with the console) the
+SIGKILL path would leave the worker running: nothing here pretends to cover that.
+
+Shutdown never hangs: a child that ignores SIGTERM is SIGKILLed when its GRACE is over, and
+the screen counts the seconds down meanwhile. Durations are measured, never asserted here:
+``bench/own_death.py`` prints them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import DJPROJECT, FIXTURES
+from helpers import enqueue, is_alive, query, run_json, tree, wait_gone
+
+REPO = Path(__file__).resolve().parent.parent
+SETTINGS = "own_death"  # the settings module written into the project copy
+SHORT_TASK = 2.0  # seconds: running when the console dies, done well within the worker's grace
+DEATHS = ("SIGKILL", "SIGTERM", "SIGHUP", "terminal closed")
+
+PROCESSES = f"""
+import os
+import sys
+
+from djproject.settings import *  # noqa: F403
+
+F = {str(FIXTURES) + "/"!r}
+PRODUCTION_PROCESSES = {{
+    "worker": {{
+        "BACKEND": "django_prodserver.backends.django_tasks.DjangoTasksWorker",
+        "ARGS": {{"threads": "2", "no-startup-delay": None, "interval": "0.2"}},
+        "GRACE": float(os.environ.get("OWN_DEATH_GRACE", "10")),
+    }},
+    "escapee": {{
+        "BACKEND": "backends.command.Command",
+        "ARGS": [sys.executable, F + "spawns_grandchild.py", "escape"],
+    }},
+    "stubborn": {{
+        "BACKEND": "backends.command.Command",
+        "ARGS": [sys.executable, F + "ignores_sigterm.py"],
+        "GRACE": 1,
+    }},
+}}
+"""
+# watchdog, worker master, its worker process, escapee, its grandchild, stubborn
+DESCENDANTS = 6
+
+_sockets = itertools.count()
+# The pane's title; the log line written when stopping began says the same once, frozen.
+COUNTDOWN = re.compile(r"(?<!-- stopping: )waiting for exit, (\d+) s before SIGKILL")
+
+
+class Terminal:
+    """One command in a real pseudo-terminal: a private tmux server, 160x48.
+
+    Closing it kills the server, which closes the pty's master side: the kernel hangs the
+    terminal up, exactly what an SSH drop or a closed terminal window does.
+    """
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.socket = f"own-death-{os.getpid()}-{next(_sockets)}"
+        self.env = env  # a fresh server takes the environment of the client that starts it
+        conf = cwd / "tmux.conf"
+        conf.write_text("set -g remain-on-exit on\n")  # the exit status stays readable
+        size = ("-x", "160", "-y", "48")
+        self.tmux("-f", str(conf), "new-session", "-d", "-c", str(cwd), *size, "--", *argv)
+        self.pid = int(self.tmux("display-message", "-p", "#{pane_pid}"))
+
+    def tmux(self, *args: str) -> str:
+        done = subprocess.run(
+            ["tmux", "-L", self.socket, *args],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p")
+
+    def exit_status(self) -> int | None:
+        shown = self.tmux("display-message", "-p", "#{pane_dead} #{pane_dead_status}")
+        dead, _, status = shown.partition(" ")
+        return int(status) if dead == "1" else None
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+
+def console_env(db: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    return {**env, "PYTHONPATH": str(REPO), "DJPROJECT_DB": str(db), **extra}
+
+
+def console_argv(settings: str, headless: bool = False) -> list[str]:
+    return [sys.executable, "-m", "tui.cli", "--settings", settings] + (
+        ["--headless"] if headless else []
+    )
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test project, migrated once with one short task READY: each scenario copies it.
+
+    Migrating and enqueueing take seconds each; once per module keeps the suite's time down.
+    """
+    root = tmp_path_factory.mktemp("own-death")
+    project = root / "djproject"
+    shutil.copytree(DJPROJECT, project, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3*"))
+    (project / f"{SETTINGS}.py").write_text(PROCESSES)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DJPROJECT_DB", str(root / "db.sqlite3"))
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput"],
+            cwd=project,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=True,
+        )
+        enqueue(project, f"tasks.sleep.enqueue({SHORT_TASK})")
+    return project
+
+
+@pytest.fixture
+def project(template: Path, tmp_path: Path) -> Path:
+    """A private copy of the template, database included (``helpers.query`` reads it)."""
+    shutil.copytree(template, tmp_path / "djproject")
+    shutil.copy(template.parent / "db.sqlite3", tmp_path / "db.sqlite3")
+    return tmp_path / "djproject"
+
+
+@dataclass(frozen=True)
+class Death:
+    """What one death left behind, for the assertions and for ``bench/own_death.py``."""
+
+    descendants: list[int]  # recorded while the console ran
+    survivors: list[int]  # of those, still alive at the deadline
+    seconds: float  # from the death until the last descendant was gone
+    killed_at: float  # time.time() of the death
+    tasks: list[tuple[str, str, str | None]]  # id, status, finished_at
+
+
+def die(project: Path, headless: bool, death: str, grace: float = 10.0, busy: int = 1) -> Death:
+    """Run the console until ``busy`` tasks run, record its tree, end it by ``death``."""
+    env = console_env(project.parent / "db.sqlite3", OWN_DEATH_GRACE=str(grace))
+    terminal = Terminal(console_argv(SETTINGS, headless), project, env)
+    try:
+        pids = busy_tree(terminal, project, busy)
+        killed_at, started = time.time(), time.monotonic()
+        if death == "terminal closed":
+            terminal.close()
+        else:
+            os.kill(terminal.pid, signal.Signals[death])
+        survivors = wait_gone(pids, timeout=60)
+        seconds = time.monotonic() - started
+    finally:
+        terminal.close()
+    tasks = query(project, "select id, status, finished_at from django_tasks_database_dbtaskresult")
+    return Death(pids, survivors, seconds, killed_at, tasks)
+
+
+def busy_tree(terminal: Terminal, project: Path, busy: int) -> list[int]:
+    """The console and every descendant, once the whole family is up and tasks run."""
+    deadline = time.monotonic() + 60
+    while True:
+        pids = tree(terminal.pid)
+        running = query(
+            project,
+            "select count(*) from django_tasks_database_dbtaskresult where status = ?",
+            "RUNNING",
+        )[0][0]
+        if running >= busy and len(pids) > DESCENDANTS:
+            return pids
+        if time.monotonic() > deadline or not is_alive(terminal.pid):
+            raise AssertionError(
+                f"never busy: {len(pids)} processes, {running} tasks running\n{terminal.screen()}"
+            )
+        time.sleep(0.05)
+
+
+def described(pids: list[int]) -> list[str]:
+    """Survivors by command line, so a failure says what was left behind."""
+    found = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            found.append(f"{pid} {shlex.join(psutil.Process(pid).cmdline())}")
+    return found
+
+
+def find_stuck(project: Path) -> list[dict[str, str]]:
+    """``recovery.find_stuck`` in the project's own Django (settings load once per process)."""
+    code = (
+        "import dataclasses, json, django\n"
+        "django.setup()\n"
+        "from backends.taskworker.recovery import find_stuck\n"
+        "print(json.dumps([dataclasses.asdict(t) for t in find_stuck()], default=str))\n"
+    )
+    env = console_env(project.parent / "db.sqlite3", DJANGO_SETTINGS_MODULE="djproject.settings")
+    return run_json([sys.executable, "-c", code], project, env)  # type: ignore[no-any-return]
+
+
+def after(finished_at: str | None, moment: float) -> bool:
+    """Django keeps aware datetimes in SQLite as naive UTC text."""
+    if finished_at is None:
+        return False
+    return datetime.fromisoformat(finished_at).replace(tzinfo=UTC).timestamp() > moment
+
+
+@pytest.mark.parametrize("death", DEATHS)
+@pytest.mark.parametrize("headless", [False, True], ids=["console", "headless"])
+def test_nothing_survives_and_the_running_task_finishes(
+    project: Path, headless: bool, death: str
+) -> None:
+    gone = die(project, headless, death)
+    assert len(gone.descendants) > DESCENDANTS, gone.descendants
+    assert gone.survivors == [], described(gone.survivors)
+    [(_id, status, finished_at)] = gone.tasks
+    assert status == "SUCCESSFUL"
+    assert after(finished_at, gone.killed_at), "the task ended before the console did"
+
+
+def test_a_task_longer_than_the_grace_is_detectable_as_stuck(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL, and the worker's grace (1 s) too short for a 60 s task: the watchdog must
+    SIGKILL the worker, so the task stays RUNNING; find_stuck knows its worker is dead."""
+    monkeypatch.setenv("DJPROJECT_DB", str(project.parent / "db.sqlite3"))
+    enqueue(project, "tasks.sleep.enqueue(60)")
+    gone = die(project, headless=False, death="SIGKILL", grace=1.0, busy=2)
+    assert gone.survivors == [], described(gone.survivors)
+    stuck = {uuid.UUID(task["id"]): task for task in find_stuck(project)}
+    for task_id, status, _finished_at in gone.tasks:  # finished or detectable, never lost
+        assert status == "SUCCESSFUL" or uuid.UUID(task_id) in stuck, gone.tasks
+    running = [uuid.UUID(t[0]) for t in gone.tasks if t[1] == "RUNNING"]
+    assert running, "the 60 s task cannot have finished"
+    assert all(re.fullmatch(r"pid \d+ is gone", stuck[t]["reason"]) for t in running), stuck
+
+
+def test_shutdown_counts_down_then_kills_what_ignores_sigterm(tmp_path: Path) -> None:
+    """One q and nothing more: the screen counts the grace down, then SIGKILL ends it."""
+    (tmp_path / "s.py").write_text(
+        f"import sys\nSECRET_KEY = 'x'\nPRODUCTION_PROCESSES = {{'stubborn': {{"
+        f"'BACKEND': 'backends.command.Command', 'GRACE': 3, "
+        f"'ARGS': [sys.executable, {str(FIXTURES / 'ignores_sigterm.py')!r}]}}}}\n"
+    )
+    terminal = Terminal(console_argv("s"), tmp_path, console_env(tmp_path / "unused.sqlite3"))
+    try:
+        deadline = time.monotonic() + 30
+        while "ignoring SIGTERM" not in terminal.screen():
+            assert time.monotonic() < deadline, terminal.screen()
+            time.sleep(0.1)
+        pids = tree(terminal.pid)
+        terminal.tmux("send-keys", "q")
+        shown: list[int] = []
+        while (status := terminal.exit_status()) is None:
+            assert time.monotonic() < deadline, terminal.screen()
+            for left in COUNTDOWN.findall(terminal.screen()):
+                if not shown or shown[-1] != int(left):
+                    shown.append(int(left))
+            time.sleep(0.1)
+    finally:
+        terminal.close()
+    assert len(shown) >= 2 and shown == sorted(shown, reverse=True), shown
+    assert status == 1  # something had to be killed
+    assert wait_gone(pids, timeout=10) == []
