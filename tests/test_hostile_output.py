@@ -40,7 +40,7 @@ from tui.child import State
 from tui.headless import Printer, Writer
 from tui.output import Line, Ring, Sanitiser
 from tui.supervisor import Supervisor
-from tui.widgets.logview import LogView, plain
+from tui.widgets.logview import LogView, cells, plain
 
 SGR = re.compile(r"\x1b\[[0-9;:]*m")
 # What a terminal acts on: every C0 (TAB included: the widget expands it), DEL, every C1.
@@ -222,6 +222,10 @@ def check_literal(view: LogView, line: Line) -> None:
     gutter = {"out": "  ", "err": "▌ ", "sys": "» "}[line.stream]
     text = "".join(segment.text for strip in line_strips(view, line) for segment in strip)
     assert text == gutter + plain(line.text)
+    # Wrapped, it takes exactly the rows it was measured for: no row lost, none overlapping.
+    width = view.scrollable_content_region.width
+    rows = view._strips(line, width)
+    assert len(rows) == max(1, -(-(cells(line.text) + 2) // width)), (line.text, width)
 
 
 async def test_hostile_output_is_drawn_as_inert_text() -> None:
