@@ -29,6 +29,7 @@ from backends.base import MAX_GRACE, Backend, Project, flags_from_dict
 from backends.registry import _IMPLEMENTED
 from tui.probe import probe_address
 from tui.project import Entry, ProjectError, build_entry, entries
+from tui.redact import Redactor
 from tui.supervisor import Supervisor
 
 REPO = Path(__file__).resolve().parent.parent
@@ -289,10 +290,12 @@ def test_any_entry_is_runnable_or_one_clear_line(
 @example(
     processes={1: {}, "1": {"BACKEND": "backends.command.Command", "ARGS": ["true"]}}, attrs={}
 )
+@example(processes={"web": {"BACKEND": "backends.command.Command", "ARGS": []}}, attrs={})
 def test_any_setting_gives_one_entry_per_key_or_one_project_error(
     processes: object, attrs: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = make_project({**attrs, "PRODUCTION_PROCESSES": processes})
+    redact = Redactor.for_project(project.settings)  # the CLI builds it from the same settings
     try:
         found = entries(project)
     except ProjectError as e:
@@ -303,7 +306,11 @@ def test_any_setting_gives_one_entry_per_key_or_one_project_error(
     assert len({entry.name for entry in found}) == len(found)  # none hides another
     for entry in found:
         check(entry)
-    Supervisor(found, watchdog=False)  # every Child is built from its entry without a start
+        if entry.error is None:
+            redact.argv(entry.launch().argv)
+        else:
+            assert redact(entry.error).isprintable()
+    Supervisor(found, watchdog=False, redact=redact)  # each Child built from its entry, unstarted
     assert capsys.readouterr() == ("", "")
 
 
@@ -474,6 +481,7 @@ HOSTILE_SETTINGS = """
     WSGI_APPLICATION = "somewhere.wsgi.application"
     PRODUCTION_PROCESSES = {
         "good": {"BACKEND": CMD, "ARGS": ["true"]},
+        "empty": {"BACKEND": CMD, "ARGS": []},
         "nul": {"BACKEND": CMD, "ARGS": ["true", "a\\x00b"]},
         "huge": {"BACKEND": GUNICORN, "ARGS": {"workers": 10**5000}},
         "forever": {"BACKEND": CMD, "ARGS": ["true"], "GRACE": math.inf},
@@ -514,12 +522,12 @@ def test_check_prints_one_line_per_bad_entry_and_exits_1(tmp_path: Path) -> None
     assert "Traceback" not in out, out
     assert done.stderr == "", done.stderr
     lines = done.stdout.splitlines()
-    assert len(lines) == 20, out  # one per entry: no notes, no continuation lines
+    assert len(lines) == 21, out  # one per entry: no notes, no continuation lines
     for line in lines:
         assert line.isprintable(), repr(line)
         assert len(line) < 500, line
     errors = [line for line in lines if "  error  " in line]
-    assert len(errors) == 20 - len(GOOD_IN_HOSTILE), out
+    assert len(errors) == 21 - len(GOOD_IN_HOSTILE), out
 
 
 def test_an_entry_name_cannot_move_the_beat_schedule_out_of_its_folder(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
 MASK = "****"
@@ -107,7 +108,7 @@ def _flagged(args: object) -> Iterator[str]:
     if not isinstance(args, list | tuple):
         return
     words = [a for a in args if isinstance(a, str)]
-    for arg, following in zip(words, [*words[1:], ""], strict=True):
+    for arg, following in pairwise([*words, ""]):  # no words (ARGS []) gives no pair
         flag, eq, value = arg.partition("=")
         if flag.startswith("-") and looks_secret(flag):
             yield value if eq else following
