@@ -423,22 +423,22 @@ def check_migrations(using: str = "default") -> list[Finding]:
     django_tasks_db's are an error (without its table every worker and ``.enqueue()`` fails);
     the project's other apps' a warning. Needs the app registry: calls ``django.setup()``.
     """
-    import django
     from django.db import DatabaseError, connections
     from django.db.migrations.executor import MigrationExecutor
     from django.db.migrations.loader import MigrationLoader
 
+    from backends.django_setup import SetupFailed, setup_once
     from backends.taskstats import TABLE, explain
 
     try:
-        django.setup()
-    except Exception as e:  # the project's own apps failed to load: one line, not a traceback
+        setup_once()
+    except SetupFailed as e:  # the project's own apps failed to load: one line, not a traceback
         return [
             Finding(
                 "error",
                 "django-setup-failed",
                 None,
-                f"Django cannot load the project's apps ({type(e).__name__}: {_one_line(e)})",
+                f"Django cannot load the project's apps ({_one_line(e)})",
                 "run python manage.py check to see the traceback, and fix that",
             )
         ]

@@ -443,3 +443,23 @@ def test_backends_diagnostics_never_imports_the_ui() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_a_failed_django_setup_keeps_its_real_cause(tmp_path: Path) -> None:
+    """Django cannot retry a failed setup: every later caller (statistics, migration check)
+    must see the first error, not "populate() isn't reentrant"."""
+    (tmp_path / "broken_settings.py").write_text(
+        "SECRET_KEY = 'x'\nINSTALLED_APPS = ['django-tasks']\nDATABASES = {}\n"
+    )
+    script = (
+        "import json\n"
+        "from tui.supervisor import poll_task_stats\n"
+        "from backends.diagnostics import check_migrations\n"
+        "first, second = poll_task_stats().error, poll_task_stats().error\n"
+        "print(json.dumps([first, second, check_migrations()[0].what]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(tmp_path)])}
+    env["DJANGO_SETTINGS_MODULE"] = "broken_settings"
+    seen = run_json([sys.executable, "-c", script], tmp_path, env)
+    assert all("No module named 'django-tasks'" in text for text in seen), seen
+    assert not any("reentrant" in text for text in seen), seen

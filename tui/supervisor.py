@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import psutil
 
 from backends.base import Launch, Project
+from backends.django_setup import SetupFailed, setup_once
 from tui.child import Child, State
 from tui.output import Line, Ring
 from tui.project import Entry
@@ -246,15 +247,17 @@ class Supervisor:
 
 def poll_task_stats() -> Snapshot:
     """Runs in a worker thread: Django is set up on first use, connections closed after."""
-    import django
     from django.db import connections
 
     from backends import taskstats
 
     try:
-        django.setup()
+        setup_once()
+    except SetupFailed as e:  # the project's apps failed to load: say so, keep the console up
+        return _failed_stats(f"Django cannot load the project's apps: {e}")
+    try:
         return taskstats.poll()
-    except Exception as e:  # the project's apps failed to load: say so, keep the console up
+    except Exception as e:
         return _failed_stats(f"cannot read task statistics: {type(e).__name__}: {e}")
     finally:
         with contextlib.suppress(Exception):
