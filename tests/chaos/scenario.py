@@ -211,6 +211,7 @@ class Chaos:
         self.sup.subscribe(Watcher(self.report))
         self.seen: dict[tuple[int, float], psutil.Process] = {}
         self.stopped: set[int] = set()  # SIGSTOPped, SIGCONT not sent yet
+        self.calls: set[asyncio.Task[None]] = set()  # API calls under way
         self.me = psutil.Process()
 
     # -- helpers --
@@ -263,7 +264,7 @@ class Chaos:
 
     # -- faults --
 
-    async def inject(self, kind: str) -> str:
+    def inject(self, kind: str) -> str:
         rng = self.rng
         if kind == "SIGKILL task worker process":
             _, workers = self.processes(rng.choice(TASK_ENTRIES))
@@ -280,13 +281,18 @@ class Chaos:
             return self.stop_one()
         if kind == "restart (API)":
             name = rng.choice(["web", *TASK_ENTRIES])
-            await self.api(f"restart {name}", partial(self.sup.restart, name))
+            self.meanwhile(f"restart {name}", partial(self.sup.restart, name))
             return name
         name = rng.choice(["web", *TASK_ENTRIES])
         knob = "workers" if name == "web" else rng.choice(["processes", "threads"])
         value = rng.randint(1, 3)
-        await self.api(f"scale {name} {knob} {value}", partial(self.sup.scale, name, knob, value))
+        self.meanwhile(f"scale {name} {knob} {value}", partial(self.sup.scale, name, knob, value))
         return f"{name} {knob}={value}"
+
+    def meanwhile(self, what: str, call: Callable[[], Awaitable[object]]) -> None:
+        """API calls run while the faults go on, as a user's keys would: a restart may meet a
+        kill half-way through its drain."""
+        self.calls.add(asyncio.get_running_loop().create_task(self.api(what, call)))
 
     def kill_one(self, candidates: list[psutil.Process]) -> str:
         if not candidates:
@@ -326,7 +332,7 @@ class Chaos:
             await asyncio.sleep(self.rng.uniform(0.4, 1.2))
             self.sample()
             kind = self.rng.choices(kinds, weights)[0]
-            target = await self.inject(kind)
+            target = self.inject(kind)
             self.report.faults[kind] = self.report.faults.get(kind, 0) + 1
             self.report.fault_log.append(
                 f"{time.monotonic() - end + self.seconds:6.1f} s  {kind}: {target}"
@@ -341,6 +347,7 @@ class Chaos:
         """Back to the configured shape, load stopped, queue drained, stuck tasks recovered."""
         for pid in list(self.stopped):
             self.resume(pid)
+        await asyncio.gather(*self.calls)
         for name in TASK_ENTRIES:
             await self.api(f"scale {name} back", partial(self.sup.scale, name, "processes", 2))
             await self.api(f"scale {name} back", partial(self.sup.scale, name, "threads", 2))
