@@ -9,7 +9,8 @@ faults than that to show up; this runs the scenario longer and prints what happe
 What it does
 ------------
 The scenario of ``tests/chaos/scenario.py`` (no copy of it here): a migrated copy of the test
-project (SQLite) in a temporary directory; this process becomes the supervisor (watchdog on,
+project in a temporary directory (SQLite, or with ``--postgres`` a scratch database on the
+local PostgreSQL server, dropped afterwards); this process becomes the supervisor (watchdog on,
 task statistics polled) of gunicorn with 2 workers, two task worker masters of 2 processes x
 2 threads and a producer enqueueing ``record_slowly`` tasks (``--rate`` per second, each
 sleeping ``--task-seconds``). For ``--seconds`` it injects a fault every 0.4-1.2 s (SIGKILL of
@@ -27,14 +28,21 @@ Run from the repository root with the project's virtualenv::
 
     .venv/bin/python bench/chaos.py                  # 60 s
     .venv/bin/python bench/chaos.py --seconds 300 --rate 20
+    .venv/bin/python bench/chaos.py --postgres
+
+The test project rather than the bundled demo (``tui/demo``): its ``record_slowly`` task
+records every run with the pid that ran it, which is what tells a duplicate from a re-run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import random
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -84,15 +92,35 @@ def table(cells: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def scratch_postgres() -> Iterator[None]:
+    """A database of its own on the local server (127.0.0.1:5432, user postgres), dropped after;
+    the test project uses it when DJPROJECT_PG names it."""
+    import psycopg
+
+    name = f"prodserver_chaos_{os.getpid()}"
+    admin = {"host": "127.0.0.1", "user": "postgres", "dbname": "postgres", "autocommit": True}
+    with psycopg.connect(**admin) as conn:  # type: ignore[arg-type]
+        conn.execute(f'CREATE DATABASE "{name}"')
+    os.environ["DJPROJECT_PG"] = name
+    try:
+        yield
+    finally:
+        with psycopg.connect(**admin) as conn:  # type: ignore[arg-type]
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=60.0, help="of faults (default 60)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--rate", type=float, default=10.0, help="tasks enqueued per second")
     p.add_argument("--task-seconds", type=float, default=0.2, help="each task sleeps this long")
+    p.add_argument("--postgres", action="store_true", help="a scratch PostgreSQL database")
     args = p.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
-    with tempfile.TemporaryDirectory(prefix="prodserver-chaos-") as tmp:
+    database = scratch_postgres() if args.postgres else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory(prefix="prodserver-chaos-") as tmp, database:
         project = prepare(Path(tmp))
         report = run(project, args.seconds, seed, args.rate, args.task_seconds)
     print(table(rows(report)))
