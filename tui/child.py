@@ -145,6 +145,9 @@ class Child:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self._spawning is not None:  # a start under way (two restarts, a retry) is this one
+            await asyncio.shield(self._spawning)
+            return
         if self.state in (State.STARTING, State.RUNNING, State.STOPPING):
             return
         self._cancel_timer()
@@ -431,7 +434,8 @@ class Child:
         self._sup.spawn_task(self._retry_start())
 
     async def _retry_start(self) -> None:
-        if not self._wanted:  # stopped while the retry was on its way
+        # Stopped while the retry was on its way, or started by hand meanwhile.
+        if not self._wanted or self.state is not State.BACKOFF:
             return
         self.state = State.STOPPED  # let start() proceed from backoff
         await self.start()
