@@ -76,6 +76,7 @@ FAULTS = {
     "SIGKILL gunicorn master": 1,
     "SIGSTOP + SIGCONT": 2,
     "restart (API)": 1,
+    "restart twice at once (API)": 1,
     "scale (API)": 2,
 }
 
@@ -279,9 +280,10 @@ class Chaos:
             return self.kill_one([main] if main else [])
         if kind == "SIGSTOP + SIGCONT":
             return self.stop_one()
-        if kind == "restart (API)":
+        if kind.startswith("restart"):
             name = rng.choice(["web", *TASK_ENTRIES])
-            self.meanwhile(f"restart {name}", partial(self.sup.restart, name))
+            for _ in range(2 if "twice" in kind else 1):  # twice: a key pressed twice
+                self.meanwhile(f"restart {name}", partial(self.sup.restart, name))
             return name
         name = rng.choice(["web", *TASK_ENTRIES])
         knob = "workers" if name == "web" else rng.choice(["processes", "threads"])
