@@ -39,9 +39,13 @@ class Stop:
 
 
 def _alive(key: Key) -> psutil.Process | None:
+    """A zombie is not alive: with the console gone, its orphans wait for init to reap them,
+    and some inits (a container's, this project's CI VM's) take a second or more."""
     try:
         proc = psutil.Process(key[0])
-        return proc if proc.create_time() == key[1] else None
+        if proc.create_time() != key[1] or proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
     except psutil.Error:
         return None
 
@@ -111,7 +115,22 @@ def _tree_alive(root: Key, seen: set[Key]) -> bool:
         os.killpg(root[0], 0)
     except OSError:
         return False
-    return True
+    return _live_member(root[0])  # someone we never saw, or only zombies
+
+
+def _live_member(pgid: int) -> bool:
+    if not os.path.isdir("/proc/self"):  # no way to tell a zombie: assume the worst
+        return True
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as stat:
+                    fields = stat.read().rpartition(b")")[2].split()
+            except OSError:  # gone meanwhile
+                continue
+            if int(fields[2]) == pgid and fields[0] != b"Z":
+                return True
+    return False
 
 
 def _parse(line: bytes) -> tuple[Key, Stop]:
