@@ -16,7 +16,7 @@ from helpers import run_json
 
 from chaos.scenario import TESTS, Report, tally
 
-CHAOS_SECONDS = 25
+CHAOS_SECONDS = 20
 MAX_RSS = 200 * 1024 * 1024
 
 
