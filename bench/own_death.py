@@ -6,8 +6,9 @@ task, a child whose grandchild left its group, and a child that ignores SIGTERM 
 in a real pty (tmux, 160x48). Once the task runs, every descendant pid is recorded and the
 console dies; "gone" is the time from the death until the last of those pids (the console
 included) has exited. Tasks are counted afterwards: finished (SUCCESSFUL), stuck (RUNNING,
-reported by ``recovery.find_stuck``), other (anything else: requeued or lost). The last row
-gives the worker a 1 s grace and a 60 s task besides, so a task outlives it.
+reported by ``recovery.find_stuck``), other (anything else: requeued or lost); "busy" is the
+start-up, from launch until the task ran. The last row gives the worker a 1 s grace and a
+60 s task besides, so both tasks outlive it.
 
     .venv/bin/python bench/own_death.py [--rounds N]
 """
@@ -58,7 +59,7 @@ def main() -> None:
     rounds = args.parse_args().rounds
     with tempfile.TemporaryDirectory() as tmp:
         template = scenario.make_template(Path(tmp))
-        print(f"{'path':<28} {'up s':>6} {'gone s (median / max)':>22}  finished stuck other")
+        print(f"{'path':<30} {'busy s':>6} {'gone s (median / max)':>22}  finished stuck other")
         for headless, death, long_task in [(*p, False) for p in PATHS] + [(False, "SIGKILL", True)]:
             runs = [one(template, headless, death, long_task) for _ in range(rounds)]
             gone = [r[1] for r in runs]
@@ -66,7 +67,7 @@ def main() -> None:
             name += ", task > grace" if long_task else ""
             total = {k: sum(r[2][k] for r in runs) for k in ("finished", "stuck", "other")}
             print(
-                f"{name:<28} {statistics.median(r[0] for r in runs):6.2f} "
+                f"{name:<30} {statistics.median(r[0] for r in runs):6.2f} "
                 f"{statistics.median(gone):10.2f} / {max(gone):5.2f}      "
                 f"{total['finished']:>8} {total['stuck']:>5} {total['other']:>5}"
             )

@@ -83,6 +83,7 @@ PRODUCTION_PROCESSES = {{
 # watchdog, worker master, its worker process, escapee, its grandchild, stubborn
 DESCENDANTS = 6
 
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (a real pty)")
 _sockets = itertools.count()
 # The pane's title; the log line written when stopping began says the same once, frozen.
 COUNTDOWN = re.compile(r"(?<!-- stopping: )waiting for exit, (\d+) s before SIGKILL")
@@ -123,7 +124,9 @@ class Terminal:
 
 
 def console_env(db: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    # Not our tmux, nor settings of whoever runs the tests.
+    dropped = ("DJANGO_SETTINGS_MODULE", "TMUX", "TMUX_PANE")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     return {**env, "PYTHONPATH": str(REPO), "DJPROJECT_DB": str(db), **extra}
 
 
