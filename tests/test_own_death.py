@@ -25,7 +25,9 @@ worker's next start requeues it. Without a watchdog (killed together with the co
 SIGKILL path would leave the worker running: nothing here pretends to cover that.
 
 Shutdown never hangs: a child that ignores SIGTERM is SIGKILLed when its GRACE is over, and
-the screen counts the seconds down meanwhile. Durations are measured, never asserted here:
+the screen counts the seconds down meanwhile. The watchdog stops each child by its own rule
+(signal, grace, whole group or main process alone) so no entry's short grace cuts another's
+drain short. Durations are measured, never asserted here:
 ``bench/own_death.py`` prints them.
 """
 
@@ -48,8 +50,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import DJPROJECT, FIXTURES
+from conftest import DJPROJECT, FIXTURES, fixture_argv
 from helpers import enqueue, is_alive, query, run_json, tree, wait_gone
+
+from tui.supervisor import start_watchdog
 
 REPO = Path(__file__).resolve().parent.parent
 SETTINGS = "own_death"  # the settings module written into the project copy
@@ -311,3 +315,34 @@ def test_shutdown_counts_down_then_kills_what_ignores_sigterm(tmp_path: Path) ->
     assert len(shown) >= 2 and shown == sorted(shown, reverse=True), shown
     assert code.read_text() == "1\n"  # something had to be killed
     assert wait_gone(pids, timeout=10) == []
+
+
+def test_the_watchdog_signals_the_main_process_alone_when_the_backend_says_so() -> None:
+    """Celery's pool processes die of a SIGTERM of their own (running tasks are lost), while
+    its main process alone takes it as a warm shutdown, so its backend stops the main process
+    only (``stop_group = False``). The watchdog must stop such an entry the same way: its
+    group hears nothing until the grace period is over, then SIGKILL."""
+    watchdog = start_watchdog()
+    with subprocess.Popen(
+        fixture_argv("spawns_grandchild"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+        text=True,
+    ) as parent:
+        try:
+            assert parent.stdout is not None and watchdog.stdin is not None
+            grandchild = int(parent.stdout.readline().split()[3])  # "child PID grandchild PID"
+            ctime = psutil.Process(parent.pid).create_time()
+            how = f"{int(signal.SIGTERM)} 3 0"  # stop signal, grace, not to the group
+            watchdog.stdin.write(f"{parent.pid} {ctime!r} {how}\n".encode())
+            watchdog.stdin.close()  # as if the console died
+            assert parent.wait(timeout=10) == -signal.SIGTERM
+            assert is_alive(grandchild), "the group got the stop signal too"
+            assert wait_gone([grandchild], timeout=20) == []  # SIGKILL after the grace
+            assert watchdog.wait(timeout=10) == 0
+        finally:
+            with contextlib.suppress(OSError):
+                os.killpg(parent.pid, signal.SIGKILL)
+            watchdog.kill()
+            watchdog.wait()
