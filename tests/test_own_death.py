@@ -34,7 +34,6 @@ drain short. Durations are measured, never asserted here:
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import re
 import shlex
@@ -88,7 +87,6 @@ PRODUCTION_PROCESSES = {{
 DESCENDANTS = 6
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (a real pty)")
-_sockets = itertools.count()
 # The pane's title; the log line written when stopping began says the same once, frozen.
 COUNTDOWN = re.compile(r"(?<!-- stopping: )waiting for exit, (\d+) s before SIGKILL")
 
@@ -101,7 +99,7 @@ class Terminal:
     """
 
     def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
-        self.socket = f"own-death-{os.getpid()}-{next(_sockets)}"
+        self.socket = str(cwd / "tmux.socket")  # its own server, gone with the folder
         self.env = env  # a fresh server takes the environment of the client that starts it
         conf = cwd / "tmux.conf"
         conf.write_text("set -g remain-on-exit on\n")  # the last screen stays readable
@@ -111,7 +109,7 @@ class Terminal:
 
     def tmux(self, *args: str) -> str:
         done = subprocess.run(
-            ["tmux", "-L", self.socket, *args],
+            ["tmux", "-S", self.socket, *args],
             env=self.env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -124,7 +122,7 @@ class Terminal:
         return self.tmux("capture-pane", "-p")
 
     def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True)
 
 
 def console_env(db: Path, **extra: str) -> dict[str, str]:
