@@ -424,3 +424,19 @@ def test_headless_passes_nothing_but_colour_to_a_terminal(tmp_path: Path, tty: b
     for marker in ["cursor", "hyperlink", "bracketed paste", "8-bit C1", "after a NUL flood"]:
         assert marker in text, marker
     assert "[@click=app.quit]x[/]" in text
+
+
+async def test_the_widget_keeps_drawn_lines_only_for_about_the_rows_on_screen() -> None:
+    """The ring bounds what is kept; the widget's drawn lines must not outgrow it. Strips of
+    a 16 KiB line changing colour every 8 characters cost ~200 KB each: kept for 2048 lines
+    whatever the view, one followed pane held 438 MB (tracemalloc) while its ring held 4 M
+    characters; kept for twice the rows on screen, 17 MB. Counted here in lines, cheaply."""
+    ring = Ring()
+    app = OneLog(ring)
+    async with app.run_test(size=(120, 40)):
+        view = app.query_one(LogView)
+        for i in range(300):  # 6000 lines, followed as they come, 20 per refresh
+            ring.append("out", [f"\x1b[3{i % 8}mline {i}\x1b[0m"] * 20)
+            view.sync()
+            drawn(view)
+        assert len(view._cache) <= max(32, 2 * view.size.height)

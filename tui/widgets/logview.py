@@ -33,6 +33,7 @@ _GUTTER = {
     "sys": ("» ", Style(color="cyan")),
 }
 _SYS_STYLE = Style(color="cyan", italic=True)
+_MIN_CACHED = 32  # drawn lines kept by a small pane
 _MATCH_STYLE = Style(color="black", bgcolor="yellow")
 
 
@@ -74,7 +75,7 @@ class LogView(ScrollView, can_focus=True):
         self._widest = 0
         self._heights: list[int] = []  # wrapped rows per kept line (wrap mode only)
         self._offsets: list[int] = []  # first row of each kept line (wrap mode only)
-        self._cache: LRUCache[tuple[int, int, str], list[Strip]] = LRUCache(2048)
+        self._cache: LRUCache[tuple[int, int, str], list[Strip]] = LRUCache(_MIN_CACHED)
         self._adjusting = False
 
     # -- keeping up with the ring ------------------------------------------------------------
@@ -147,6 +148,12 @@ class LogView(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         """A pane that grows or shrinks keeps showing the newest lines when following."""
+        # Drawn lines are kept for the rows on screen, and as many again for scrolling back.
+        # Sized in lines whatever the view, the cache outgrew the ring by far: 2048 lines of
+        # 16 KiB of coloured text held 438 MB for one pane, where the ring keeps 4 M characters.
+        wanted = max(_MIN_CACHED, 2 * self.size.height)
+        if self._cache.maxsize != wanted:
+            self._cache = LRUCache(wanted)
         if self.wrap:
             self._cache.clear()
             self._remeasure()
