@@ -12,7 +12,7 @@ import contextlib
 import io
 import signal
 
-from backends.base import Backend, ConfigError, Knob, flags_from_dict
+from backends.base import MAX_GRACE, Backend, ConfigError, Knob, flags_from_dict
 from backends.taskworker.cli import OptionError, parser
 
 # db_worker options that make no sense here: dropped with a note instead of failing.
@@ -54,6 +54,11 @@ class DjangoTasksWorker(Backend):
             ) from None
         if "GRACE" not in self.entry:  # the master kills at drain_timeout; this is the backstop
             self.grace = parsed.drain_timeout + 5.0
+            if self.grace > MAX_GRACE:  # bounded like GRACE itself: a stop must end some day
+                raise ConfigError(
+                    f"{self.name}: ARGS drain-timeout must be at most {MAX_GRACE - 5:.0f} "
+                    f"seconds, got {parsed.drain_timeout:g}"
+                )
         return [self.project.python, "-m", "backends.taskworker", *args]
 
     def notes(self) -> list[str]:

@@ -272,6 +272,14 @@ def check(entry: Entry) -> None:
     spec={"BACKEND": "django_prodserver.backends.django_tasks.DjangoTasksWorker", "ARGS": ["-h"]},
     attrs={},
 )
+@example(
+    name="worker",
+    spec={
+        "BACKEND": "django_prodserver.backends.django_tasks.DjangoTasksWorker",
+        "ARGS": {"drain-timeout": "1e300"},
+    },
+    attrs={},
+)
 def test_any_entry_is_runnable_or_one_clear_line(
     name: object, spec: object, attrs: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
