@@ -80,7 +80,7 @@ def _project(folder: Path) -> Path:
                 "BACKEND": "backends.command.Command",
                 "ARGS": [sys.executable, "-c", "import time; print('up'); time.sleep(60)",
                          "--token", {TOKEN!r}, "--broker={BROKER}",
-                         "--db-password={PASSWORD}", "--env={ENV_SECRET}"],
+                         "--db-password={PASSWORD}", "--env={ENV_SECRET}", "two\\nlines\\x1b[2J"],
             }},
             "bad": {{"BACKEND": "backends.command.Command", "ARGS": ["true"],
                      "GRACE": {PASSWORD!r}}},
@@ -115,6 +115,9 @@ def test_check_shows_commands_and_errors_without_secrets(tmp_path: Path) -> None
     assert "--db-password=****" in out and "--env=****" in out, out
     assert "bad: GRACE must be a number of seconds" in out and "got '****'" in out, out
     assert not [s for s in SECRETS if s in out], out
+    api = [line for line in out.splitlines() if line.startswith("api ")]
+    assert len(api) == 1 and api[0].endswith(r"'two\nlines\x1b[2J'"), out  # one inert line
+    assert "\x1b" not in out
 
 
 def test_headless_command_line_is_masked_but_the_childs_output_is_its_own(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from backends.base import ConfigError, Project
+from backends.base import ConfigError, Project, one_line
 from tui.keep_scale import snippet
 from tui.project import Entry, ProjectError, discover, entries
 from tui.redact import Redactor
@@ -93,11 +93,11 @@ def check(found: list[Entry], redact: Redactor) -> int:
             launch = entry.launch()
         except ConfigError as e:
             failed = True
-            print(f"{entry.name:<{width}}  error     {redact(str(e))}")
+            _say(f"{entry.name:<{width}}  error     {redact(str(e))}")
             continue
-        print(f"{entry.name:<{width}}  {entry.kind:<9} {shlex.join(redact.argv(launch.argv))}")
+        _say(f"{entry.name:<{width}}  {entry.kind:<9} {shlex.join(redact.argv(launch.argv))}")
         for note in launch.notes:
-            print(f"{'':<{width}}  note      {redact(note)}")
+            _say(f"{'':<{width}}  note      {redact(note)}")
     return 1 if failed else 0
 
 
@@ -107,8 +107,13 @@ def diagnose(project: Project, found: list[Entry], redact: Redactor) -> int:
 
     findings = check_setup(project.settings, found)
     for finding in findings:
-        print(redact(finding.line()))
+        _say(redact(finding.line()))
     return 1 if any(f.severity == "error" for f in findings) else 0
+
+
+def _say(text: str) -> None:
+    """Settings may hold newlines and escapes; printed raw, a terminal would act on them."""
+    print(one_line(text, 16384))
 
 
 def _positive(text: str) -> int:
