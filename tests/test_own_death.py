@@ -344,3 +344,38 @@ def test_the_watchdog_signals_the_main_process_alone_when_the_backend_says_so() 
                 os.killpg(parent.pid, signal.SIGKILL)
             watchdog.kill()
             watchdog.wait()
+
+
+def test_headless_under_nohup_outlives_the_session(tmp_path: Path) -> None:
+    """``nohup prodserver-tui --headless`` asks to survive the SSH session: a SIGHUP ignored at
+    start stays ignored and the children keep running; SIGTERM still stops everything."""
+    (tmp_path / "s.py").write_text(
+        f"import sys\nSECRET_KEY = 'x'\nPRODUCTION_PROCESSES = {{'chatty': {{"
+        f"'BACKEND': 'backends.command.Command', "
+        f"'ARGS': [sys.executable, {str(FIXTURES / 'chatty.py')!r}, '20']}}}}\n"
+    )
+    argv = ["sh", "-c", 'trap "" HUP; exec "$@"', "sh", *console_argv("s", headless=True)]
+    terminal = Terminal(argv, tmp_path, console_env(tmp_path / "unused.sqlite3"))
+
+    def said() -> tuple[int, str]:
+        """The last "out N" of chatty so far, and everything on the terminal."""
+        text = terminal.tmux("capture-pane", "-p", "-S", "-")
+        return max(map(int, re.findall(r"\| out (\d+)", text)), default=0), text
+
+    def wait_for_line(number: int) -> str:
+        deadline = time.monotonic() + 30
+        while (said_now := said())[0] < number:
+            assert time.monotonic() < deadline, said_now[1]
+            time.sleep(0.05)
+        return said_now[1]
+
+    try:
+        wait_for_line(3)
+        pids = tree(terminal.pid)
+        os.kill(terminal.pid, signal.SIGHUP)
+        text = wait_for_line(said()[0] + 10)  # half a second more of output
+        assert "-- stopping" not in text
+        os.kill(terminal.pid, signal.SIGTERM)
+        assert wait_gone(pids, timeout=20) == []
+    finally:
+        terminal.close()

@@ -2,7 +2,8 @@
 
 ``HH:MM:SS name | line``, a colour per name only on a terminal (colours from children are
 dropped too when writing to a file or pipe), and state changes as lines of their own. Meant
-for CI, containers and ``| grep``; Ctrl-C, SIGTERM and SIGHUP stop everything gracefully.
+for CI, containers and ``| grep``; Ctrl-C, SIGTERM and SIGHUP stop everything gracefully
+(SIGHUP not under ``nohup``, which asks for the processes to outlive the session).
 """
 
 from __future__ import annotations
@@ -166,7 +167,10 @@ async def run(supervisor: Supervisor, out: BinaryIO, colour: bool) -> int:
             supervisor.kill_all()
         stop.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    stops = [signal.SIGINT, signal.SIGTERM]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # ignored: started by nohup
+        stops.append(signal.SIGHUP)
+    for sig in stops:
         loop.add_signal_handler(sig, on_signal)
     writer = Writer(out.fileno(), supervisor.pause_output, stop.set)
     supervisor.subscribe(Printer(list(supervisor.children), writer, colour))
