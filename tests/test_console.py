@@ -74,11 +74,18 @@ async def test_restart_stop_start_and_restart_all(console: Console) -> None:
 
 
 async def test_focus_moves_with_digits_arrows_tab_and_mouse(console: Console) -> None:
-    app = console(chatty(), command("second", fixture_argv("chatty", "5")))
+    wide = [sys.executable, "-c", "import time; print('x' * 500); time.sleep(60)"]
+    app = console(chatty(), command("second", wide))
     async with app.run_test(size=(160, 48)) as pilot:
         assert app.current.child.name == "chatty"
         await pilot.press("2")
         assert app.current.child.name == "second"
+        log = app.current.log_view
+        await until(
+            lambda: log.virtual_size.width > log.size.width, what="a log wider than its pane"
+        )
+        await pilot.press("shift+right")  # a wide log scrolls sideways with shift; ← → move focus
+        await until(lambda: log.scroll_x > 0, what="scrolled sideways")
         await pilot.press("left")
         assert app.current.child.name == "chatty"
         await pilot.press("right")

@@ -55,13 +55,24 @@ def cells(text: str) -> int:
     return cell_len(plain(text))
 
 
-class LogView(ScrollView, can_focus=True):
+class LogView(ScrollView, can_focus=True, inherit_bindings=False):
     DEFAULT_CSS = """
     LogView { background: $surface; overflow-y: scroll; overflow-x: auto; }
     LogView:focus { background-tint: $foreground 4%; }
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("end", "resume", "Follow", show=False)]
+    # ScrollView's own keys, except that ← → stay the console's (previous / next process)
+    # whether or not a long line makes this log scroll sideways: shift+← → scroll it.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "scroll_up", "Scroll up", show=False),
+        Binding("down", "scroll_down", "Scroll down", show=False),
+        Binding("shift+left", "scroll_left", "Scroll left", show=False),
+        Binding("shift+right", "scroll_right", "Scroll right", show=False),
+        Binding("home", "scroll_home", "Top", show=False),
+        Binding("end", "resume", "Follow", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+    ]
 
     wrap: reactive[bool] = reactive(False)
 
