@@ -58,7 +58,10 @@ class HelpScreen(Dialog):
         with Vertical():
             yield Label(Text("prodserver-tui keys", style="bold"))
             yield Static(table)
-            yield Label("Mouse: click a pane or a row to pick it. Esc closes.", classes="hint")
+            yield Label("Mouse: click a pane or a row to pick it.", classes="hint")
+            yield Label(
+                "↑ ↓ PgUp PgDn Home, Shift+← →: scroll the log. Esc closes.", classes="hint"
+            )
 
 
 class ScaleScreen(Dialog):
