@@ -428,7 +428,7 @@ def check_migrations(using: str = "default") -> list[Finding]:
     from django.db.migrations.loader import MigrationLoader
 
     from backends.django_setup import SetupFailed, setup_once
-    from backends.taskstats import TABLE, explain
+    from backends.taskstats import TABLE, diagnose_error
 
     try:
         setup_once()
@@ -457,8 +457,9 @@ def check_migrations(using: str = "default") -> list[Finding]:
             pending = Counter(migration.app_label for migration, back in plan if not back)
             tables = set(connection.introspection.table_names()) if pending else set()
     except DatabaseError as e:
-        fix = f"check DATABASES['{using}'] and that the database server is running"
-        return [Finding("error", "database-error", None, explain(e, using), fix)]
+        what, fix = diagnose_error(e, using)
+        fix = fix or f"check DATABASES['{using}'] and that the database server is running"
+        return [Finding("error", "database-error", None, what, fix)]
     except Exception as e:  # a broken migration graph (a missing dependency) and the like
         return [
             Finding(

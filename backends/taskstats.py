@@ -214,6 +214,12 @@ def has_index(using: str = "default") -> bool:
 
 def explain(exc: BaseException, using: str = "default") -> str:
     """One line for the status bar: what is wrong with the database, then how to fix it."""
+    what, fix = diagnose_error(exc, using)
+    return f"{what}: {fix}" if fix else what
+
+
+def diagnose_error(exc: BaseException, using: str = "default") -> tuple[str, str]:
+    """A database error as (what is wrong, how to fix it); the fix may be empty."""
     text = _one_line(str(exc)) or type(exc).__name__
     low = text.lower()
     if (
@@ -221,16 +227,16 @@ def explain(exc: BaseException, using: str = "default") -> str:
         or "doesn't exist" in low
         or ("does not exist" in low and "relation" in low)
     ):
-        return f"table {TABLE} is missing: run manage.py migrate"
+        return f"table {TABLE} is missing", "run manage.py migrate"
     if "no such column" in low or ("does not exist" in low and "column" in low):
-        return f"table {TABLE} is out of date ({text}): run manage.py migrate"
+        return f"table {TABLE} is out of date ({text})", "run manage.py migrate"
     if "database is locked" in low or "database table is locked" in low:
         return (
-            "database is locked by a writer (SQLite): retrying on the next poll; "
-            "WAL mode or a longer OPTIONS['timeout'] makes this rarer"
+            "database is locked by a writer (SQLite)",
+            "retrying on the next poll; WAL mode or a longer OPTIONS['timeout'] makes this rarer",
         )
     if "unable to open database file" in low:
-        return f"cannot open the SQLite database file: check DATABASES['{using}']['NAME']"
+        return "cannot open the SQLite database file", f"check DATABASES['{using}']['NAME']"
     unreachable = (
         "could not connect",
         "connection refused",
@@ -244,10 +250,10 @@ def explain(exc: BaseException, using: str = "default") -> str:
     )
     if any(marker in low for marker in unreachable):
         return (
-            f"database '{using}' is unreachable ({text}): "
-            f"check DATABASES['{using}'] and that the server is running"
+            f"database '{using}' is unreachable ({text})",
+            f"check DATABASES['{using}'] and that the server is running",
         )
-    return f"database error on '{using}': {text}"
+    return f"database error on '{using}': {text}", ""
 
 
 # --- internals -----------------------------------------------------------------------------

@@ -266,9 +266,8 @@ def test_unreachable_database(tmp_path: Path, migrated: Path) -> None:
     assert code == 1
     [line] = lines
     assert line.startswith("error    project: database 'default' is unreachable (")
-    assert line.endswith("— check DATABASES['default'] and that the database server is running"), (
-        line
-    )
+    assert line.endswith("— check DATABASES['default'] and that the server is running"), line
+    assert line.count("check DATABASES") == 1, line  # the advice once, after the dash
 
 
 def test_port_taken_by_another_program_is_named(tmp_path: Path, migrated: Path) -> None:
