@@ -147,6 +147,8 @@ class Backend:
     stop_group: ClassVar[bool] = True
     # A log line that proves the process is ready (Celery's "ready."), for those not on HTTP.
     ready_pattern: ClassVar[str | None] = None
+    # The entry keys this backend reads; any other is a typo the diagnostics point out.
+    keys: ClassVar[frozenset[str]] = frozenset({"BACKEND", "ARGS", "GRACE", "URL"})
     grace: float = 10.0  # default for the kind; an entry's GRACE overrides it
 
     def __init__(self, name: str, entry: Mapping[str, Any], project: Project) -> None:

@@ -51,6 +51,7 @@ class _Celery(Backend):
 
     command: ClassVar[str]
     reads: ClassVar[tuple[str, ...]]  # options looked for in a raw ARGS list as well
+    keys = Backend.keys | {"APP"}
 
     def __init__(self, name: str, entry: Mapping[str, Any], project: Project) -> None:
         super().__init__(name, entry, project)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import difflib
 import importlib
 import importlib.util
 import itertools
@@ -100,6 +101,7 @@ def check_setup(settings: Any, entries: Sequence[EntryLike]) -> list[Finding]:
     Blocking (imports, database, /proc): run it off the event loop.
     """
     found = [
+        *_guarded(check_entry_keys, entries),
         *_guarded(check_apps, settings, entries),
         *_guarded(check_task_code, settings),
         *_guarded(check_tasks_settings, settings, entries),
@@ -378,6 +380,38 @@ def check_servers(settings: Any, entries: Sequence[EntryLike]) -> list[Finding]:
                     f"ALLOWED_HOSTS {allowed} rejects {shown}, the address {name} serves on, "
                     f"so requests to http://{shown}:{port} get 400 Bad Request",
                     f'add "{shown}" (or the name clients use) to ALLOWED_HOSTS',
+                )
+            )
+    return found
+
+
+def check_entry_keys(entries: Sequence[EntryLike]) -> list[Finding]:
+    """A key the backend does not read is almost always a typo ("ARG", "args", "GRACE_S"):
+    the entry then runs without it, silently, unless someone says so."""
+    found = []
+    for entry in entries:
+        backend = entry.backend
+        if backend is None:
+            continue
+        by_upper = {k.upper(): k for k in backend.keys}
+        for key in backend.entry:
+            if not isinstance(key, str) or key in backend.keys:
+                continue
+            close = difflib.get_close_matches(key.upper(), by_upper, n=1, cutoff=0.6)
+            fix = (
+                f'rename it to "{by_upper[close[0]]}"'
+                if close
+                else f"remove it; an entry of this kind reads {', '.join(sorted(backend.keys))}"
+            )
+            found.append(
+                Finding(
+                    "warning",
+                    "entry-key-unknown",
+                    entry.name,
+                    f"{entry.name} has the key {_one_line(repr(key))}, which prodserver-tui "
+                    "does not read, so it has no effect",
+                    fix,
+                    topic=key,
                 )
             )
     return found

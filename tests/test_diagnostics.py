@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -24,7 +25,7 @@ from helpers import free_port, run_json, tree, wait_gone
 from test_cli import Headless
 
 from backends.base import Project
-from backends.diagnostics import Finding, check_ports, diff
+from backends.diagnostics import Finding, check_entry_keys, check_ports, diff
 from tui.project import build_entry
 
 TESTS = Path(__file__).resolve().parent
@@ -462,3 +463,21 @@ def test_a_failed_django_setup_keeps_its_real_cause(tmp_path: Path) -> None:
     seen = run_json([sys.executable, "-c", script], tmp_path, env)
     assert all("No module named 'django-tasks'" in text for text in seen), seen
     assert not any("reentrant" in text for text in seen), seen
+
+
+def test_an_entry_key_nobody_reads_is_named_with_the_likely_fix() -> None:
+    project = Project("s", "/tmp", settings=SimpleNamespace(WSGI_APPLICATION="x.wsgi.application"))
+    gunicorn = "django_prodserver.backends.gunicorn.GunicornServer"
+    web = build_entry("web", {"BACKEND": gunicorn, "ARG": {"workers": "4"}, "GRACE": 5}, project)
+    celery = build_entry(
+        "celery",
+        {"BACKEND": "django_prodserver.backends.celery.CeleryWorker", "APP": "x", "colour": 1},
+        project,
+    )
+    found = check_entry_keys([web, celery])
+    assert [f.line() for f in found] == [
+        "warning  web: web has the key 'ARG', which prodserver-tui does not read, so it has no "
+        'effect — rename it to "ARGS"',
+        "warning  celery: celery has the key 'colour', which prodserver-tui does not read, so it "
+        "has no effect — remove it; an entry of this kind reads APP, ARGS, BACKEND, GRACE, URL",
+    ]
