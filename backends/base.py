@@ -39,6 +39,13 @@ def one_line(text: str, limit: int = 300) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def flat(text: object, limit: int = 200) -> str:
+    """An exception or a setting as part of one message line: whitespace runs become one
+    space (a traceback's newlines too), and it is cut to ``limit``."""
+    joined = " ".join(str(text).split())
+    return joined if len(joined) <= limit else joined[: limit - 1] + "…"
+
+
 def shown(value: object, limit: int = 80) -> str:
     """A settings value quoted in an error: its repr, short and on one line. Any value:
     an int past 4300 digits has no repr, and a user's object may fail to give one."""

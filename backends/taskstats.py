@@ -59,6 +59,7 @@ from django.db.models.functions import Right
 from django.utils import timezone
 from django.utils.connection import ConnectionDoesNotExist
 
+from backends.base import flat
 from backends.taskworker import ids
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ def poll(using: str = "default", failures: int = 10) -> Snapshot:
         # Not the database itself but the setup around it: no such alias, app not installed.
         if "INSTALLED_APPS" in str(exc):
             return _empty(now, "django_tasks_db is not in INSTALLED_APPS: add it, then migrate")
-        return _empty(now, _one_line(f"cannot read task results: {exc}"))
+        return _empty(now, flat(f"cannot read task results: {exc}"))
 
 
 def reset(using: str | None = None) -> None:
@@ -196,7 +197,7 @@ def configured_queues() -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for alias, params in (getattr(settings, "TASKS", None) or {}).items():
         backend = params.get("BACKEND") if isinstance(params, dict) else None
-        if not isinstance(backend, str) or not _is_db_backend(backend):
+        if not isinstance(backend, str) or not is_db_backend(backend):
             continue
         for queue in params.get("QUEUES") or [DEFAULT_QUEUE]:
             if (alias, queue) not in pairs:
@@ -220,7 +221,7 @@ def explain(exc: BaseException, using: str = "default") -> str:
 
 def diagnose_error(exc: BaseException, using: str = "default") -> tuple[str, str]:
     """A database error as (what is wrong, how to fix it); the fix may be empty."""
-    text = _one_line(str(exc)) or type(exc).__name__
+    text = flat(str(exc)) or type(exc).__name__
     low = text.lower()
     if (
         "no such table" in low
@@ -602,13 +603,8 @@ def _last_line(text: str | None) -> str:
     return ""
 
 
-def _one_line(text: str, limit: int = 200) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 @functools.lru_cache(maxsize=64)
-def _is_db_backend(path: str) -> bool:
+def is_db_backend(path: str) -> bool:
     """Cached: a BACKEND that fails to import would otherwise be re-imported every poll."""
     if path in DB_BACKENDS:
         return True

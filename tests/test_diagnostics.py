@@ -436,15 +436,6 @@ def test_diff_names_what_appeared_and_what_cleared() -> None:
     assert diff([old, other], [other]) == ([], [old])
 
 
-def test_backends_diagnostics_never_imports_the_ui() -> None:
-    code = (
-        "import sys, backends.diagnostics\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich', 'tui'))\n"
-        "assert not bad, bad"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
-
-
 def test_a_failed_django_setup_keeps_its_real_cause(tmp_path: Path) -> None:
     """Django cannot retry a failed setup: every later caller (statistics, migration check)
     must see the first error, not "populate() isn't reentrant"."""

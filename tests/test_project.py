@@ -291,7 +291,7 @@ def test_check_exits_1_on_a_broken_entry_and_prints_the_rest(tmp_path: Path) -> 
 def test_backends_never_import_the_ui() -> None:
     code = (
         "import sys, backends.base, backends.registry, backends.gunicorn, backends.runserver, "
-        "backends.command, backends.django_tasks\n"
+        "backends.command, backends.django_tasks, backends.diagnostics, backends.django_setup\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich', 'tui'))\n"
         "assert not bad, bad"
     )

@@ -1,18 +1,7 @@
-"""Django-aware diagnostics: say why tasks are not processing before the user has to ask.
-
-Each :class:`Finding` is one thing wrong, in one sentence, with one sentence of fix, tied to
-the entry it concerns (or to the whole project). Three kinds of check:
-
-* **setup** (`check_setup`): what the settings and PRODUCTION_PROCESSES say, plus the
-  migration state and the listening sockets of this host. Run once, at start and by
-  ``--check``. The seed documentation's snippet is the model of what goes wrong:
-  ``"django-tasks"`` in INSTALLED_APPS, no ``TASKS``, ``django.contrib.tasks``.
-* **runtime** (`Watch`): from each task statistics poll and which workers are up; tasks
-  ready in a queue nobody serves, a backlog growing under idle workers, long waits, tasks left
-  RUNNING by dead workers, failure spikes. A `Watch` keeps the little history this needs.
-* **deploy** (`check_deploy`): Django's own ``check --deploy``, on demand, in a subprocess.
-
-No UI imports here: the console, the headless mode and ``--check`` all print these.
+"""Setup checks: what the settings and PRODUCTION_PROCESSES say, the migration state, and the
+listening sockets of this host. Run once, at start and by ``--check``. The seed
+documentation's snippet is the model of what goes wrong: ``"django-tasks"`` in
+INSTALLED_APPS, no ``TASKS``, ``django.contrib.tasks``.
 """
 
 from __future__ import annotations
@@ -22,27 +11,18 @@ import contextlib
 import difflib
 import importlib
 import importlib.util
-import itertools
-import json
 import os
-import subprocess
-import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
 
-from backends.base import Backend, ConfigError, Project
-
-if TYPE_CHECKING:
-    from backends.taskstats import Snapshot
-
-Severity = Literal["error", "warning", "info"]
-SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
+from backends.base import flat
+from backends.diagnostics.finding import EntryLike, Finding
+from backends.diagnostics.runtime import Worker, worker
 
 TASKS_APP = "django_tasks_db"
 TASKS_LABEL = "django_tasks_database"  # django_tasks_db's app label (and its table prefix)
@@ -57,42 +37,6 @@ WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "*", ""})
 # What Django allows when DEBUG is on and ALLOWED_HOSTS is empty.
 DEBUG_HOSTS = [".localhost", "127.0.0.1", "[::1]"]
 MIGRATE = "run: python manage.py migrate"
-CHECKLIST = "https://docs.djangoproject.com/en/stable/howto/deployment/checklist/"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem: ``what`` is wrong and how to ``fix`` it, each one sentence.
-
-    ``code`` is stable (tests, docs and users' scripts match on it); ``entry`` is the
-    PRODUCTION_PROCESSES name it concerns, ``None`` for the project as a whole.
-    """
-
-    severity: Severity
-    code: str
-    entry: str | None
-    what: str
-    fix: str
-    topic: str = ""  # what else tells two findings of one code apart (a queue)
-
-    @property
-    def key(self) -> tuple[str, str | None, str]:
-        """Identity across polls: the text may change (12 ready, then 13), this does not."""
-        return (self.code, self.entry, self.topic)
-
-    def line(self) -> str:
-        """``severity  entry: what — fix``: the one shape ``--check`` and headless print."""
-        return f"{self.severity:<7}  {self.entry or 'project'}: {self.what} — {self.fix}"
-
-
-class EntryLike(Protocol):
-    """A PRODUCTION_PROCESSES entry as the console holds it (``tui.project.Entry``)."""
-
-    name: str
-    backend: Backend | None
-
-
-# -- setup checks ---------------------------------------------------------------------------
 
 
 def check_setup(settings: Any, entries: Sequence[EntryLike]) -> list[Finding]:
@@ -124,7 +68,7 @@ def _guarded(check: Callable[..., list[Finding]], *args: Any) -> list[Finding]:
                 "warning",
                 "check-failed",
                 None,
-                f"{check.__name__} could not finish ({type(e).__name__}: {_one_line(e)})",
+                f"{check.__name__} could not finish ({type(e).__name__}: {flat(e)})",
                 "run python manage.py check for Django's own view; the other checks ran",
                 topic=check.__name__,
             )
@@ -281,8 +225,8 @@ def check_tasks_settings(settings: Any, entries: Sequence[EntryLike]) -> list[Fi
     and list the queues the worker serves."""
     found: list[Finding] = []
     configured = _tasks_setting(settings)
-    for name, worker in _workers(entries):
-        alias = worker.backend
+    for name, served in _workers(entries):
+        alias = served.backend
         params = configured.get(alias) if configured else None
         if configured is None:
             found.append(
@@ -322,7 +266,7 @@ def check_tasks_settings(settings: Any, entries: Sequence[EntryLike]) -> list[Fi
             )
             continue
         queues = [str(q) for q in params.get("QUEUES") or ["default"]]
-        for queue in sorted((worker.queues or frozenset()) - set(queues)):
+        for queue in sorted((served.queues or frozenset()) - set(queues)):
             found.append(
                 Finding(
                     "warning",
@@ -408,7 +352,7 @@ def check_entry_keys(entries: Sequence[EntryLike]) -> list[Finding]:
                     "warning",
                     "entry-key-unknown",
                     entry.name,
-                    f"{entry.name} has the key {_one_line(repr(key))}, which prodserver-tui "
+                    f"{entry.name} has the key {flat(repr(key))}, which prodserver-tui "
                     "does not read, so it has no effect",
                     fix,
                     topic=key,
@@ -472,7 +416,7 @@ def check_migrations(using: str = "default") -> list[Finding]:
                 "error",
                 "django-setup-failed",
                 None,
-                f"Django cannot load the project's apps ({_one_line(e)})",
+                f"Django cannot load the project's apps ({flat(e)})",
                 "run python manage.py check to see the traceback, and fix that",
             )
         ]
@@ -500,7 +444,7 @@ def check_migrations(using: str = "default") -> list[Finding]:
                 "error",
                 "migrations-broken",
                 None,
-                f"the migrations cannot be read ({type(e).__name__}: {_one_line(e)})",
+                f"the migrations cannot be read ({type(e).__name__}: {flat(e)})",
                 "run python manage.py migrate --plan to see the traceback, and fix that",
             )
         ]
@@ -530,309 +474,6 @@ def check_migrations(using: str = "default") -> list[Finding]:
             )
         )
     return found
-
-
-# -- runtime checks -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Worker:
-    """A task worker entry as the runtime checks see it: what it serves, whether it is up."""
-
-    name: str
-    backend: str  # the TASKS alias it reads
-    queues: frozenset[str] | None  # None: every queue ("*")
-    excluded: frozenset[str]
-    up: bool  # starting or running: it will take tasks
-
-    def serves(self, backend: str, queue: str) -> bool:
-        if backend != self.backend or queue in self.excluded:
-            return False
-        return self.queues is None or queue in self.queues
-
-
-def worker(name: str, backend: Backend | None, up: bool = False) -> Worker | None:
-    """The Worker an entry runs, read from the worker's own option parser; None if not one."""
-    if backend is None or backend.kind != "tasks":
-        return None
-    from backends.taskworker.cli import OptionError, parser
-
-    try:
-        options = parser().parse_args(backend.argv()[3:])  # after: python -m backends.taskworker
-    except (ConfigError, OptionError):
-        return None
-    queues = {q.strip() for q in str(options.queue_name).split(",") if q.strip()}
-    excluded = {q.strip() for q in str(options.exclude_queues).split(",") if q.strip()}
-    return Worker(
-        name=name,
-        backend=str(options.backend_name),
-        queues=None if "*" in queues else frozenset(queues),
-        excluded=frozenset(excluded),
-        up=up,
-    )
-
-
-class Watch:
-    """Runtime checks over successive statistics polls, with the small history they need.
-
-    Memory is bounded: a few samples per queue, covering ``grow_for`` seconds. Call `check`
-    from the thread that polled (it may read the database: stuck tasks every ``stuck_every``
-    seconds, the last finished tasks only when something failed in the last minute).
-    """
-
-    def __init__(
-        self,
-        *,
-        grow_for: float = 30.0,
-        wait_limit: float = 60.0,
-        unserved_for: float = 5.0,
-        stuck_every: float = 30.0,
-        spike_share: float = 0.2,
-        spike_of: int = 100,
-        spike_min: int = 10,
-        using: str = "default",
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.grow_for = grow_for
-        self.wait_limit = wait_limit
-        self.unserved_for = unserved_for
-        self.stuck_every = stuck_every
-        self.spike_share = spike_share
-        self.spike_of = spike_of
-        self.spike_min = spike_min
-        self.using = using
-        self.clock = clock
-        self._ready: dict[tuple[str, str], deque[tuple[float, int, int]]] = {}
-        self._unserved_since: dict[tuple[str, str], float] = {}
-        self._stuck: list[Finding] = []
-        self._stuck_at: float | None = None
-        self.last: list[Finding] = []
-
-    def check(self, stats: Snapshot, workers: Sequence[Worker]) -> list[Finding]:
-        """This poll's findings; a poll that failed keeps the last ones (the header says why)."""
-        if stats.error:
-            return self.last
-        now = self.clock()
-        self.last = [
-            *self._unserved(stats, workers, now),
-            *self._growing(stats, workers, now),
-            *self._waiting(stats),
-            *self._stuck_tasks(workers, now),
-            *self._failing(stats, workers),
-        ]
-        return self.last
-
-    def _unserved(self, stats: Snapshot, workers: Sequence[Worker], now: float) -> list[Finding]:
-        found = []
-        for q in stats.queues:
-            key = (q.backend, q.queue)
-            servers = [w for w in workers if w.serves(q.backend, q.queue)]
-            if not q.ready or any(w.up for w in servers):
-                self._unserved_since.pop(key, None)
-                continue
-            since = self._unserved_since.setdefault(key, now)
-            if now - since < self.unserved_for:  # a restart is not an outage
-                continue
-            could = servers[0].name if servers else None
-            fix = (
-                f"start {could}, which serves this queue"
-                if could
-                else "add a DjangoTasksWorker entry to PRODUCTION_PROCESSES with "
-                f'ARGS {{"queue": "{q.queue}"}}'
-            )
-            found.append(
-                Finding(
-                    "error",
-                    "queue-unserved",
-                    could,
-                    f'queue "{q.queue}" has {q.ready} task(s) ready and no running worker '
-                    "takes them",
-                    fix,
-                    topic=q.queue,
-                )
-            )
-        return found
-
-    def _growing(self, stats: Snapshot, workers: Sequence[Worker], now: float) -> list[Finding]:
-        """Ready tasks piling up while the workers that serve the queue run none."""
-        found = []
-        for q in stats.queues:
-            history = self._ready.setdefault((q.backend, q.queue), deque(maxlen=512))
-            history.append((now, q.ready, q.running))
-            while len(history) > 2 and now - history[1][0] >= self.grow_for:
-                history.popleft()  # keep one sample at least grow_for old, no more
-            up = [w for w in workers if w.up and w.serves(q.backend, q.queue)]
-            first_at, first, _ = history[0]
-            samples = list(history)
-            if (
-                up
-                and now - first_at >= self.grow_for
-                and q.ready > first
-                and all(b[1] >= a[1] for a, b in itertools.pairwise(samples))
-                and all(running == 0 for _, _, running in samples)
-            ):
-                found.append(
-                    Finding(
-                        "warning",
-                        "ready-growing",
-                        up[0].name,
-                        f'queue "{q.queue}" grew from {first} to {q.ready} ready task(s) in '
-                        f"{now - first_at:.0f} s while {up[0].name} ran none",
-                        f"read {up[0].name}'s log: a worker that is up but claims nothing is "
-                        "frozen, hung, or cannot lock the database (SQLite), then restart it",
-                        topic=q.queue,
-                    )
-                )
-        return found
-
-    def _waiting(self, stats: Snapshot) -> list[Finding]:
-        wait = stats.oldest_ready_wait
-        if wait is None or wait <= self.wait_limit:
-            return []
-        return [
-            Finding(
-                "warning",
-                "tasks-waiting",
-                None,
-                f"the oldest ready task has waited {_duration(wait)} "
-                f"(more than {_duration(self.wait_limit)})",
-                "add threads or processes to the workers of its queue (+ or S in the "
-                "console), or start the ones that are down",
-            )
-        ]
-
-    def _stuck_tasks(self, workers: Sequence[Worker], now: float) -> list[Finding]:
-        """Tasks RUNNING for a dead worker of this host; a table scan without the optional
-        index, so looked for every ``stuck_every`` seconds only."""
-        if self._stuck_at is not None and now - self._stuck_at < self.stuck_every:
-            return self._stuck
-        from backends.taskworker.recovery import find_stuck
-
-        self._stuck_at = now
-        stuck = find_stuck(self.using)
-        self._stuck = []
-        if stuck:
-            first = stuck[0]
-            owner = next((w.name for w in workers if w.serves(w.backend, first.queue)), None)
-            self._stuck = [
-                Finding(
-                    "warning",
-                    "tasks-stuck",
-                    owner,
-                    f"{len(stuck)} task(s) are RUNNING for a worker that died "
-                    f"({first.reason}), e.g. {first.task_path}",
-                    "requeue or fail them in the task panel (t); a worker started on this "
-                    "host recovers them too",
-                )
-            ]
-        return self._stuck
-
-    def _failing(self, stats: Snapshot, workers: Sequence[Worker]) -> list[Finding]:
-        """More than ``spike_share`` of the last ``spike_of`` finished tasks failed.
-
-        The last finished tasks are read only when something failed in the last minute:
-        a healthy queue costs no query.
-        """
-        if not any(q.failed_1m for q in stats.queues):
-            return []
-        recent = _last_finished(self.spike_of, self.using)
-        failed = [row for row in recent if row[0] == "FAILED"]
-        if len(recent) < self.spike_min or len(failed) <= self.spike_share * len(recent):
-            return []
-        (path, queue), _ = Counter((row[1], row[3]) for row in failed).most_common(1)[0]
-        exception, times = Counter(row[2] for row in failed).most_common(1)[0]
-        owner = next((w.name for w in workers if w.serves(w.backend, queue)), None)
-        return [
-            Finding(
-                "error",
-                "tasks-failing",
-                owner,
-                f"{len(failed)} of the last {len(recent)} finished tasks failed, mostly "
-                f"{path}, most often with {exception.rpartition('.')[2]} ({times}x)",
-                "read a traceback in the task panel (t) and fix the task or what it calls",
-                topic=queue,
-            )
-        ]
-
-
-def _last_finished(limit: int, using: str) -> list[tuple[str, str, str, str]]:
-    """(status, task path, exception class, queue) of the latest finished tasks."""
-    from django_tasks_db.models import DBTaskResult
-
-    rows = (
-        DBTaskResult.objects.using(using)
-        .filter(status__in=("SUCCESSFUL", "FAILED"), finished_at__isnull=False)
-        .order_by("-finished_at")
-        .values_list("status", "task_path", "exception_class_path", "queue_name")[:limit]
-    )
-    return [(str(s), str(p), str(e or ""), str(q)) for s, p, e, q in rows]
-
-
-# -- check --deploy -------------------------------------------------------------------------
-
-# Runs in the project's own interpreter and environment: prints Django's check messages as JSON.
-_DEPLOY_SCRIPT = """
-import json, django
-from django.core import checks
-django.setup()
-messages = checks.run_checks(include_deployment_checks=True)
-print(json.dumps([
-    {"level": m.level, "id": m.id or "", "msg": str(m.msg), "hint": str(m.hint or ""),
-     "obj": "" if m.obj is None else str(m.obj)}
-    for m in messages if not m.is_silenced()
-]))
-"""
-
-
-def check_deploy(project: Project, timeout: float = 120.0) -> list[Finding]:
-    """``manage.py check --deploy`` as findings, run in a fresh process of the project.
-
-    A subprocess, not this process: the checks import every URLconf and model and may run
-    user code (their own checks) that can hang, exit or print; the console must survive
-    all of it, and a fresh process sees the code as it is now, not as it was at start.
-    """
-    try:
-        done = subprocess.run(
-            [project.python, "-c", _DEPLOY_SCRIPT],
-            cwd=project.base_dir,
-            env={**os.environ, **project.child_env()},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return [_deploy_failed(f"could not run the checks ({_one_line(e)})")]
-    try:
-        messages = json.loads(done.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return [_deploy_failed(f"the checks crashed ({_one_line(tail)})")]
-    return [_from_check(m) for m in messages]
-
-
-def _from_check(message: dict[str, Any]) -> Finding:
-    from django.core.checks import ERROR, WARNING
-
-    level = int(message["level"])
-    severity: Severity = "error" if level >= ERROR else "warning" if level >= WARNING else "info"
-    where = f"{message['obj']}: " if message["obj"] and message["obj"] != "?" else ""
-    what = f"{where}{_one_line(message['msg'], 400)}"
-    fix = _one_line(message["hint"], 400) or f"see Django's deployment checklist, {CHECKLIST}"
-    return Finding(severity, message["id"] or "check", None, what, fix)
-
-
-def _deploy_failed(why: str) -> Finding:
-    return Finding(
-        "error",
-        "deploy-check-failed",
-        None,
-        f"manage.py check --deploy did not finish: {why}",
-        "run python manage.py check --deploy to see why",
-    )
-
-
-# -- helpers --------------------------------------------------------------------------------
 
 
 def _importable(app: str) -> bool:
@@ -887,12 +528,6 @@ def _db_aliases(settings: Any) -> list[str]:
     ]
 
 
-def _is_db_backend(path: str) -> bool:
-    from backends.taskstats import DB_BACKENDS, _is_db_backend
-
-    return path in DB_BACKENDS or _is_db_backend(path)
-
-
 def _binds(entries: Sequence[EntryLike]) -> list[tuple[str, str, int]]:
     """(entry, host, port) of every web server entry that listens on TCP."""
     found = []
@@ -932,27 +567,8 @@ def _program(pid: int | None) -> str:
         return f"pid {pid}"
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min {seconds % 60} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+def _is_db_backend(path: str) -> bool:
+    """taskstats loads the ORM, which the console loads only when it needs it."""
+    from backends.taskstats import is_db_backend
 
-
-def _one_line(text: object, limit: int = 200) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def diff(
-    before: Sequence[Finding], after: Sequence[Finding]
-) -> tuple[list[Finding], list[Finding]]:
-    """(appeared, cleared): what a stream of findings should print, not the whole list again.
-
-    Findings are compared by `Finding.key`, so a count that changes in the text is the
-    same finding, not a new one each poll.
-    """
-    old, new = {f.key for f in before}, {f.key for f in after}
-    return [f for f in after if f.key not in old], [f for f in before if f.key not in new]
+    return is_db_backend(path)
