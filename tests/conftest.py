@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import migrated_copy
 
 from tui.project import Entry
 from tui.supervisor import Supervisor
 
 TESTS = Path(__file__).resolve().parent
 FIXTURES = TESTS / "fixtures"
-DJPROJECT = TESTS / "djproject"
 
 
 def fixture_argv(name: str, *args: str) -> list[str]:
@@ -31,25 +29,13 @@ def djproject(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Path]:
     """A private, migrated copy of tests/djproject: tests may write to it and run it freely."""
-    project = tmp_path / "djproject"
-    shutil.copytree(DJPROJECT, project, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3*"))
     monkeypatch.setenv("DJPROJECT_DB", str(tmp_path / "db.sqlite3"))
     scratch = None
     if request.param == "postgresql":
         scratch = f"prodserver_test_{os.getpid()}_{next(_scratch_numbers)}"
         _postgres(f'CREATE DATABASE "{scratch}"')
         monkeypatch.setenv("DJPROJECT_PG", scratch)
-    try:
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput"],
-            cwd=project,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except subprocess.CalledProcessError as exc:  # show why, not just the exit code
-        pytest.fail(f"djproject migrate failed:\n{exc.stdout}{exc.stderr}")
+    project = migrated_copy(tmp_path)
     yield project
     if scratch:
         _postgres(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')

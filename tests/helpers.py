@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -23,6 +24,25 @@ from backends.command import Command
 from tui.project import Entry, build_entry
 
 WORKER = "django_prodserver.backends.django_tasks.DjangoTasksWorker"
+
+
+DJPROJECT = Path(__file__).resolve().parent / "djproject"
+
+
+def migrated_copy(workdir: Path) -> Path:
+    """A private, migrated copy of tests/djproject in ``workdir``, for the database that
+    ``DJPROJECT_DB`` / ``DJPROJECT_PG`` name; a failed migrate shows what it said."""
+    project = workdir / "djproject"
+    shutil.copytree(DJPROJECT, project, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3*"))
+    done = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=project,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, f"djproject migrate failed:\n{done.stdout}{done.stderr}"
+    return project
 
 
 def entry(djproject: Path, name: str, backend: str, args: Any, **extra: Any) -> Entry:

@@ -49,8 +49,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import DJPROJECT, FIXTURES, fixture_argv
-from helpers import enqueue, is_alive, query, run_json, tree, wait_gone
+from conftest import FIXTURES, fixture_argv
+from helpers import enqueue, is_alive, migrated_copy, query, run_json, tree, wait_gone
 
 from tui.supervisor import start_watchdog
 
@@ -140,18 +140,10 @@ def console_argv(settings: str, headless: bool = False) -> list[str]:
 
 def make_template(root: Path) -> Path:
     """The test project under ``root``, migrated, with one short task READY."""
-    project = root / "djproject"
-    shutil.copytree(DJPROJECT, project, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3*"))
-    (project / f"{SETTINGS}.py").write_text(PROCESSES)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DJPROJECT_DB", str(root / "db.sqlite3"))
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput"],
-            cwd=project,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            check=True,
-        )
+        project = migrated_copy(root)
+        (project / f"{SETTINGS}.py").write_text(PROCESSES)
         enqueue(project, f"tasks.sleep.enqueue({SHORT_TASK})")
     return project
 

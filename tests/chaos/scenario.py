@@ -25,9 +25,7 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
-import subprocess
 import sys
 import time
 import traceback
@@ -46,7 +44,7 @@ for _path in (str(TESTS), str(REPO)):  # run as a script or imported by bench/ch
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from helpers import WORKER, command, entry, get, gunicorn, query  # noqa: E402
+from helpers import WORKER, command, entry, get, gunicorn, migrated_copy, query  # noqa: E402
 
 from backends.taskworker import ids  # noqa: E402
 from tui.child import Child, State  # noqa: E402
@@ -465,19 +463,8 @@ def _describe(proc: psutil.Process) -> str:
 def prepare(workdir: Path) -> Path:
     """A migrated copy of the test project in workdir, laid out as the ``djproject`` fixture
     lays it out (``db.sqlite3`` beside the project), for runs outside pytest."""
-    project = workdir / "djproject"
-    shutil.copytree(
-        TESTS / "djproject", project, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3*")
-    )
     os.environ["DJPROJECT_DB"] = str(workdir / "db.sqlite3")
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=project,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        check=True,
-    )
-    return project
+    return migrated_copy(workdir)
 
 
 def run(
