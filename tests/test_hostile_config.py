@@ -20,8 +20,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import DJPROJECT, FIXTURES
-from helpers import until
+from conftest import FIXTURES
+from helpers import DJPROJECT, until
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
