@@ -322,6 +322,9 @@ class Child:
                 return await self._scale_by_command(knob, before, wanted)
             sig = knob.up if wanted > before else knob.down
             for _ in range(abs(wanted - before)):
+                # TTIN / TTOU are stop signals: a suspended process discards them when it is
+                # continued (POSIX), even with a handler installed. Send them once it runs.
+                await self._sup.wait_for(lambda: self.pid is None or not _suspended(self.pid))
                 if self.pid is None:
                     break
                 os.kill(self.pid, sig)  # type: ignore[arg-type]
@@ -452,6 +455,13 @@ class Child:
         detail = self.detail
         self.note(f"-- {state}: {detail}" if detail else f"-- {state}")
         self._sup.emit_state(self)
+
+
+def _suspended(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    except psutil.Error:
+        return False
 
 
 def describe_exit(exit_: Exit) -> str:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import psutil
-from helpers import command, is_alive, until
+from helpers import command, gunicorn, is_alive, until
 
 from tui.child import State
 from tui.supervisor import Supervisor
@@ -68,3 +69,27 @@ async def test_a_start_racing_the_backoff_retry_runs_one_process(supervise: Supe
 
     await sup.stop_all()
     assert sleepers() == []
+
+
+async def test_a_scale_sent_while_the_server_is_suspended_is_not_lost(
+    supervise: Supervise, djproject: Path
+) -> None:
+    """The chaos suite found gunicorn one worker over: its TTOU had reached a SIGSTOPped master,
+    and SIGCONT discards a pending TTIN / TTOU. The console now waits for the master to run."""
+    web, _port = gunicorn(djproject, workers=2)
+    sup = await supervise(web)
+    child = sup["web"]
+    master = psutil.Process(child.pid or 0)
+
+    def workers() -> int:
+        return len(master.children())
+
+    await until(lambda: child.state is State.RUNNING and workers() == 2, timeout=30, what="2")
+    master.suspend()
+    scaled = asyncio.ensure_future(sup.scale("web", "workers", 3))
+    await asyncio.sleep(1.0)  # the scale is under way while the master is stopped
+    master.resume()
+    assert await scaled
+    await until(lambda: workers() == 3, timeout=30, what="3 workers")
+    await asyncio.sleep(2.0)  # and stays there: no second TTIN, no lost one
+    assert workers() == 3
