@@ -209,6 +209,21 @@ async def test_scrolled_up_the_log_stays_put_and_counts_new_lines(console: Conso
         assert "new (End)" in str(app.current.title_text())
 
 
+async def test_a_search_that_lands_on_the_last_screen_stops_following(console: Console) -> None:
+    app = console(chatty())
+    async with app.run_test(size=(160, 48)) as pilot:
+        ring = app.supervisor["chatty"].ring
+        await until(lambda: ring.next_seq > 100, what="lines")
+        log = app.current.log_view
+        newest = ring.since(ring.next_seq - 1)[0].text  # on screen: the view follows
+        assert log.follow
+        await pilot.press("slash", *newest, "enter")
+        assert log.search_term == newest
+        row = log.scroll_y
+        await until(lambda: log.waiting > 10, what="new lines arriving below")
+        assert not log.follow and log.scroll_y == row
+
+
 async def test_palette_has_an_entry_per_process_and_action(console: Console) -> None:
     app = console(chatty())
     async with app.run_test(size=(160, 48)) as pilot:

@@ -176,11 +176,12 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
                 self._adjusting = False
 
     def watch_scroll_y(self, old: float, new: float) -> None:
-        """Scrolling up leaves follow mode, reaching the bottom again resumes it."""
+        """Scrolling up leaves follow mode, scrolling down to the bottom again resumes it.
+        Only a move down resumes: a search that lands on the last screen stays put."""
         super().watch_scroll_y(old, new)
         if self._adjusting:
             return
-        if new >= self.max_scroll_y:
+        if new > old and new >= self.max_scroll_y:
             self.follow = True
         elif new < old:
             self.follow = False
