@@ -325,6 +325,7 @@ def test_the_watchdog_signals_the_main_process_alone_when_the_backend_says_so() 
             grandchild = int(parent.stdout.readline().split()[3])  # "child PID grandchild PID"
             ctime = psutil.Process(parent.pid).create_time()
             how = f"{int(signal.SIGTERM)} 3 0"  # stop signal, grace, not to the group
+            watchdog.stdin.write(b"not a registration\n")  # skipped: the guard stays up
             watchdog.stdin.write(f"{parent.pid} {ctime!r} {how}\n".encode())
             watchdog.stdin.close()  # as if the console died
             assert parent.wait(timeout=10) == -signal.SIGTERM

@@ -155,9 +155,10 @@ def main() -> None:
             pending += data
             *lines, pending = pending.split(b"\n")
             for line in lines:
-                root, how = _parse(line)
-                roots[root] = how
-                trees[root] = set()
+                with contextlib.suppress(ValueError):  # a garbled line must not end the guard
+                    root, how = _parse(line)
+                    roots[root] = how
+                    trees[root] = set()
         ended = [r for r in roots if not _alive(r)]
         for root in ended:  # the console kills what an ended child leaves; if it missed one
             del roots[root]
