@@ -29,6 +29,7 @@ from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction
 
+from backends.base import flat
 from backends.taskworker.recovery import release_claims
 from backends.taskworker.setup import log
 
@@ -76,8 +77,7 @@ class Backoff:
 
 def reason(exc: BaseException) -> str:
     """The error on one line: the pane shows a line per attempt, not a traceback."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:199] + "…"
+    return flat(exc) or type(exc).__name__
 
 
 class TaskLoop(Worker):
