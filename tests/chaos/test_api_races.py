@@ -86,6 +86,9 @@ async def test_a_scale_sent_while_the_server_is_suspended_is_not_lost(
 
     await until(lambda: child.state is State.RUNNING and workers() == 2, timeout=30, what="2")
     master.suspend()
+    # Stopped for sure first: a TTIN sent while the SIGSTOP is still in flight is pending when
+    # SIGCONT comes and is discarded all the same; no sender can see that window.
+    await until(lambda: master.status() == psutil.STATUS_STOPPED, what="the master stopped")
     scaled = asyncio.ensure_future(sup.scale("web", "workers", 3))
     await asyncio.sleep(1.0)  # the scale is under way while the master is stopped
     master.resume()
