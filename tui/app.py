@@ -155,11 +155,17 @@ class ConsoleApp(App[int]):
         self.reflow(event.size)
 
     def reflow(self, size: Size | None = None) -> None:
-        """Pick the layout for the terminal: a grid that fits, or list + one pane."""
+        """Pick the layout for the terminal: a grid that fits, or list + one pane.
+
+        The layout belongs to the main screen, not to whichever screen is on top: a resize
+        made while a dialog or the task panel is open must still lay the panes out for the
+        size they will have when it closes.
+        """
         width, height = size or self.size
         compact = width < COMPACT_WIDTH or height < COMPACT_HEIGHT
-        self.screen.set_class(compact and not self.zoomed, "compact")
-        self.screen.set_class(self.zoomed, "zoomed")
+        main = self.default_screen
+        main.set_class(compact and not self.zoomed, "compact")
+        main.set_class(self.zoomed, "zoomed")
         n = len(self.panes)
         columns = 1 if n == 1 else 2 if width < 180 or n <= 4 else 3
         grid = self.query_one("#panes", Container)
