@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import until
+from helpers import enqueue, run_json, until
 from scene import scene
 from textual.command import CommandPalette
 from textual.geometry import Region
@@ -18,6 +21,8 @@ from tui.widgets.dialogs import ConfirmScreen, FindingsScreen, HelpScreen, Scale
 from tui.widgets.taskpanel import TaskPanel
 
 SMALL, BIG = (80, 24), (160, 48)
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
 
 
 def layout(app: ConsoleApp) -> dict[str, Region]:
@@ -78,3 +83,21 @@ async def test_layout_follows_resizes_made_while_a_dialog_is_open(opened: str) -
             while app.screen is not app.default_screen:
                 await pilot.press("escape")
             await until(lambda s=size: layout(app) == expected[s], what=f"the {size} layout")
+
+
+def test_task_panel_opens_on_the_failures_with_a_readable_traceback(djproject: Path) -> None:
+    """At 80x24, over real failed tasks: Down moves the selection at once, and the chosen
+    failure's whole message and the line that raised are on the screen."""
+    messages = [
+        f"card {i} declined by the payment provider: no funds on account 4{i}" for i in range(8)
+    ]
+    enqueue(djproject, "\n".join(f"tasks.fail.enqueue({m!r})" for m in messages))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    argv = [sys.executable, str(TESTS / "console_failures.py"), str(djproject), str(len(messages))]
+    seen = run_json(argv, djproject, env, timeout=120)
+    assert seen["focused"] == "failures"
+    assert seen["after_down"] == seen["first_row"] + 1
+    rows = [row.strip().strip("│").strip() for row in seen["screen"].splitlines()]
+    assert seen["chosen"] in " ".join(rows), seen["screen"]  # whole, even when wrapped
+    assert "raise ValueError(message)" in seen["screen"], seen["screen"]

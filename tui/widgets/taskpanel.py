@@ -2,17 +2,21 @@
 
 Queue numbers come from the supervisor's last statistics poll. Tracebacks and stuck tasks
 are read from the database in a thread when the panel needs them, never on the event loop.
+The panel opens on the failures, since that is what it is opened for: Down picks the next one,
+and the chosen failure's message and traceback get the rest of the screen, scrollable, so
+they stay readable at 80x24.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, Static
 
 from tui import format as fmt
@@ -20,19 +24,55 @@ from tui.supervisor import Supervisor
 from tui.widgets.dialogs import Dialog
 
 if TYPE_CHECKING:  # importing it loads the Django ORM: only when the panel needs it
+    from backends.taskstats import Failure
     from backends.taskworker.recovery import StuckTask
+
+T = TypeVar("T")
 
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s" if value < 10 else f"{value:.0f}s"
 
 
+def _from_database(read: Callable[[], T]) -> T:
+    """Run ``read`` against the project's database in this (worker) thread, then close the
+    thread's connections: Django keeps one per thread, and this thread is not reused.
+    Any failure, even settings that cannot load, is raised to the caller to show."""
+    import django
+    from django.conf import settings
+    from django.db import connections
+
+    try:
+        django.setup()
+        return read()
+    finally:
+        if settings.configured:
+            connections.close_all()
+
+
+def failure_heading(failure: Failure) -> Text:
+    """What failed, where and when, then its whole message: wrapped, never cut."""
+    return Text.assemble(
+        (failure.task_path, "bold"),
+        f"  {failure.exception}  finished {failure.finished_at:%H:%M:%S}",
+        f" on {failure.worker_id}" if failure.worker_id else "",
+        "\n",
+        (failure.message, "red"),
+    )
+
+
 class TaskPanel(Dialog):
     DEFAULT_CSS = """
-    TaskPanel > Vertical { width: 95%; height: 90%; }
-    TaskPanel DataTable { height: auto; max-height: 12; margin-bottom: 1; }
-    TaskPanel #traceback { height: 1fr; overflow-y: auto; color: $text-muted; }
+    TaskPanel > Vertical { width: 100%; height: 100%; }
+    TaskPanel DataTable { height: auto; margin-bottom: 1; }
+    TaskPanel #queues { max-height: 25%; }
+    TaskPanel #failures { max-height: 30%; }
+    TaskPanel #stuck { max-height: 20%; }
+    TaskPanel #failure { height: auto; max-height: 5; }
+    TaskPanel #traceback { height: 1fr; min-height: 3; }
+    TaskPanel #traceback Static { color: $text-muted; }
     """
+    AUTO_FOCUS = "#failures"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("t", "dismiss(None)", "Close"),
         Binding("q", "app.quit", "Quit"),
@@ -44,18 +84,20 @@ class TaskPanel(Dialog):
         super().__init__()
         self.supervisor = supervisor
         self.stuck_ids: list[str] = []
+        self.failures: list[Failure] = []
+        self.shown: str | None = None  # the failure whose traceback is shown
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(Text("Tasks", style="bold"), id="task-status")
             yield DataTable(id="queues", cursor_type="none", zebra_stripes=True)
-            yield Label("Recent failures (select one to see its traceback)")
+            yield Label("Recent failures (↑ ↓ pick one, Tab scrolls its traceback)")
             yield DataTable(id="failures", cursor_type="row")
-            yield Label(
-                "Stuck tasks: RUNNING, but their worker process is gone (e requeue, f fail)"
-            )
+            yield Label("Stuck tasks: none", id="stuck-label")
             yield DataTable(id="stuck", cursor_type="row")
-            yield Static("", id="traceback", markup=False)
+            yield Static(id="failure", markup=False)
+            with VerticalScroll(id="traceback"):
+                yield Static(markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#queues", DataTable).add_columns(
@@ -75,7 +117,9 @@ class TaskPanel(Dialog):
             "failed",
         )
         self.query_one("#failures", DataTable).add_columns("finished", "task", "error", "worker")
-        self.query_one("#stuck", DataTable).add_columns("task", "queue", "worker", "why")
+        stuck = self.query_one("#stuck", DataTable)
+        stuck.add_columns("task", "queue", "worker", "why")
+        stuck.display = False
         self.refresh_stats()
         self.find_stuck()
         self.set_interval(2.0, self.refresh_stats)
@@ -114,66 +158,83 @@ class TaskPanel(Dialog):
                 q.succeeded_total,
                 q.failed_total,
             )
-        failures = self.query_one("#failures", DataTable)
-        chosen = failures.cursor_row
-        failures.clear()
-        for f in stats.failures:
-            failures.add_row(
+        if stats.failures != self.failures:
+            self.show_failures(stats.failures)
+
+    def show_failures(self, failures: list[Failure]) -> None:
+        """Refill the table only when the list changed, keeping the chosen failure chosen
+        (by id: new failures arrive on top and move every row down)."""
+        self.failures = failures
+        table = self.query_one("#failures", DataTable)
+        table.clear()
+        for f in failures:
+            table.add_row(
                 f.finished_at.strftime("%H:%M:%S"),
                 Text(f.task_path),
                 Text(f.message, style="red"),
                 Text(f.worker_id or "-"),
                 key=f.id,
             )
-        if failures.row_count:
-            failures.move_cursor(row=min(chosen, failures.row_count - 1))
+        ids = [f.id for f in failures]
+        if self.shown in ids:
+            table.move_cursor(row=ids.index(self.shown))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table.id == "failures" and event.row_key.value:
-            self.show_traceback(event.row_key.value)
+        if event.data_table.id != "failures" or event.row_key.value == self.shown:
+            return
+        chosen = next((f for f in self.failures if f.id == event.row_key.value), None)
+        if chosen is not None:
+            self.shown = chosen.id
+            self.query_one("#failure", Static).update(failure_heading(chosen))
+            self.query_one("#traceback Static", Static).update("reading the traceback…")
+            self.show_traceback(chosen.id)
 
     @work(thread=True, exclusive=True, group="traceback")
     def show_traceback(self, task_id: str) -> None:
-        import django
-        from django.db import connections
-
-        try:
-            django.setup()
+        def read() -> str:
             from django_tasks_db.models import DBTaskResult
 
             text = DBTaskResult.objects.filter(id=task_id).values_list("traceback", flat=True)
-            traceback = next(iter(text), "") or "(no traceback recorded)"
+            return next(iter(text), "") or "(no traceback recorded)"
+
+        try:
+            traceback = _from_database(read)
         except Exception as e:
             traceback = f"cannot read the traceback: {e}"
-        finally:
-            connections.close_all()
-        self.app.call_from_thread(self.query_one("#traceback", Static).update, traceback)
+        self.app.call_from_thread(self._show_traceback, task_id, traceback)
+
+    def _show_traceback(self, task_id: str, traceback: str) -> None:
+        """The innermost frames and the exception are at the end: show the end."""
+        if task_id == self.shown:
+            self.query_one("#traceback Static", Static).update(traceback.rstrip())
+            self.query_one("#traceback", VerticalScroll).scroll_end(animate=False)
 
     @work(thread=True, exclusive=True, group="stuck")
     def find_stuck(self) -> None:
-        import django
-        from django.db import connections
-
         from backends.taskworker.recovery import find_stuck
 
         try:
-            django.setup()
-            stuck = find_stuck()
+            stuck = _from_database(find_stuck)
         except Exception as e:
             self.app.call_from_thread(
                 self.notify, f"cannot look for stuck tasks: {e}", severity="error", markup=False
             )
             return
-        finally:
-            connections.close_all()
         self.app.call_from_thread(self._show_stuck, stuck)
 
     def _show_stuck(self, stuck: list[StuckTask]) -> None:
+        """The stuck table takes room only when there is something stuck to act on."""
         table = self.query_one("#stuck", DataTable)
         table.clear()
         self.stuck_ids = [s.id for s in stuck]
         for s in stuck:
             table.add_row(*map(Text, (s.task_path, s.queue, s.worker_id, s.reason)), key=s.id)
+        table.display = bool(stuck)
+        self.query_one("#stuck-label", Label).update(
+            "Stuck tasks: RUNNING, but their worker process is gone (e requeue, f fail)"
+            if stuck
+            else "Stuck tasks: none"
+        )
 
     def _selected_stuck(self) -> str | None:
         table = self.query_one("#stuck", DataTable)
@@ -194,18 +255,20 @@ class TaskPanel(Dialog):
 
     @work(thread=True, group="stuck-action")
     def act_on_stuck(self, task_id: str, fail: bool) -> None:
-        from django.db import connections
-
         from backends.taskworker.recovery import mark_failed, requeue
 
+        def act() -> int:
+            if fail:
+                return mark_failed([task_id], "marked failed from prodserver-tui")
+            return requeue([task_id])
+
         try:
-            changed = (
-                mark_failed([task_id], "marked failed from prodserver-tui")
-                if fail
-                else requeue([task_id])
+            changed = _from_database(act)
+        except Exception as e:
+            self.app.call_from_thread(
+                self.notify, f"cannot change task {task_id}: {e}", severity="error", markup=False
             )
-        finally:
-            connections.close_all()
+            return
         verb = "marked failed" if fail else "requeued"
         self.app.call_from_thread(
             self.notify,
