@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import enqueue, run_json, until
+from helpers import enqueue, gunicorn, run_json, until
 from scene import scene
 from textual.command import CommandPalette
 from textual.geometry import Region
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from tui.app import ConsoleApp
+from tui.supervisor import Supervisor
 from tui.widgets.dialogs import ConfirmScreen, FindingsScreen, HelpScreen, ScaleScreen
 from tui.widgets.taskpanel import TaskPanel
 
@@ -101,3 +103,40 @@ def test_task_panel_opens_on_the_failures_with_a_readable_traceback(djproject: P
     rows = [row.strip().strip("│").strip() for row in seen["screen"].splitlines()]
     assert seen["chosen"] in " ".join(rows), seen["screen"]  # whole, even when wrapped
     assert "raise ValueError(message)" in seen["screen"], seen["screen"]
+
+
+async def test_a_crashed_web_pane_keeps_its_restarts_and_exit_when_narrow(djproject: Path) -> None:
+    """A real gunicorn master killed with SIGKILL comes back: at 80 and 60 columns its title
+    still says ``↻1`` and ``last signal 9``; the URL, pid and uptime give way first."""
+    web, port = gunicorn(djproject, workers=1)
+    sup = Supervisor([web], watchdog=False)
+    app = ConsoleApp(sup, "test.settings", host="testhost")
+    try:
+        async with app.run_test(size=BIG) as pilot:
+            child = sup["web"]
+            await until(lambda: child.ready_after is not None, timeout=30, what="gunicorn ready")
+            first = child.pid
+            assert first is not None
+            os.kill(first, signal.SIGKILL)
+            await until(
+                lambda: child.pid not in (None, first) and child.healthy and child.restarts == 1,
+                timeout=30,
+                what="gunicorn back after the kill",
+            )
+            pane = app.panes[0]
+            title = pane.query_one(".title", Static)
+            await until(lambda: f"127.0.0.1:{port}" in str(title.content), what="the wide title")
+            for size in (SMALL, (60, 20)):
+                await pilot.resize_terminal(*size)
+                await until(
+                    lambda s=size: pane.content_size.width < s[0] and pane.width < s[0],  # type: ignore[misc]
+                    what=f"the pane at {size}",
+                )
+                await until(lambda: title.content == pane.title_text(), what="the title refit")
+                shown = str(title.content)
+                assert "↻1" in shown and "last signal 9" in shown, (size, shown)
+                assert shown.index("↻1") < shown.index("last signal 9")  # in their own order
+                assert f"127.0.0.1:{port}" not in shown, (size, shown)  # it gave way
+    finally:
+        sup.kill_all()
+        await sup.stop_all()

@@ -229,7 +229,7 @@ class ConsoleApp(App[int]):
         head = Text("prodserver-tui", style="bold")
         parts: list[fmt.Part] = []
         if self.quitting:
-            parts.append(("stopping… q again or Ctrl+C kills", "bold yellow"))
+            parts.append(("stopping… q again or Ctrl+C kills", "bold yellow", fmt.CRITICAL))
         parts += [
             (f"{fmt.STATE_MARK[state]} {n} {state}", fmt.STATE_STYLE[state])
             for state, n in counts.items()
@@ -239,15 +239,15 @@ class ConsoleApp(App[int]):
         parts.append((f"mem {fmt.size(sum(u.rss for u in usages))}", ""))
         stats = self.supervisor.stats
         if stats is not None and stats.error:
-            parts.append((f"tasks: {stats.error}", "red"))
+            parts.append((f"tasks: {stats.error}", "red", fmt.CRITICAL))
         elif stats is not None:
             failed = sum(q.failed_1m for q in stats.queues)
             parts.append((f"tasks {fmt.rate(sum(q.throughput_60s for q in stats.queues))}", ""))
             parts.append((f"ready {sum(q.ready for q in stats.queues)}", ""))
-            parts.append((f"failed/1m {failed}", "red" if failed else ""))
+            parts.append(fmt.failed(failed))
         if self.settings_module:
-            parts.append((self.settings_module, "dim"))
-        parts.append((self.host, "dim"))
+            parts.append((self.settings_module, "dim", fmt.LOW))
+        parts.append((self.host, "dim", fmt.LOW))
         return fmt.fit(head, parts, max(20, self.size.width - 2))
 
     # -- focus ---------------------------------------------------------------------------------

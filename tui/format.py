@@ -58,16 +58,39 @@ def rate(per_second: float | None) -> str:
     return f"{per_second:.1f}/s" if per_second < 100 else f"{per_second:.0f}/s"
 
 
-Part = tuple[str, str]  # text, style
+# How much a fact matters when its line is too short for all of them: higher survives longer.
+# Errors, restarts and the last exit first; addresses, pids and uptimes give way first.
+LOW, NORMAL, HIGH, CRITICAL = -1, 0, 1, 2
+
+Part = tuple[str, str] | tuple[str, str, int]  # text, style[, priority (default NORMAL)]
+
+
+def priority(part: Part) -> int:
+    return part[2] if len(part) == 3 else NORMAL
+
+
+def failed(count: int) -> Part:
+    """Failures in the last minute: they survive a narrow line when there are some."""
+    if count:
+        return (f"failed/1m {count}", "red", CRITICAL)
+    return ("failed/1m 0", "", LOW)
 
 
 def fit(head: Text, parts: list[Part], width: int, gap: str = "  ") -> Text:
     """Append parts to head on one line, leaving out whole parts that do not fit rather than
-    cutting words: at 80 columns a line loses its least useful facts, never half of one."""
+    cutting words. Room goes to the highest priorities first (ties: the earlier part), so at
+    80 columns a line loses its least useful facts; what is kept stays in its given order."""
     line = head.copy()
     line.no_wrap, line.overflow, line.end = True, "ellipsis", ""
-    for text, style in parts:
-        piece = gap + text if line.cell_len else text
-        if line.cell_len + cell_len(piece) <= width:
-            line.append(piece, style=style)
+    used = line.cell_len
+    ranked = sorted(range(len(parts)), key=lambda i: -priority(parts[i]))
+    kept: set[int] = set()
+    for i in ranked:
+        cost = cell_len(parts[i][0]) + (cell_len(gap) if used else 0)
+        if used + cost <= width:
+            kept.add(i)
+            used += cost
+    for i, (text, style, *_) in enumerate(parts):
+        if i in kept:
+            line.append(gap + text if line.cell_len else text, style=style)
     return line

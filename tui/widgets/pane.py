@@ -33,6 +33,9 @@ def show(widget: Static, text: Text) -> None:
     widget.update(text, layout=not isinstance(before, Text) or before.plain.count("\n") != lines)
 
 
+STATUS_CLASS = {"5": ("red", fmt.CRITICAL), "4": ("yellow", fmt.HIGH)}  # style, priority
+
+
 SEVERITY_STYLE = {"error": ("✖", "bold red"), "warning": ("▲", "yellow"), "info": ("●", "cyan")}
 
 
@@ -89,6 +92,10 @@ class ProcessPane(Vertical):
     def on_mount(self) -> None:
         self.update_info()
 
+    def on_resize(self) -> None:
+        """Refit the title and stats to the new width now, not at the next sample."""
+        self.update_info()
+
     def on_click(self) -> None:
         self.app.pick(self)  # type: ignore[attr-defined]
 
@@ -127,31 +134,32 @@ class ProcessPane(Vertical):
         parts: list[fmt.Part] = []
         detail = c.detail
         if c.state is State.STOPPING:
-            parts.append((detail, "bold yellow"))
+            parts.append((detail, "bold yellow", fmt.CRITICAL))
         elif c.state is State.BACKOFF and c.next_try_at is not None:
-            parts.append((f"retry in {max(0, c.next_try_at - self.clock()):.0f}s", "yellow"))
+            retry = f"retry in {max(0, c.next_try_at - self.clock()):.0f}s"
+            parts.append((retry, "yellow", fmt.HIGH))
         waiting = self.log_view.waiting
         if waiting:
-            parts.append((f"⏸ {waiting} new (End)", "bold yellow"))
+            parts.append((f"⏸ {waiting} new (End)", "bold yellow", fmt.HIGH))
         url = c.entry.backend.web_url() if c.entry.backend else None
         if url and c.state in (State.STARTING, State.RUNNING):
             if c.healthy is False:
-                parts.append(("not answering", "bold red"))
+                parts.append(("not answering", "bold red", fmt.CRITICAL))
             elif c.ready_after is not None:
-                parts.append((f"ready in {c.ready_after:.1f}s", "green"))
+                parts.append((f"ready in {c.ready_after:.1f}s", "green", fmt.LOW))
             else:
                 parts.append(("waiting for HTTP", "yellow"))
-            parts.append((url, "underline cyan"))
+            parts.append((url, "underline cyan", fmt.LOW))
         if c.pid is not None:
-            parts.append((f"pid {c.pid}", ""))
+            parts.append((f"pid {c.pid}", "", fmt.LOW))
             if c.started_at is not None:
-                parts.append((f"up {fmt.duration(self.clock() - c.started_at)}", ""))
+                parts.append((f"up {fmt.duration(self.clock() - c.started_at)}", "", fmt.LOW))
         if c.restarts:
-            parts.append((f"↻{c.restarts}", "dark_orange"))
+            parts.append((f"↻{c.restarts}", "dark_orange", fmt.CRITICAL))
         if c.last_exit is not None:
             code = c.last_exit.code
             text = f"last exit {code}" if code is not None else f"last signal {c.last_exit.signal}"
-            parts.append((text, "red" if code else "dim"))
+            parts.append((text, "red" if code else "dim", fmt.CRITICAL if code != 0 else fmt.LOW))
         return fmt.fit(head, parts, self.width)
 
     def stats_text(self) -> Text:
@@ -163,7 +171,7 @@ class ProcessPane(Vertical):
         head = Text(f"cpu {u.cpu:5.1f}%" if u else "cpu     -")
         parts: list[fmt.Part] = [(f"mem {fmt.size(u.rss if u else None)}", "")]
         if u and u.processes > 1:
-            parts.append((f"{u.processes} procs", "dim"))
+            parts.append((f"{u.processes} procs", "dim", fmt.LOW))
         backend = c.entry.backend
         if backend is not None:
             for knob, now in self.knobs_now().items():
@@ -171,7 +179,7 @@ class ProcessPane(Vertical):
                 if now == configured:
                     parts.append((f"{knob} {now}", ""))
                 else:
-                    parts.append((f"{knob} {now}/{configured}", "bold"))
+                    parts.append((f"{knob} {now}/{configured}", "bold", fmt.HIGH))
         if c.events is not None:
             parts += self.event_parts()
         line = fmt.fit(head, parts, self.width)
@@ -183,13 +191,14 @@ class ProcessPane(Vertical):
         if stats is not None and stats.error:  # e.g. the database is down: say so, cut to fit
             room = max(10, self.width - task_head.cell_len - 2)
             error = stats.error if len(stats.error) <= room else stats.error[: room - 1] + "…"
-            return Text("\n").join([line, fmt.fit(task_head, [(error, "red")], self.width)])
+            error_part: fmt.Part = (error, "red", fmt.CRITICAL)
+            return Text("\n").join([line, fmt.fit(task_head, [error_part], self.width)])
         task_parts: list[fmt.Part] = []
         if tasks is not None:
             task_parts += [
                 (fmt.rate((tasks.succeeded_1m + tasks.failed_1m) / 60), "bold"),
                 (f"running {tasks.running}", ""),
-                (f"failed/1m {tasks.failed_1m}", "red" if tasks.failed_1m else ""),
+                fmt.failed(tasks.failed_1m),
             ]
         ready = self.ready_tasks()
         if ready is not None:
@@ -205,15 +214,15 @@ class ProcessPane(Vertical):
         rate = fmt.rate(self.child.events.per_second(now=clock))
         kinds = self.child.events.by_kind(now=clock)
         if self.child.kind == "celery":
-            failed = kinds.get("raised", 0)
             return [
                 (f"tasks {rate}", "bold"),
-                (f"ok/1m {kinds.get('succeeded', 0)}", ""),
-                (f"failed/1m {failed}", "red" if failed else ""),
+                (f"ok/1m {kinds.get('succeeded', 0)}", "", fmt.LOW),
+                fmt.failed(kinds.get("raised", 0)),
             ]
         parts: list[fmt.Part] = [(f"req {rate}", "bold")]
         for digit, n in kinds.items():
-            parts.append((f"{digit}xx {n}", {"5": "red", "4": "yellow"}.get(digit, "")))
+            style, rank = STATUS_CLASS.get(digit, ("", fmt.LOW))
+            parts.append((f"{digit}xx {n}", style, rank))
         return parts
 
     def knobs_now(self) -> dict[str, int]:
