@@ -278,15 +278,24 @@ def rendered(pane: ProcessPane) -> list[str]:
 
 async def test_palette_lists_every_action_of_every_process() -> None:
     from scene import scene
-
-    from tui.commands import ProcessCommands
+    from textual.command import CommandList, CommandPalette
 
     app = scene()
-    async with app.run_test(size=(160, 48)):
-        titles = {title for title, _run, _help in ProcessCommands(app.screen).commands()}
+    async with app.run_test(size=(160, 48)) as pilot:
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        await pilot.press("ctrl+p")  # nothing typed: the palette lists every command
+        assert isinstance(app.screen, CommandPalette)
+        options = app.screen.query_one(CommandList)
+
+        def listed() -> set[str]:
+            return {str(o.hit.text) for o in options.options}  # type: ignore[attr-defined]
+
+        await until(lambda: listed() >= set(titles), what="every command in the palette")
     for name in ("web", "worker", "css", "api"):
-        assert {f"{name}: restart", f"{name}: stop / start", f"{name}: zoom"} <= titles
-    assert {"web: scale…", "web: workers +1", "web: workers -1"} <= titles
-    assert {"worker: threads +1", "worker: task panel"} <= titles
+        assert {f"{name}: restart", f"{name}: stop / start", f"{name}: zoom"} <= set(titles)
+    assert {"web: scale…", "web: workers +1", "web: workers -1"} <= set(titles)
+    assert {"worker: threads +1", "worker: task panel"} <= set(titles)
     assert "css: scale…" not in titles  # a plain command has no knob
-    assert {"restart all", "help", "quit"} <= titles
+    assert {"restart all", "run check --deploy", "help", "quit"} <= set(titles)
+    assert "Quit" not in titles and "Theme" in titles  # ours replaces Textual's quit only
+    assert len(titles) == len(set(titles))

@@ -14,22 +14,23 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
 from textual import events
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Container
 from textual.geometry import Size
+from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from backends.base import ConfigError
 from backends.diagnostics import Finding
 from tui import format as fmt
 from tui.child import Child, State
-from tui.commands import ProcessCommands
 from tui.output import Line
 from tui.supervisor import Supervisor
 from tui.widgets.dialogs import ConfirmScreen, FindingsScreen, HelpScreen, ScaleScreen
@@ -69,7 +70,6 @@ def hang_up(signum: int, frame: object) -> None:
 class ConsoleApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "prodserver-tui"
-    COMMANDS = App.COMMANDS | {ProcessCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "restart", "Restart", id="restart"),
         Binding("s", "stop_start", "Stop/start", id="stop-start"),
@@ -275,6 +275,50 @@ class ConsoleApp(App[int]):
     def action_pick_number(self, number: int) -> None:
         if number <= len(self.panes):
             self.pick(self.panes[number - 1])
+
+    # -- the command palette (Ctrl+P) ----------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Every action on every process by name, then the app-wide ones and Textual's own,
+        whose Quit gives way to ours: it says what quitting does here (a graceful stop)."""
+        for pane in self.panes:
+            yield from self.process_commands(pane)
+        yield SystemCommand(
+            "restart all", "every process, one after the other", self.action_restart_all
+        )
+        yield SystemCommand(
+            "run check --deploy",
+            "Django's deployment checks (manage.py check --deploy), in a dialog",
+            self.action_check_deploy,
+        )
+        yield SystemCommand("help", "every key", self.action_help)
+        yield SystemCommand("quit", "stop every process gracefully, then exit", self.action_quit)
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Quit")
+
+    def process_commands(self, pane: ProcessPane) -> Iterator[SystemCommand]:
+        """The keys' actions on one process: each picks the process, then acts on it."""
+        name = pane.child.name
+
+        def command(title: str, hint: str, action: Callable[[], object]) -> SystemCommand:
+            return SystemCommand(f"{name}: {title}", hint, partial(self.act_on, pane, action))
+
+        yield command("restart", "graceful stop, then start", self.action_restart)
+        yield command("stop / start", "stop it, or start it again", self.action_stop_start)
+        yield command("zoom", "this pane alone, full screen", self.action_zoom)
+        yield command("search the log", "find text in its output", self.action_search)
+        backend = pane.child.entry.backend
+        if backend is not None and backend.knobs:
+            yield command("scale…", "every knob", self.action_scale_dialog)
+            if backend.main_knob:
+                knob = backend.main_knob
+                yield command(f"{knob} +1", f"one more {knob}", self.action_scale_up)
+                yield command(f"{knob} -1", f"one fewer {knob}", self.action_scale_down)
+        if pane.child.kind == "tasks":
+            yield command("task panel", "queues, failures", self.action_tasks)
+
+    def act_on(self, pane: ProcessPane, action: Callable[[], object]) -> None:
+        self.pick(pane)
+        action()
 
     # -- actions on the current process --------------------------------------------------------
 
