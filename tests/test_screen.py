@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 from helpers import enqueue, gunicorn, run_json, until
+from rich.text import Text
 from scene import scene
+from textual.app import App, ComposeResult
 from textual.command import CommandPalette
 from textual.geometry import Region
 from textual.pilot import Pilot
@@ -20,6 +22,7 @@ from textual.widgets import Input, Static
 from tui.app import ConsoleApp
 from tui.supervisor import Supervisor
 from tui.widgets.dialogs import ConfirmScreen, FindingsScreen, HelpScreen, ScaleScreen
+from tui.widgets.pane import show
 from tui.widgets.taskpanel import TaskPanel
 
 SMALL, BIG = (80, 24), (160, 48)
@@ -140,3 +143,23 @@ async def test_a_crashed_web_pane_keeps_its_restarts_and_exit_when_narrow(djproj
     finally:
         sup.kill_all()
         await sup.stop_all()
+
+
+async def test_a_line_that_stops_wrapping_gives_its_row_back() -> None:
+    """A stats line fitted for a wide pane can be laid out once at the narrow width before
+    it is refitted (a resize from 160x48 to 80x24 does that): it wraps to two rows. Refitted,
+    it must take one row again at once, not leave a blank row above the sparkline until some
+    unrelated relayout, which an idle console never does (seen in tmux)."""
+
+    class Line(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Static(Text("wide " * 10), markup=False)
+
+    app = Line()
+    async with app.run_test(size=(20, 10)) as pilot:
+        line = app.query_one(Static)
+        await until(lambda: line.size.height == 3, what="the wide line wrapped")
+        await pilot.pause(0.3)  # settled: nothing else lays the screen out any more
+        show(line, Text("narrow"))
+        await pilot.pause()
+        await until(lambda: line.size.height == 1, timeout=2, what="one row again")

@@ -25,12 +25,14 @@ HISTORY = 120  # samples kept for the sparklines: two minutes at one a second
 
 
 def show(widget: Static, text: Text) -> None:
-    """Update a Static only when its text changed; relayout only when its height did."""
+    """Update a Static only when its text changed; relayout only when its height changes:
+    when the rows it has now are not the lines of the new text (a line fitted to a wider
+    pane, laid out during a resize, wrapped; refitted, it must give that row back)."""
     before = widget.content
     if isinstance(before, Text) and before == text:
         return
-    lines = text.plain.count("\n")
-    widget.update(text, layout=not isinstance(before, Text) or before.plain.count("\n") != lines)
+    rows = text.plain.count("\n") + 1
+    widget.update(text, layout=not isinstance(before, Text) or widget.size.height != rows)
 
 
 STATUS_CLASS = {"5": ("red", fmt.CRITICAL), "4": ("yellow", fmt.HIGH)}  # style, priority
