@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # importing it loads the Django ORM: only when the panel need
     from backends.taskworker.recovery import StuckTask
 
 T = TypeVar("T")
+NO_FAILURES = "No failed task recorded."
 
 
 def _seconds(value: float | None) -> str:
@@ -95,7 +96,7 @@ class TaskPanel(Dialog):
             yield DataTable(id="failures", cursor_type="row")
             yield Label("Stuck tasks: none", id="stuck-label")
             yield DataTable(id="stuck", cursor_type="row")
-            yield Static(id="failure", markup=False)
+            yield Static(NO_FAILURES, id="failure", markup=False)
             with VerticalScroll(id="traceback"):
                 yield Static(markup=False)
 
@@ -178,6 +179,10 @@ class TaskPanel(Dialog):
         ids = [f.id for f in failures]
         if self.shown in ids:
             table.move_cursor(row=ids.index(self.shown))
+        elif not failures:  # the rows were deleted: nothing to show any more
+            self.shown = None
+            self.query_one("#failure", Static).update(NO_FAILURES)
+            self.query_one("#traceback Static", Static).update("")
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id != "failures" or event.row_key.value == self.shown:
