@@ -22,6 +22,7 @@ import psutil
 import pytest
 from conftest import _postgres, postgres_missing
 from helpers import free_port, run_json, tree, wait_gone
+from needs import needs
 from test_cli import Headless
 
 from backends.base import Project
@@ -237,7 +238,7 @@ def test_unmigrated_database(tmp_path: Path, migrated: Path) -> None:
     )
 
 
-@pytest.mark.skipif(bool(postgres_missing()), reason=postgres_missing() or "")
+@needs("PostgreSQL", postgres_missing)
 def test_unmigrated_postgresql_database(tmp_path: Path, migrated: Path) -> None:
     """On a server the migration plan is read from the database itself (nothing written)."""
     scratch = f"prodserver_diag_{os.getpid()}"
