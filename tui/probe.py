@@ -45,7 +45,7 @@ def request_line(path: str) -> str:
     return rf'"HEAD {re.escape(bare)}(?:\?\S*)? HTTP/\d(?:\.\d)?"'
 
 
-async def answers(host: str, port: int, path: str = "/", timeout: float = 2.0) -> bool:
+async def answers(host: str, port: int, path: str, timeout: float) -> bool:
     """One request, answered within ``timeout`` or abandoned (closed)."""
     try:
         async with asyncio.timeout(timeout):
