@@ -185,3 +185,33 @@ async def test_an_idle_server_counts_no_requests_from_the_probe(
     assert child.events is not None
     assert child.events.by_kind() == {}
     assert child.events.per_second(over=60) == 0
+
+
+async def test_the_pane_shows_not_answering_and_waits_for_nothing_without_a_probe(
+    listener: Listener, quick: None
+) -> None:
+    from tui.app import ConsoleApp
+
+    await listener.serve()
+    off = f"http://127.0.0.1:{free_port()}"
+    sup = Supervisor(
+        [
+            command("silent", SLEEPER, URL=listener.url),
+            command("unprobed", SLEEPER, URL=off, HEALTH=False),
+        ],
+        watchdog=False,
+    )
+    app = ConsoleApp(sup, "test.settings", host="testhost")
+    try:
+        async with app.run_test(size=(160, 48)):
+            await until(
+                lambda: sup["silent"].healthy is False and sup["unprobed"].state is State.RUNNING,
+                timeout=10,
+                what="not ready, and running by its timer",
+            )
+            titles = {pane.child.name: str(pane.title_text()) for pane in app.panes}
+    finally:
+        sup.kill_all()
+        await sup.stop_all()
+    assert "● running" in titles["silent"] and "not answering" in titles["silent"]
+    assert "● running" in titles["unprobed"] and "waiting for HTTP" not in titles["unprobed"]

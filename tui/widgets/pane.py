@@ -133,13 +133,14 @@ class ProcessPane(Vertical):
         waiting = self.log_view.waiting
         if waiting:
             parts.append((f"⏸ {waiting} new (End)", "bold yellow"))
-        url = c.entry.backend.web_url() if c.entry.backend else None
+        backend = c.entry.backend
+        url = backend.web_url() if backend else None
         if url and c.state in (State.STARTING, State.RUNNING):
             if c.healthy is False:
                 parts.append(("not answering", "bold red"))
             elif c.ready_after is not None:
                 parts.append((f"ready in {c.ready_after:.1f}s", "green"))
-            else:
+            elif backend and backend.health:  # HEALTH False: nothing is waited for
                 parts.append(("waiting for HTTP", "yellow"))
             parts.append((url, "underline cyan"))
         if c.pid is not None:
