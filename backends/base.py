@@ -155,7 +155,7 @@ class Backend:
     # A log line that proves the process is ready (Celery's "ready."), for those not on HTTP.
     ready_pattern: ClassVar[str | None] = None
     # The entry keys this backend reads; any other is a typo the diagnostics point out.
-    keys: ClassVar[frozenset[str]] = frozenset({"BACKEND", "ARGS", "GRACE", "URL"})
+    keys: ClassVar[frozenset[str]] = frozenset({"BACKEND", "ARGS", "GRACE", "URL", "HEALTH"})
     grace: float = 10.0  # default for the kind; an entry's GRACE overrides it
 
     def __init__(self, name: str, entry: Mapping[str, Any], project: Project) -> None:
@@ -173,6 +173,7 @@ class Backend:
         self.configured = dict(self.scale)
         self.grace = self._checked_grace(entry.get("GRACE", self.grace))
         self.declared_url = self._checked_url(entry.get("URL"))
+        self.health = self._checked_health(entry.get("HEALTH", "/"))
 
     def _checked_options(self, args: object) -> dict[str, ScalarArg]:
         if not isinstance(args, self.accepts):
@@ -231,6 +232,27 @@ class Backend:
             )
         return url
 
+    def _checked_health(self, path: object) -> str | None:
+        """``HEALTH``: the path the readiness probe asks for (``HEAD``), "/" unless set; False
+        or None turns the probe off (then the entry is running once it stays up a second).
+        It goes into a request line as it is: printable ASCII without spaces."""
+        if path is None or path is False:
+            return None
+        if not (
+            isinstance(path, str)
+            and path.startswith("/")
+            and path.isascii()
+            and path.isprintable()
+            and " " not in path
+            and len(path) <= 2000
+        ):
+            raise ConfigError(
+                f"{self.name}: HEALTH must be a URL path starting with /, in ASCII without "
+                f"spaces (percent-encode the rest), or False for no HTTP probe, got {shown(path)}; "
+                'write e.g. "HEALTH": "/healthz"'
+            )
+        return path
+
     def _checked_extra(self, args: object) -> list[str]:
         if isinstance(args, str):
             try:
@@ -272,7 +294,8 @@ class Backend:
         return ACCESS_LOG if self.web_url() else None
 
     def web_url(self) -> str | None:
-        """The address shown and probed for readiness: the entry's URL, else the server's."""
+        """The address shown and probed for readiness (at ``health``): the entry's URL, else
+        the server's."""
         return self.declared_url or self.url()
 
     def notes(self) -> list[str]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from helpers import migrated_copy
+from needs import needs, pytest_configure, pytest_runtest_setup  # noqa: F401  (the plugin's hooks)
 
 from tui.project import Entry
 from tui.supervisor import Supervisor
@@ -70,7 +71,7 @@ def _postgres(sql: str) -> None:
 
 POSTGRES = pytest.param(
     "postgresql",
-    marks=pytest.mark.skipif(bool(postgres_missing()), reason=postgres_missing() or ""),
+    marks=needs("PostgreSQL", postgres_missing),
 )
 
 

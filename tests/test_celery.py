@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 import pytest
 from helpers import entry, is_alive, tree, until
+from needs import needs
 
 from backends.base import Project
 from backends.celery import CeleryBeat, CeleryWorker
@@ -45,7 +46,7 @@ def _why_not() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(bool(_why_not()), reason=_why_not() or "")
+pytestmark = needs("Redis and celery[redis]", _why_not)
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from typing import Any
 import psutil
 import pytest
 from helpers import WORKER, enqueue, entry, free_port, query, run_json, statuses, until
+from needs import require
 from test_recovery import run as run_django
 
 from backends.taskworker import ids
@@ -107,9 +108,9 @@ class Cluster:
 def pg_cluster() -> Iterator[Cluster]:
     """A running private cluster for this module, removed afterwards; a skip says why not."""
     if not shutil.which("initdb") or not shutil.which("pg_ctl"):
-        pytest.skip("initdb / pg_ctl are not on PATH: no private PostgreSQL cluster")
+        require("initdb", "initdb / pg_ctl are not on PATH: no private PostgreSQL cluster")
     if os.geteuid() == 0 and not shutil.which("runuser"):
-        pytest.skip("running as root without runuser: initdb refuses root")
+        require("runuser", "running as root without runuser: initdb refuses root")
     root = Path(tempfile.mkdtemp(prefix="dbfaults-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
@@ -119,7 +120,7 @@ def pg_cluster() -> Iterator[Cluster]:
         cluster.start()
     except (RuntimeError, LookupError) as e:  # LookupError: no user postgres
         shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(f"cannot start a private PostgreSQL cluster here: {e}")
+        require("initdb", f"cannot start a private PostgreSQL cluster here: {e}")
     yield cluster
     with contextlib.suppress(RuntimeError):
         cluster.stop()

@@ -22,6 +22,7 @@ import psutil
 import pytest
 from conftest import _postgres, postgres_missing
 from helpers import free_port, run_json, tree, wait_gone
+from needs import needs
 from test_cli import Headless
 
 from backends.base import Project
@@ -237,7 +238,7 @@ def test_unmigrated_database(tmp_path: Path, migrated: Path) -> None:
     )
 
 
-@pytest.mark.skipif(bool(postgres_missing()), reason=postgres_missing() or "")
+@needs("PostgreSQL", postgres_missing)
 def test_unmigrated_postgresql_database(tmp_path: Path, migrated: Path) -> None:
     """On a server the migration plan is read from the database itself (nothing written)."""
     scratch = f"prodserver_diag_{os.getpid()}"
@@ -459,7 +460,11 @@ def test_a_failed_django_setup_keeps_its_real_cause(tmp_path: Path) -> None:
 def test_an_entry_key_nobody_reads_is_named_with_the_likely_fix() -> None:
     project = Project("s", "/tmp", settings=SimpleNamespace(WSGI_APPLICATION="x.wsgi.application"))
     gunicorn = "django_prodserver.backends.gunicorn.GunicornServer"
-    web = build_entry("web", {"BACKEND": gunicorn, "ARG": {"workers": "4"}, "GRACE": 5}, project)
+    web = build_entry(
+        "web",
+        {"BACKEND": gunicorn, "ARG": {"workers": "4"}, "GRACE": 5, "HEALTH": "/up", "HEALTHZ": 1},
+        project,
+    )
     celery = build_entry(
         "celery",
         {"BACKEND": "django_prodserver.backends.celery.CeleryWorker", "APP": "x", "colour": 1},
@@ -469,6 +474,9 @@ def test_an_entry_key_nobody_reads_is_named_with_the_likely_fix() -> None:
     assert [f.line() for f in found] == [
         "warning  web: web has the key 'ARG', which prodserver-tui does not read, so it has no "
         'effect — rename it to "ARGS"',
+        "warning  web: web has the key 'HEALTHZ', which prodserver-tui does not read, so it has "
+        'no effect — rename it to "HEALTH"',
         "warning  celery: celery has the key 'colour', which prodserver-tui does not read, so it "
-        "has no effect — remove it; an entry of this kind reads APP, ARGS, BACKEND, GRACE, URL",
+        "has no effect — remove it; an entry of this kind reads APP, ARGS, BACKEND, GRACE, "
+        "HEALTH, URL",
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from backends.base import ACCESS_LOG
 from tui.events import EventCounter
 from tui.output import Line
+from tui.probe import request_line
 
 GUNICORN = '127.0.0.1 - - [27/Nov/2026:09:31:25 +0000] "GET /a HTTP/1.1" {} 2 "-" "curl/8"'
 UVICORN = 'INFO:     127.0.0.1:51234 - "POST /b HTTP/1.1" {} OK'
@@ -21,6 +22,24 @@ def test_both_formats_are_counted_by_class_and_rate() -> None:
     counter.count([Line(9, "out", "[INFO] Booting worker with pid: 7 200", 1005.9)])
     assert counter.by_kind(now=1006) == {"2": 3, "3": 1, "4": 1, "5": 2}
     assert counter.per_second(over=10, now=1006) == 0.7
+
+
+def test_the_probes_own_requests_are_not_counted_in_any_servers_format() -> None:
+    """Its request line, as gunicorn, uvicorn, granian and runserver log it (granian without the
+    query string); the same path with GET, or another path with HEAD, is traffic."""
+    counter = EventCounter(ACCESS_LOG, ignore=request_line("/up?deep=1"))
+    probe = [
+        '127.0.0.1 - - [06/Dec/2026:07:24:47 +0000] "HEAD /up?deep=1 HTTP/1.0" 200 0 "-" "-"',
+        'INFO:     127.0.0.1:5123 - "HEAD /up?deep=1 HTTP/1.0" 200 OK',
+        '[2026-12-06 07:24:47 +0000] 127.0.0.1 - "HEAD /up HTTP/1.0" 200 1.2',
+        '[06/Dec/2026 07:24:47] "HEAD /up?deep=1 HTTP/1.0" 404 0',
+    ]
+    traffic = [
+        '127.0.0.1 - - [06/Dec/2026:07:24:47 +0000] "GET /up?deep=1 HTTP/1.1" 200 9 "-" "-"',
+        'INFO:     127.0.0.1:5123 - "HEAD /upper HTTP/1.1" 200 OK',
+    ]
+    counter.count([Line(i, "out", t, 1000.5) for i, t in enumerate(probe + traffic)])
+    assert counter.by_kind(now=1001) == {"2": 2}
 
 
 def test_old_requests_leave_the_window() -> None:

@@ -51,6 +51,7 @@ import psutil
 import pytest
 from conftest import FIXTURES, fixture_argv
 from helpers import enqueue, is_alive, migrated_copy, query, run_json, tree, wait_gone
+from needs import needs
 
 from tui.supervisor import start_watchdog
 
@@ -86,7 +87,7 @@ PRODUCTION_PROCESSES = {{
 # watchdog, worker master, its worker process, escapee, its grandchild, stubborn
 DESCENDANTS = 6
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (a real pty)")
+pytestmark = needs("tmux", lambda: None if shutil.which("tmux") else "not on PATH (a real pty)")
 # The pane's title; the log line written when stopping began says the same once, frozen.
 COUNTDOWN = re.compile(r"(?<!-- stopping: )waiting for exit, (\d+) s before SIGKILL")
 

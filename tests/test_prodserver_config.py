@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 from helpers import free_port, tree, wait_gone
+from needs import needs, nothing_on
 from test_cli import Headless
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,15 +53,7 @@ PRODUCTION_PROCESSES = {{
 """
 
 
-def redis_missing() -> str | None:
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
-    except OSError as e:
-        return f"no Redis on 127.0.0.1:6379 for the Celery worker ({e})"
-    return None
-
-
-@pytest.mark.skipif(bool(redis_missing()), reason=redis_missing() or "")
+@needs("Redis (for the Celery worker)", lambda: nothing_on("127.0.0.1", 6379))
 def test_django_prodserver_style_config_checks_and_runs(djproject: Path) -> None:
     ports = {"g": free_port(), "w": free_port(), "u": free_port()}
     (djproject / "prodserver_settings.py").write_text(SETTINGS.format(**ports))

@@ -129,6 +129,14 @@ def test_task_worker_spellings(path: str) -> None:
             {"BACKEND": "backends.command.Command", "ARGS": ["true"], "URL": "ftp://x"},
             "web: URL must be an http:// address, got 'ftp://x'",
         ),
+        *(
+            (
+                {"BACKEND": "backends.command.Command", "ARGS": ["true"], "HEALTH": health},
+                f"web: HEALTH must be a URL path starting with /, in ASCII without spaces "
+                f"(percent-encode the rest), or False for no HTTP probe, got {health!r}",
+            )
+            for health in ["healthz", "/a b", "/\r\nX-Evil: 1", "/café", 1, True, "", ["/"]]
+        ),
         (
             {"BACKEND": "backends.command.Command", "ARGS": ["true"], "GRACE": "soon"},
             "web: GRACE must be a number of seconds above 0, got 'soon'",
@@ -142,6 +150,21 @@ def test_bad_entry_is_one_line_and_others_survive(spec: Any, expected: str) -> N
     message = found["web"]
     assert message is not None and message.startswith(expected), message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("given", "health"),
+    [
+        ({}, "/"),
+        ({"HEALTH": "/healthz?full=1"}, "/healthz?full=1"),
+        ({"HEALTH": False}, None),
+        ({"HEALTH": None}, None),
+    ],
+)
+def test_health_is_a_path_or_off(given: dict[str, Any], health: str | None) -> None:
+    spec = {"BACKEND": "backends.command.Command", "ARGS": ["true"], **given}
+    (web,) = entries(project({"web": spec}))
+    assert web.backend is not None and web.backend.health == health
 
 
 def test_task_worker_threads_must_be_positive() -> None:

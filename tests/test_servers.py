@@ -20,6 +20,7 @@ import psutil
 import pytest
 from conftest import fixture_argv
 from helpers import command, entry, free_port, get, tree, until, wait_gone
+from needs import needs
 
 from backends.base import Backend, ConfigError, Project, require_module
 from backends.granian import GranianASGIServer, GranianWSGIServer
@@ -40,9 +41,11 @@ GRACE = 6
 
 
 def _installed(module: str) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(
-        find_spec(module) is None,
-        reason=f'{module} is not installed: pip install "prodserver-tui[{module}]"',
+    return needs(
+        module,
+        lambda: (
+            None if find_spec(module) else f'not installed: pip install "prodserver-tui[{module}]"'
+        ),
     )
 
 

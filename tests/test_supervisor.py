@@ -213,10 +213,12 @@ async def test_a_silent_web_entry_is_reported_not_ready(
     )
     sup = await supervise(silent)
     await until(lambda: sup["silent"].healthy is False, timeout=15, what="not ready")
-    assert sup["silent"].state is State.STARTING
-    assert f"-- not ready: nothing answers at http://127.0.0.1:{port} after 1 s" in texts(
-        sup, "silent", "sys"
-    )
+    # running (its process is up, nothing waits for it any more) and said to be not ready
+    assert sup["silent"].state is State.RUNNING
+    assert sup["silent"].ready_after is None
+    said = texts(sup, "silent", "sys")
+    assert f"-- not ready: nothing answers at http://127.0.0.1:{port} after 1 s" in said
+    assert f"-- running: pid {sup['silent'].pid}, not answering HTTP" in said
 
 
 async def test_a_knob_can_be_scaled_by_a_command(supervise: Supervise) -> None:

@@ -26,7 +26,7 @@ import psutil
 from backends.base import ConfigError, Knob, Launch, one_line, positive_int
 from tui.events import EventCounter
 from tui.output import Line, Ring, Sanitiser
-from tui.probe import answers, probe_address
+from tui.probe import answers, probe_address, request_line
 from tui.project import Entry
 from tui.sampler import Usage
 
@@ -38,8 +38,9 @@ BACKOFF_FIRST = 1.0
 BACKOFF_CAP = 30.0
 BACKOFF_RESET_AFTER = 60.0  # up this long: the next crash starts the backoff from scratch
 RUNNING_AFTER = 1.0  # alive this long after start: "running" rather than "starting"
-READY_TIMEOUT = 60.0  # a web server silent this long after start is reported as not ready
+READY_TIMEOUT = 60.0  # a web server silent this long after start is running but not ready
 HEALTH_EVERY = 10.0  # once ready, a web server is asked again this often
+PROBE_TIMEOUT = 5.0  # once past its start, an answer later than this is no answer
 SIGNAL_SPACING = 0.05  # between two scaling signals, so the receiver sees each one
 PIPE_DRAIN = 2.0  # after the main process exits, wait this long at most for its pipes to close
 
@@ -82,8 +83,11 @@ class Child:
         self.tasks: WorkerCounts | None = None  # task workers: what its tree is running now
         self.ready_after: float | None = None  # web servers: seconds from start to first answer
         self.healthy: bool | None = None  # web servers: did the last request get an answer
-        pattern = entry.backend.events_pattern() if entry.backend else None
-        self.events = EventCounter(pattern) if pattern else None  # requests, finished tasks
+        backend = entry.backend
+        pattern = backend.events_pattern() if backend else None
+        probe = request_line(backend.health) if backend and backend.health else None
+        # requests (the probe's own left out), finished tasks
+        self.events = EventCounter(pattern, ignore=probe) if pattern else None
         ready = entry.backend.ready_pattern if entry.backend else None
         self._ready_line = re.compile(ready) if ready else None
         self._sup = supervisor
@@ -92,6 +96,7 @@ class Child:
         self._wanted = False  # the user wants it up: an exit is unexpected and retried
         self._backoff = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._health: asyncio.Task[None] | None = None
         self._forced = False
         self._spawning: asyncio.Future[None] | None = None
         self._signalling = asyncio.Lock()
@@ -113,7 +118,8 @@ class Child:
                 return f"draining {self.tasks.running} tasks, {left:.0f} s left"
             return f"waiting for exit, {left:.0f} s before SIGKILL"
         if self.state in (State.STARTING, State.RUNNING) and self.pid is not None:
-            return f"pid {self.pid}"
+            silent = ", not answering HTTP" if self.healthy is False else ""
+            return f"pid {self.pid}{silent}"
         if self.state is State.STOPPED and self.last_exit:
             return describe_exit(self.last_exit)
         return ""
@@ -197,14 +203,16 @@ class Child:
         self._sup.watch(self.pid, self._launch)
         self.ready_after = self.healthy = None
         self._set(State.STARTING)
-        url = self.entry.backend.web_url() if self.entry.backend else None
-        address = probe_address(url) if url else None
+        backend = self.entry.backend
+        url = backend.web_url() if backend else None
+        health = backend.health if backend else None  # None: HEALTH turned the probe off
+        address = probe_address(url) if url and health else None
         if self._ready_line is not None:
             pass  # running once it says so (``saw``)
-        elif address is None:
+        elif url is None or health is None or address is None:
             self._timer = asyncio.get_running_loop().call_later(RUNNING_AFTER, self._mark_running)
         else:  # a web server is running once it answers HTTP, not after a guess
-            self._sup.spawn_task(self._watch_health(self.pid, url or "", address))
+            self._health = self._sup.spawn_task(self._watch_health(self.pid, url, address, health))
         if self._sup.output_paused:
             self.pause_output(True)
 
@@ -220,13 +228,27 @@ class Child:
                 else:
                     pipe.resume_reading()
 
-    async def _watch_health(self, pid: int, url: str, address: tuple[str, int]) -> None:
-        """Knock until it answers (backing off while it starts), then now and then."""
+    async def _watch_health(self, pid: int, url: str, address: tuple[str, int], path: str) -> None:
+        """Knock until it answers, then now and then; never two requests at once.
+
+        While it starts, a refused connection is retried soon (no request reached the server),
+        but one the server's socket accepted is waited on, up to READY_TIMEOUT: a server still
+        booting answers it when it can, instead of finding a pile of abandoned probes queued
+        for it. Silent that long, it is running but not ready (``healthy`` False), and asked
+        again every HEALTH_EVERY until it answers.
+        """
         started = time.monotonic()
         delay = 0.1
-        warned = False
         while self.pid == pid:
-            ok = await answers(*address)
+            starting = self.state is State.STARTING
+            left = READY_TIMEOUT - (time.monotonic() - started)
+            if starting and left <= 0:
+                self.healthy = False
+                self.note(f"-- not ready: nothing answers at {url} after {READY_TIMEOUT:.0f} s")
+                self._set(State.RUNNING)
+                ok = False
+            else:
+                ok = await answers(*address, path, left if starting else PROBE_TIMEOUT)
             if self.pid != pid:
                 return
             if ok and self.ready_after is None:
@@ -235,16 +257,13 @@ class Child:
                 self.note(f"-- ready in {self.ready_after:.1f} s at {url}")
                 if self.state is State.STARTING:
                     self._set(State.RUNNING)
+                else:
+                    self._sup.emit_state(self)
             elif ok != self.healthy and self.ready_after is not None:
                 self.healthy = ok
                 self.note(f"-- {'answering again' if ok else 'not answering'} at {url}")
                 self._sup.emit_state(self)
-            elif not ok and not warned and time.monotonic() - started > READY_TIMEOUT:
-                warned = True
-                self.healthy = False
-                self.note(f"-- not ready: nothing answers at {url} after {READY_TIMEOUT:.0f} s")
-                self._sup.emit_state(self)
-            delay = HEALTH_EVERY if self.ready_after is not None else min(delay * 1.5, 1.0)
+            delay = min(delay * 1.5, 1.0) if self.state is State.STARTING else HEALTH_EVERY
             await asyncio.sleep(delay)
 
     def _mark_running(self) -> None:
@@ -410,6 +429,9 @@ class Child:
 
     def _on_exit(self, exit_: Exit) -> None:
         self._cancel_timer()
+        if self._health is not None:  # its probe would knock on the next run's server
+            self._health.cancel()
+            self._health = None
         uptime = time.time() - self.started_at if self.started_at else 0.0
         self.pid = None
         self.usage = None

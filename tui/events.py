@@ -17,14 +17,16 @@ WINDOW = 60
 
 
 class EventCounter:
-    def __init__(self, pattern: str) -> None:
+    def __init__(self, pattern: str, ignore: str | None = None) -> None:
         self.pattern = re.compile(pattern)
+        # lines that match but are no event: the console's own health probe in an access log
+        self.ignore = re.compile(ignore) if ignore else None
         self._buckets: deque[tuple[int, Counter[str]]] = deque(maxlen=WINDOW + 1)
 
     def count(self, lines: list[Line]) -> None:
         for line in lines:
             match = self.pattern.search(line.text)
-            if match:
+            if match and not (self.ignore and self.ignore.search(line.text)):
                 self._bucket(int(line.time))[match.group(1)] += 1
 
     def _bucket(self, second: int) -> Counter[str]:

@@ -168,17 +168,19 @@ class Supervisor:
                 listener.on_lines(child, kept)
 
     def emit_state(self, child: Child) -> None:
-        if child.state is State.RUNNING:  # it listens now: whatever held its port let go
+        # it listens now: whatever held its port let go
+        if child.state is State.RUNNING and child.healthy is not False:
             held = ("port-in-use", child.name, "")
             if any(f.key == held for f in self._setup_findings):
                 self._publish(setup=[f for f in self._setup_findings if f.key != held])
         for listener in self._listeners:
             listener.on_state(child)
 
-    def spawn_task(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn_task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _sample_forever(self) -> None:
         loop = asyncio.get_running_loop()

@@ -143,13 +143,14 @@ class ProcessPane(Vertical):
         waiting = self.log_view.waiting
         if waiting:
             parts.append((f"⏸ {waiting} new (End)", "bold yellow", fmt.HIGH))
-        url = c.entry.backend.web_url() if c.entry.backend else None
+        backend = c.entry.backend
+        url = backend.web_url() if backend else None
         if url and c.state in (State.STARTING, State.RUNNING):
             if c.healthy is False:
                 parts.append(("not answering", "bold red", fmt.CRITICAL))
             elif c.ready_after is not None:
                 parts.append((f"ready in {c.ready_after:.1f}s", "green", fmt.LOW))
-            else:
+            elif backend and backend.health:  # HEALTH False: nothing is waited for
                 parts.append(("waiting for HTTP", "yellow"))
             parts.append((url, "underline cyan", fmt.LOW))
         if c.pid is not None:
