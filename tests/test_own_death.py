@@ -52,7 +52,8 @@ import pytest
 from conftest import FIXTURES, fixture_argv
 from helpers import enqueue, is_alive, migrated_copy, query, run_json, tree, wait_gone
 
-from tui.supervisor import start_watchdog
+from tui.watchdog import started
+from tui.watchdog_client import start_watchdog
 
 REPO = Path(__file__).resolve().parent.parent
 SETTINGS = "own_death"  # the settings module written into the project copy
@@ -323,10 +324,9 @@ def test_the_watchdog_signals_the_main_process_alone_when_the_backend_says_so() 
         try:
             assert parent.stdout is not None and watchdog.stdin is not None
             grandchild = int(parent.stdout.readline().split()[3])  # "child PID grandchild PID"
-            ctime = psutil.Process(parent.pid).create_time()
             how = f"{int(signal.SIGTERM)} 3 0"  # stop signal, grace, not to the group
             watchdog.stdin.write(b"not a registration\n")  # skipped: the guard stays up
-            watchdog.stdin.write(f"{parent.pid} {ctime!r} {how}\n".encode())
+            watchdog.stdin.write(f"{parent.pid} {started(parent.pid)} {how}\n".encode())
             watchdog.stdin.close()  # as if the console died
             assert parent.wait(timeout=10) == -signal.SIGTERM
             assert is_alive(grandchild), "the group got the stop signal too"
