@@ -50,7 +50,16 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import FIXTURES, fixture_argv
-from helpers import enqueue, is_alive, migrated_copy, query, run_json, tree, wait_gone
+from helpers import (
+    enqueue,
+    free_port,
+    is_alive,
+    migrated_copy,
+    query,
+    run_json,
+    tree,
+    wait_gone,
+)
 
 from tui.watchdog import started
 from tui.watchdog_client import start_watchdog
@@ -372,3 +381,135 @@ def test_headless_under_nohup_outlives_the_session(tmp_path: Path) -> None:
         assert wait_gone(pids, timeout=20) == []
     finally:
         terminal.close()
+
+
+# -- when the watchdog is gone too -------------------------------------------------------------
+
+BOTH_DEAD = f"""
+import os
+import sys
+
+from djproject.settings import *  # noqa: F403
+
+F = {str(FIXTURES) + "/"!r}
+PRODUCTION_PROCESSES = {{
+    "worker": {{
+        "BACKEND": "django_prodserver.backends.django_tasks.DjangoTasksWorker",
+        "ARGS": {{"threads": "2", "no-startup-delay": None, "interval": "0.2"}},
+    }},
+    "web": {{
+        "BACKEND": "django_prodserver.backends.gunicorn.GunicornServer",
+        "ARGS": {{"bind": "127.0.0.1:" + os.environ["BOTH_DEAD_PORT"], "workers": "2",
+                  "timeout": "4"}},
+    }},
+    "stubborn": {{
+        "BACKEND": "backends.command.Command",
+        "ARGS": [sys.executable, F + "ignores_sigterm.py"],
+    }},
+}}
+"""
+# watchdog, worker master, its worker process, gunicorn master, 2 workers, stubborn
+BOTH_DEAD_DESCENDANTS = 7
+
+
+def watchdogs(console: int) -> list[psutil.Process]:
+    return [p for p in psutil.Process(console).children() if "tui.watchdog" in p.cmdline()]
+
+
+def test_nothing_survives_when_console_and_watchdog_are_both_sigkilled(project: Path) -> None:
+    """The watchdog cannot help: each child's parent-death signal kills it with the console,
+    and what they leave notices by itself (gunicorn's workers check their parent within their
+    timeout; the task worker's processes drain when the pipe from their master closes)."""
+    (project / "both_dead.py").write_text(BOTH_DEAD)
+    env = console_env(project.parent / "db.sqlite3", BOTH_DEAD_PORT=str(free_port()))
+    with (project.parent / "console.log").open("wb") as log:
+        console = subprocess.Popen(
+            console_argv("both_dead", headless=True),
+            cwd=project,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while len(pids := tree(console.pid)) <= BOTH_DEAD_DESCENDANTS:
+            assert time.monotonic() < deadline, (project.parent / "console.log").read_text()
+            time.sleep(0.05)
+        [watchdog] = watchdogs(console.pid)
+        os.kill(console.pid, signal.SIGSTOP)  # it cannot start a new watchdog meanwhile
+        watchdog.kill()
+        os.kill(console.pid, signal.SIGKILL)
+        assert wait_gone(pids, timeout=30) == [], described(pids)
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(console.pid, signal.SIGKILL)
+        console.wait()
+
+
+def test_a_killed_watchdog_is_replaced_and_still_protects(tmp_path: Path) -> None:
+    """SIGKILL the watchdog: every pane says so and a new one guards every live child. The
+    grandchild here stays in its parent's group, where the parent-death signal cannot reach
+    it: only a watchdog stops it when the console dies."""
+    (tmp_path / "s.py").write_text(
+        f"import sys\nSECRET_KEY = 'x'\nPRODUCTION_PROCESSES = {{'parent': {{"
+        f"'BACKEND': 'backends.command.Command', "
+        f"'ARGS': [sys.executable, {str(FIXTURES / 'spawns_grandchild.py')!r}]}}}}\n"
+    )
+    out = tmp_path / "console.log"
+    with out.open("wb") as log:
+        console = subprocess.Popen(
+            console_argv("s", headless=True),
+            cwd=tmp_path,
+            env=console_env(tmp_path / "unused.sqlite3"),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while len(pids := tree(console.pid)) < 4:  # console, watchdog, parent, grandchild
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.05)
+        [first] = watchdogs(console.pid)
+        first.kill()
+        said = re.compile(rf"the watchdog \(pid {first.pid}\) killed by SIGKILL; a new one \(pid")
+        while not said.search(out.read_text()):
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.05)
+        [second] = watchdogs(console.pid)
+        os.kill(console.pid, signal.SIGKILL)
+        pids = [p for p in pids if p not in (first.pid, console.pid)]
+        assert wait_gone(pids, timeout=20) == [], described(pids)
+        second.wait(timeout=10)  # it did its job and left (not ours to reap: no exit code)
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(console.pid, signal.SIGKILL)
+        console.wait()
+
+
+def test_the_watchdog_knows_a_process_by_pid_and_start_time() -> None:
+    """A registration whose start time does not match the process now holding that pid is a
+    reused pid: that process is left alone, while the one that matches is stopped. Start
+    times are clock ticks since boot (/proc/PID/stat field 22), which a clock step cannot
+    move; before, the wall-clock-derived psutil create_time was compared."""
+    watchdog = start_watchdog()
+    sleep = [sys.executable, "-c", "import time; time.sleep(10**6)"]
+    with (
+        subprocess.Popen(sleep, stdin=subprocess.DEVNULL, start_new_session=True) as ours,
+        subprocess.Popen(sleep, stdin=subprocess.DEVNULL, start_new_session=True) as stranger,
+    ):
+        try:
+            assert watchdog.stdin is not None
+            for proc, shift in ((ours, 0), (stranger, 1)):
+                line = f"{proc.pid} {started(proc.pid) + shift} {int(signal.SIGTERM)} 3 1\n"
+                watchdog.stdin.write(line.encode())
+            watchdog.stdin.close()  # as if the console died
+            assert ours.wait(timeout=10) == -signal.SIGTERM
+            assert watchdog.wait(timeout=10) == 0
+            assert stranger.poll() is None, "a process with another start time was signalled"
+        finally:
+            for proc in (ours, stranger):
+                proc.kill()
+            watchdog.kill()
+            watchdog.wait()

@@ -160,7 +160,8 @@ class Guard:
             fd: int | None = os.pidfd_open(root[0])
         except (AttributeError, OSError):  # gone already, or no pidfds: pruned by checks
             fd = None
-        if not _alive(root):  # ended before we heard of it, or not the process it names
+        stat = _stat(root[0])
+        if stat is not None and stat.ticks != root[1]:  # the pid names another process now
             if fd is not None:
                 os.close(fd)
             return None
@@ -168,6 +169,8 @@ class Guard:
         self.trees[root] = set()
         now = time.monotonic()
         self.looks[root] = [now + after for after in LOOKS]
+        if not _alive(root):  # it died before we heard of it (with the console, say):
+            self._refresh([root])  # what it left in its group is still to be stopped
         if fd is not None:
             self.pidfds[fd] = root
         return fd
@@ -176,7 +179,7 @@ class Guard:
         """A child's main process ended: its group's members are remembered now, while they
         still hold the group number (a number is reused only after the pid space wraps)."""
         if root in self.roots:
-            self._refresh([root], just_ended=True)
+            self._refresh([root])
         self.prune()
 
     def timeout(self) -> int:
@@ -221,17 +224,19 @@ class Guard:
         for root in self.roots:  # stragglers that outlived the SIGKILL of their group
             self._kill(root)
 
-    def _ours(self, root: Key, procs: dict[int, Stat] | None = None) -> bool:
+    def _ours(self, root: Key) -> bool:
         """Group ``root[0]`` still holds a process proven ours, so the number is not reused."""
         for key in (root, *self.trees[root]):
-            stat = procs.get(key[0]) if procs is not None else _stat(key[0])
+            stat = _stat(key[0])
             if stat is not None and stat.ticks == key[1] and stat.pgid == root[0]:
                 return True
         return False
 
-    def _refresh(self, roots: list[Key], just_ended: bool = False) -> None:
-        """Descendants of every live process of these trees, and members of their groups while
-        the group is ours: a parent that dies re-parents its children away."""
+    def _refresh(self, roots: list[Key]) -> None:
+        """Descendants of every live process of these trees, and the members of their groups:
+        a parent that dies re-parents its children away, but they stay in its group. A group
+        number is held while anyone is in it, and a tree is forgotten as soon as nothing of it
+        is left (``prune``), so the members found here are ours."""
         procs = _scan()
         children: dict[int, list[int]] = {}
         for pid, stat in procs.items():
@@ -240,9 +245,8 @@ class Guard:
             seen = self.trees[root]
             known = [k for k in (root, *seen) if k[0] in procs and procs[k[0]].ticks == k[1]]
             todo = [child for key in known for child in children.get(key[0], ())]
-            if just_ended or self._ours(root, procs):
-                todo += [p for p, stat in procs.items() if stat.pgid == root[0]]
-                todo = [p for p in todo if procs[p].ticks >= root[1]]  # not older than the root
+            todo += [p for p, stat in procs.items() if stat.pgid == root[0]]
+            todo = [p for p in todo if procs[p].ticks >= root[1]]  # none older than the root
             while todo:
                 pid = todo.pop()
                 key = (pid, procs[pid].ticks)
