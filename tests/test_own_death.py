@@ -513,3 +513,31 @@ def test_the_watchdog_knows_a_process_by_pid_and_start_time() -> None:
                 proc.kill()
             watchdog.kill()
             watchdog.wait()
+
+
+def test_a_hang_up_still_stops_each_child_gracefully(tmp_path: Path) -> None:
+    """The terminal hangs up: the console must not leave before its children are stopped,
+    or their parent-death signal SIGKILLs them; the watchdog gives each its stop signal."""
+    marker = tmp_path / "got-sigterm"
+    code = (
+        "import pathlib, signal, sys, time\n"
+        f"def bye(*_):\n    pathlib.Path({str(marker)!r}).write_text('yes')\n    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\nprint('waiting', flush=True)\n"
+        "while True:\n    time.sleep(3600)\n"
+    )
+    (tmp_path / "s.py").write_text(
+        f"import sys\nSECRET_KEY = 'x'\nPRODUCTION_PROCESSES = {{'polite': {{"
+        f"'BACKEND': 'backends.command.Command', 'ARGS': [sys.executable, '-c', {code!r}]}}}}\n"
+    )
+    terminal = Terminal(console_argv("s"), tmp_path, console_env(tmp_path / "unused.sqlite3"))
+    try:
+        deadline = time.monotonic() + 30
+        while "waiting" not in terminal.screen():
+            assert time.monotonic() < deadline, terminal.screen()
+            time.sleep(0.1)
+        pids = tree(terminal.pid)
+        os.kill(terminal.pid, signal.SIGHUP)
+        assert wait_gone(pids, timeout=20) == [], described(pids)
+    finally:
+        terminal.close()
+    assert marker.exists(), "the child was killed, not stopped"

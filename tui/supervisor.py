@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
+
+import psutil
 
 from backends.base import Launch, Project
 from backends.django_setup import SetupFailed, setup_once
@@ -134,6 +137,23 @@ class Supervisor:
             self._watchdog = None
         return not any(c.last_exit and c.last_exit.forced for c in self.children.values())
 
+    def hand_over(self) -> None:
+        """Leave the stopping to the watchdog, from a signal handler when the loop may be stuck
+        (the terminal hung up), and return once every child is gone.
+
+        Blocking, by design: this process must outlive its children, because its death kills
+        each of them at once (their parent-death signal), and the watchdog stops them by their
+        own rule instead (task workers drain, servers finish their requests).
+        """
+        self.stopping = True
+        wait = max((c._launch.grace for c in self.children.values() if c.pid), default=0.0)
+        pids = [c.pid for c in self.children.values() if c.pid is not None]
+        if self._watchdog is None or not self._watchdog.abandon():
+            return
+        deadline = time.monotonic() + wait + 5.0
+        while time.monotonic() < deadline and any(map(_up, pids)):
+            time.sleep(0.05)
+
     def pause_output(self, paused: bool) -> None:
         """Backpressure from a slow reader of our own output (``--headless | less``)."""
         self.output_paused = paused
@@ -250,6 +270,14 @@ class Supervisor:
             hear = getattr(listener, "on_findings", None)
             if hear is not None:
                 hear(findings)
+
+
+def _up(pid: int) -> bool:
+    """Not exited: our children stay zombies while the loop is stuck, and that is gone."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def poll_task_stats() -> Snapshot:
