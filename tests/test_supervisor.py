@@ -295,6 +295,19 @@ async def test_starts_asked_for_during_stop_all_spawn_nothing(supervise: Supervi
     assert sup["idle"].restarts == 0 and sup["crasher"].restarts == 0
 
 
+async def test_an_abandoned_retry_is_not_counted_as_a_restart(supervise: Supervise) -> None:
+    """The backoff timer fires just as the user stops the entry: nothing restarts, and the
+    restart counter (``↻N`` on the pane) must not say otherwise."""
+    sup = await supervise(command("crasher", fixture_argv("crasher", "0.1", "3")))
+    child = sup["crasher"]
+    await until(lambda: child.state is State.BACKOFF, what="backoff")
+    child._retry()  # its timer fires (the callback runs; the retry task has not yet) ...
+    await sup.stop("crasher")  # ... and the user stops it in the same instant
+    await asyncio.sleep(0.3)  # the retry task has run by now
+    assert child.state is State.STOPPED and child.pid is None
+    assert child.restarts == 0
+
+
 async def test_stop_all_does_not_block_the_loop_on_a_stalled_watchdog() -> None:
     """A watchdog that does not exit (here: SIGSTOPped) must not freeze the event loop while
     stop_all waits for it; before, ``Popen.wait`` blocked it until the watchdog ran again."""
