@@ -21,8 +21,9 @@ So on every path a running task that fits in the worker's grace period *finishes
 console is gone (asserted: SUCCESSFUL, ``finished_at`` after the death). A task that does not
 fit is SIGKILLed with its worker process when the grace period ends, on any path, and stays
 RUNNING: it is then *detectable as stuck* (``find_stuck``: its worker's pid is dead), and the
-worker's next start requeues it. Without a watchdog (killed together with the console) the
-SIGKILL path would leave the worker running: nothing here pretends to cover that.
+worker's next start requeues it. When the watchdog is SIGKILLed together with the console,
+each child's parent-death signal kills it, and what it leaves notices by itself (gunicorn's
+workers, the task worker's processes); a killed watchdog alone is replaced by the console.
 
 Shutdown never hangs: a child that ignores SIGTERM is SIGKILLed when its GRACE is over, and
 the screen counts the seconds down meanwhile. The watchdog stops each child by its own rule

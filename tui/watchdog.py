@@ -33,8 +33,6 @@ import sys
 import time
 from dataclasses import dataclass
 
-import psutil
-
 Key = tuple[int, int]  # pid, start time in clock ticks: a pid alone may be reused
 #: After a child starts, its tree is looked at this long after (seconds): a tree forms while
 #: it starts, and the kernel may kill the child (its parent-death signal) before we can look.
@@ -78,6 +76,8 @@ def started(pid: int) -> int | None:
         return stat.ticks
     if os.path.isdir("/proc/self"):
         return None
+    import psutil  # only where there is no /proc: the watchdog stays small
+
     try:
         return round(psutil.Process(pid).create_time() * 1000)
     except psutil.Error:
