@@ -518,11 +518,14 @@ def test_the_watchdog_knows_a_process_by_pid_and_start_time() -> None:
 
 def test_a_hang_up_still_stops_each_child_gracefully(tmp_path: Path) -> None:
     """The terminal hangs up: the console must not leave before its children are stopped,
-    or their parent-death signal SIGKILLs them; the watchdog gives each its stop signal."""
+    or their parent-death signal SIGKILLs them; the watchdog gives each its stop signal.
+    Meanwhile nobody reads their output: what they write then must not block them."""
     marker = tmp_path / "got-sigterm"
     code = (
         "import pathlib, signal, sys, time\n"
-        f"def bye(*_):\n    pathlib.Path({str(marker)!r}).write_text('yes')\n    sys.exit(0)\n"
+        "def bye(*_):\n"
+        "    try:\n        print('x' * 2**20, flush=True)\n    except OSError:\n        pass\n"
+        f"    pathlib.Path({str(marker)!r}).write_text('yes')\n    sys.exit(0)\n"
         "signal.signal(signal.SIGTERM, bye)\nprint('waiting', flush=True)\n"
         "while True:\n    time.sleep(3600)\n"
     )

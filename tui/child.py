@@ -287,6 +287,19 @@ class Child:
             self.kill()
             await exited
 
+    def drop_output(self) -> None:
+        """The console leaves without its loop: close our ends of the pipes, so a child that
+        writes while it stops gets EPIPE, as when the console is gone, instead of blocking on
+        a full pipe nobody reads."""
+        if self._transport is None:
+            return
+        for fd in (1, 2):
+            pipe = self._transport.get_pipe_transport(fd)
+            if pipe is None:
+                continue
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                os.close(pipe.get_extra_info("pipe").fileno())
+
     def kill(self) -> None:
         """No more waiting: SIGKILL the whole tree now."""
         if self._transport is not None:

@@ -150,6 +150,8 @@ class Supervisor:
         pids = [c.pid for c in self.children.values() if c.pid is not None]
         if self._watchdog is None or not self._watchdog.abandon():
             return
+        for child in self.children.values():
+            child.drop_output()
         deadline = time.monotonic() + wait + 5.0
         while time.monotonic() < deadline and any(map(_up, pids)):
             time.sleep(0.05)
