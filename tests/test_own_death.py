@@ -21,8 +21,9 @@ So on every path a running task that fits in the worker's grace period *finishes
 console is gone (asserted: SUCCESSFUL, ``finished_at`` after the death). A task that does not
 fit is SIGKILLed with its worker process when the grace period ends, on any path, and stays
 RUNNING: it is then *detectable as stuck* (``find_stuck``: its worker's pid is dead), and the
-worker's next start requeues it. Without a watchdog (killed together with the console) the
-SIGKILL path would leave the worker running: nothing here pretends to cover that.
+worker's next start requeues it. When the watchdog is SIGKILLed together with the console,
+each child's parent-death signal kills it, and what it leaves notices by itself (gunicorn's
+workers, the task worker's processes); a killed watchdog alone is replaced by the console.
 
 Shutdown never hangs: a child that ignores SIGTERM is SIGKILLed when its GRACE is over, and
 the screen counts the seconds down meanwhile. The watchdog stops each child by its own rule
@@ -50,10 +51,20 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import FIXTURES, fixture_argv
-from helpers import enqueue, is_alive, migrated_copy, query, run_json, tree, wait_gone
+from helpers import (
+    enqueue,
+    free_port,
+    is_alive,
+    migrated_copy,
+    query,
+    run_json,
+    tree,
+    wait_gone,
+)
 from needs import needs
 
-from tui.supervisor import start_watchdog
+from tui.watchdog import started
+from tui.watchdog_client import start_watchdog
 
 REPO = Path(__file__).resolve().parent.parent
 SETTINGS = "own_death"  # the settings module written into the project copy
@@ -324,10 +335,9 @@ def test_the_watchdog_signals_the_main_process_alone_when_the_backend_says_so() 
         try:
             assert parent.stdout is not None and watchdog.stdin is not None
             grandchild = int(parent.stdout.readline().split()[3])  # "child PID grandchild PID"
-            ctime = psutil.Process(parent.pid).create_time()
             how = f"{int(signal.SIGTERM)} 3 0"  # stop signal, grace, not to the group
             watchdog.stdin.write(b"not a registration\n")  # skipped: the guard stays up
-            watchdog.stdin.write(f"{parent.pid} {ctime!r} {how}\n".encode())
+            watchdog.stdin.write(f"{parent.pid} {started(parent.pid)} {how}\n".encode())
             watchdog.stdin.close()  # as if the console died
             assert parent.wait(timeout=10) == -signal.SIGTERM
             assert is_alive(grandchild), "the group got the stop signal too"
@@ -373,3 +383,166 @@ def test_headless_under_nohup_outlives_the_session(tmp_path: Path) -> None:
         assert wait_gone(pids, timeout=20) == []
     finally:
         terminal.close()
+
+
+# -- when the watchdog is gone too -------------------------------------------------------------
+
+BOTH_DEAD = f"""
+import os
+import sys
+
+from djproject.settings import *  # noqa: F403
+
+F = {str(FIXTURES) + "/"!r}
+PRODUCTION_PROCESSES = {{
+    "worker": {{
+        "BACKEND": "django_prodserver.backends.django_tasks.DjangoTasksWorker",
+        "ARGS": {{"threads": "2", "no-startup-delay": None, "interval": "0.2"}},
+    }},
+    "web": {{
+        "BACKEND": "django_prodserver.backends.gunicorn.GunicornServer",
+        "ARGS": {{"bind": "127.0.0.1:" + os.environ["BOTH_DEAD_PORT"], "workers": "2",
+                  "timeout": "4"}},
+    }},
+    "stubborn": {{
+        "BACKEND": "backends.command.Command",
+        "ARGS": [sys.executable, F + "ignores_sigterm.py"],
+    }},
+}}
+"""
+# watchdog, worker master, its worker process, gunicorn master, 2 workers, stubborn
+BOTH_DEAD_DESCENDANTS = 7
+
+
+def watchdogs(console: int) -> list[psutil.Process]:
+    return [p for p in psutil.Process(console).children() if "tui.watchdog" in p.cmdline()]
+
+
+def test_nothing_survives_when_console_and_watchdog_are_both_sigkilled(project: Path) -> None:
+    """The watchdog cannot help: each child's parent-death signal kills it with the console,
+    and what they leave notices by itself (gunicorn's workers check their parent within their
+    timeout; the task worker's processes drain when the pipe from their master closes)."""
+    (project / "both_dead.py").write_text(BOTH_DEAD)
+    env = console_env(project.parent / "db.sqlite3", BOTH_DEAD_PORT=str(free_port()))
+    with (project.parent / "console.log").open("wb") as log:
+        console = subprocess.Popen(
+            console_argv("both_dead", headless=True),
+            cwd=project,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while len(pids := tree(console.pid)) <= BOTH_DEAD_DESCENDANTS:
+            assert time.monotonic() < deadline, (project.parent / "console.log").read_text()
+            time.sleep(0.05)
+        [watchdog] = watchdogs(console.pid)
+        os.kill(console.pid, signal.SIGSTOP)  # it cannot start a new watchdog meanwhile
+        watchdog.kill()
+        os.kill(console.pid, signal.SIGKILL)
+        assert wait_gone(pids, timeout=30) == [], described(pids)
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(console.pid, signal.SIGKILL)
+        console.wait()
+
+
+def test_a_killed_watchdog_is_replaced_and_still_protects(tmp_path: Path) -> None:
+    """SIGKILL the watchdog: every pane says so and a new one guards every live child. The
+    grandchild here stays in its parent's group, where the parent-death signal cannot reach
+    it: only a watchdog stops it when the console dies."""
+    (tmp_path / "s.py").write_text(
+        f"import sys\nSECRET_KEY = 'x'\nPRODUCTION_PROCESSES = {{'parent': {{"
+        f"'BACKEND': 'backends.command.Command', "
+        f"'ARGS': [sys.executable, {str(FIXTURES / 'spawns_grandchild.py')!r}]}}}}\n"
+    )
+    out = tmp_path / "console.log"
+    with out.open("wb") as log:
+        console = subprocess.Popen(
+            console_argv("s", headless=True),
+            cwd=tmp_path,
+            env=console_env(tmp_path / "unused.sqlite3"),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while len(pids := tree(console.pid)) < 4:  # console, watchdog, parent, grandchild
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.05)
+        [first] = watchdogs(console.pid)
+        first.kill()
+        said = re.compile(rf"the watchdog \(pid {first.pid}\) killed by SIGKILL; a new one \(pid")
+        while not said.search(out.read_text()):
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.05)
+        [second] = watchdogs(console.pid)
+        os.kill(console.pid, signal.SIGKILL)
+        pids = [p for p in pids if p not in (first.pid, console.pid)]
+        assert wait_gone(pids, timeout=20) == [], described(pids)
+        second.wait(timeout=10)  # it did its job and left (not ours to reap: no exit code)
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(console.pid, signal.SIGKILL)
+        console.wait()
+
+
+def test_the_watchdog_knows_a_process_by_pid_and_start_time() -> None:
+    """A registration whose start time does not match the process now holding that pid is a
+    reused pid: that process is left alone, while the one that matches is stopped. Start
+    times are clock ticks since boot (/proc/PID/stat field 22), which a clock step cannot
+    move; before, the wall-clock-derived psutil create_time was compared."""
+    watchdog = start_watchdog()
+    sleep = [sys.executable, "-c", "import time; time.sleep(10**6)"]
+    with (
+        subprocess.Popen(sleep, stdin=subprocess.DEVNULL, start_new_session=True) as ours,
+        subprocess.Popen(sleep, stdin=subprocess.DEVNULL, start_new_session=True) as stranger,
+    ):
+        try:
+            assert watchdog.stdin is not None
+            for proc, shift in ((ours, 0), (stranger, 1)):
+                line = f"{proc.pid} {started(proc.pid) + shift} {int(signal.SIGTERM)} 3 1\n"
+                watchdog.stdin.write(line.encode())
+            watchdog.stdin.close()  # as if the console died
+            assert ours.wait(timeout=10) == -signal.SIGTERM
+            assert watchdog.wait(timeout=10) == 0
+            assert stranger.poll() is None, "a process with another start time was signalled"
+        finally:
+            for proc in (ours, stranger):
+                proc.kill()
+            watchdog.kill()
+            watchdog.wait()
+
+
+def test_a_hang_up_still_stops_each_child_gracefully(tmp_path: Path) -> None:
+    """The terminal hangs up: the console must not leave before its children are stopped,
+    or their parent-death signal SIGKILLs them; the watchdog gives each its stop signal.
+    Meanwhile nobody reads their output: what they write then must not block them."""
+    marker = tmp_path / "got-sigterm"
+    code = (
+        "import pathlib, signal, sys, time\n"
+        "def bye(*_):\n"
+        "    try:\n        print('x' * 2**20, flush=True)\n    except OSError:\n        pass\n"
+        f"    pathlib.Path({str(marker)!r}).write_text('yes')\n    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\nprint('waiting', flush=True)\n"
+        "while True:\n    time.sleep(3600)\n"
+    )
+    (tmp_path / "s.py").write_text(
+        f"import sys\nSECRET_KEY = 'x'\nPRODUCTION_PROCESSES = {{'polite': {{"
+        f"'BACKEND': 'backends.command.Command', 'ARGS': [sys.executable, '-c', {code!r}]}}}}\n"
+    )
+    terminal = Terminal(console_argv("s"), tmp_path, console_env(tmp_path / "unused.sqlite3"))
+    try:
+        deadline = time.monotonic() + 30
+        while "waiting" not in terminal.screen():
+            assert time.monotonic() < deadline, terminal.screen()
+            time.sleep(0.1)
+        pids = tree(terminal.pid)
+        os.kill(terminal.pid, signal.SIGHUP)
+        assert wait_gone(pids, timeout=20) == [], described(pids)
+    finally:
+        terminal.close()
+    assert marker.exists(), "the child was killed, not stopped"

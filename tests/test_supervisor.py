@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 
+import psutil
 import pytest
 from conftest import fixture_argv
 from helpers import command, free_port, is_alive, tree, until, wait_gone
@@ -233,3 +236,116 @@ async def test_a_knob_can_be_scaled_by_a_command(supervise: Supervise) -> None:
     assert await sup.scale("pool", "size", 3)
     assert f"   size of {sup['pool'].pid}: 1 -> 3" in texts(sup, "pool", "sys")
     assert sup["pool"].entry.backend.scale["size"] == 3  # type: ignore[union-attr]
+
+
+# -- the shutdown latch: once stop_all begins, nothing starts -----------------------------------
+
+
+def ours(tag: str) -> list[int]:
+    """Live processes of this test run whose command line carries ``tag``."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if tag in proc.cmdline() and is_alive(proc.pid):
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def sleeper(name: str) -> list[str]:
+    return [sys.executable, "-c", "import time; time.sleep(10**6)", f"latch-{name}"]
+
+
+async def test_a_restart_resuming_after_stop_all_spawns_nothing(supervise: Supervise) -> None:
+    """The restart's stop and stop_all's wait for the same exit; the restart resumes first.
+    Before the latch it spawned a new process that stop_all never stopped (and reported clean)."""
+    sup = await supervise(command("web", fixture_argv("ignores_sigterm"), GRACE=1))
+    child = sup["web"]
+    await until(lambda: "ignoring SIGTERM" in " ".join(texts(sup, "web")), what="ready")
+    restarting = asyncio.ensure_future(sup.restart("web"))
+    await until(lambda: child.state is State.STOPPING, what="the restart's stop")
+    await sup.stop_all()
+    await restarting
+    assert child.pid is None and child.state is State.STOPPED
+    assert ours("ignores_sigterm") == []
+    assert child.restarts == 0  # nothing was restarted
+    assert "-- not started: the console is stopping" in texts(sup, "web", "sys")
+
+
+async def test_starts_asked_for_during_stop_all_spawn_nothing(supervise: Supervise) -> None:
+    """``R`` (restart all) or a start pressed while quitting, and a backoff retry whose timer
+    fires then: none spawns, none is counted as a restart."""
+    sup = await supervise(
+        command("slow", fixture_argv("ignores_sigterm"), GRACE=2),
+        command("idle", sleeper("idle")),
+        command("crasher", fixture_argv("crasher", "0.1", "3")),
+    )
+    await until(lambda: "ignoring SIGTERM" in " ".join(texts(sup, "slow")), what="ready")
+    await until(lambda: sup["crasher"].state is State.BACKOFF, what="backoff")
+    await sup.stop("idle")
+    stopping = asyncio.ensure_future(sup.stop_all())
+    await until(lambda: sup["slow"].state is State.STOPPING, what="stop_all under way")
+    sup["crasher"]._retry()  # its backoff timer fires now (the callback, at a chosen moment)
+    await sup.restart("idle")
+    await sup.start("idle")
+    await sup.restart("crasher")
+    await stopping
+    await asyncio.sleep(0.3)  # anything let through has spawned by now
+    assert ours("latch-idle") == [] and ours("crasher") == []
+    assert all(c.pid is None and c.state is State.STOPPED for c in sup.children.values())
+    assert sup["idle"].restarts == 0 and sup["crasher"].restarts == 0
+
+
+async def test_an_abandoned_retry_is_not_counted_as_a_restart(supervise: Supervise) -> None:
+    """The backoff timer fires just as the user stops the entry: nothing restarts, and the
+    restart counter (``↻N`` on the pane) must not say otherwise."""
+    sup = await supervise(command("crasher", fixture_argv("crasher", "0.1", "3")))
+    child = sup["crasher"]
+    await until(lambda: child.state is State.BACKOFF, what="backoff")
+    child._retry()  # its timer fires (the callback runs; the retry task has not yet) ...
+    await sup.stop("crasher")  # ... and the user stops it in the same instant
+    await asyncio.sleep(0.3)  # the retry task has run by now
+    assert child.state is State.STOPPED and child.pid is None
+    assert child.restarts == 0
+
+
+async def test_stop_all_does_not_block_the_loop_on_a_stalled_watchdog() -> None:
+    """A watchdog that does not exit (here: SIGSTOPped) must not freeze the event loop while
+    stop_all waits for it; before, ``Popen.wait`` blocked it until the watchdog ran again."""
+    sup = Supervisor([command("idle", sleeper("stall"))], watchdog=True)
+    try:
+        await sup.start_all()
+        await until(lambda: sup["idle"].state is State.RUNNING, what="running")
+        [watchdog] = [p for p in psutil.Process().children() if "tui.watchdog" in p.cmdline()]
+        watchdog.suspend()
+        marks: dict[str, float] = {}
+
+        def resume_later() -> None:
+            """Once stop_all has stopped the child, it waits for the watchdog: a second of
+            that, then the watchdog runs again."""
+            while sup["idle"].state is not State.STOPPED:
+                time.sleep(0.01)
+            time.sleep(0.5)
+            marks["stalled"] = time.monotonic()
+            time.sleep(1.0)
+            marks["resumed"] = time.monotonic()
+            watchdog.resume()
+
+        threading.Thread(target=resume_later, daemon=True).start()
+        ticks: list[float] = []
+
+        async def tick() -> None:
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.02)
+
+        ticking = asyncio.ensure_future(tick())
+        await sup.stop_all()
+        ticking.cancel()
+        await until(lambda: "resumed" in marks, what="the watchdog resumed")
+        assert any(marks["stalled"] < t < marks["resumed"] for t in ticks), "the loop stood still"
+        assert not watchdog.is_running()
+    finally:
+        sup.kill_all()
+        await sup.stop_all()

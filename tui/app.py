@@ -56,15 +56,22 @@ LOG_POLL = 0.1  # seconds between looks at the rings while lines arrive
 LOG_POLL_QUIET = 0.5  # after a second without a new line
 
 
-def hang_up(signum: int, frame: object) -> None:
-    """The terminal is gone (an SSH session dropped): leave now, the watchdog stops the rest.
+def hang_up(supervisor: Supervisor) -> Callable[[int, object], None]:
+    """The terminal is gone (an SSH session dropped): leave, the watchdog stops the rest.
 
     Textual blocks for ever writing to a terminal that vanished, and the event loop may
     already be stuck in such a write, so nothing that needs the loop can be trusted here.
-    This runs in the main thread even then; the watchdog sees us go and stops every process
-    with its own stop signal and grace period (task workers drain), as a quit would.
+    This runs in the main thread even then: it closes the watchdog's pipe, and the watchdog
+    stops every process with its own stop signal and grace period (task workers drain), as
+    a quit would, while we wait for them (leaving first would SIGKILL each child: its
+    parent-death signal).
     """
-    os._exit(128 + signal.SIGHUP)
+
+    def handler(signum: int, frame: object) -> None:
+        supervisor.hand_over()
+        os._exit(128 + signal.SIGHUP)
+
+    return handler
 
 
 class ConsoleApp(App[int]):
@@ -146,7 +153,7 @@ class ConsoleApp(App[int]):
         # Not possible outside the main thread (tests): there is nothing to hook then.
         with contextlib.suppress(RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGTERM, self.action_quit)
-            signal.signal(signal.SIGHUP, hang_up)
+            signal.signal(signal.SIGHUP, hang_up(self.supervisor))
         self.on_findings(self.supervisor.findings)
         if self.start_processes:
             self.run_worker(self.supervisor.start_all(), group="control")

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from backends.backoff import Backoff
 from backends.base import ConfigError, Knob, Launch, one_line, positive_int
+from tui.deathsig import guarded
 from tui.events import EventCounter
 from tui.output import Line, Ring, Sanitiser
 from tui.probe import answers, probe_address, request_line
@@ -49,10 +51,8 @@ class State(enum.StrEnum):
     STARTING = "starting"
     RUNNING = "running"
     STOPPING = "stopping"
-    STOPPED = "stopped"  # stopped on request; stays down until started
-    EXITED = "exited"  # ended by itself with an exit code
-    KILLED = "killed"  # ended by a signal
-    BACKOFF = "backoff"  # waiting to restart after an unexpected exit
+    STOPPED = "stopped"  # stopped on request (or never started); stays down until started
+    BACKOFF = "backoff"  # ended by itself (code or signal, in ``detail``): restarting soon
     CONFIG_ERROR = "config-error"
 
 
@@ -94,7 +94,7 @@ class Child:
         self._transport: asyncio.SubprocessTransport | None = None
         self._exited: asyncio.Future[None] | None = None
         self._wanted = False  # the user wants it up: an exit is unexpected and retried
-        self._backoff = 0.0
+        self._backoff = Backoff(BACKOFF_FIRST, BACKOFF_CAP)
         self._timer: asyncio.TimerHandle | None = None
         self._health: asyncio.Task[None] | None = None
         self._forced = False
@@ -150,7 +150,8 @@ class Child:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, restart: bool = False) -> None:
+        """Start it unless it is up; ``restart`` counts the start as one, if it happens."""
         if self._spawning is not None:  # a start under way (two restarts, a retry) is this one
             await asyncio.shield(self._spawning)
             return
@@ -165,9 +166,17 @@ class Child:
             self.error = str(e)
             self._set(State.CONFIG_ERROR)
             return
-        await self._spawn(launch)
+        await self._spawn(launch, restart)
 
-    async def _spawn(self, launch: Launch) -> None:
+    async def _spawn(self, launch: Launch, restart: bool) -> None:
+        """Every start passes here: once the console is stopping, nothing spawns."""
+        if self._sup.stopping:
+            self._wanted = False
+            self.note("-- not started: the console is stopping")
+            self._sup.emit_state(self)  # a retry set STOPPED quietly: listeners hear it now
+            return
+        if restart:
+            self.restarts += 1
         loop = asyncio.get_running_loop()
         self.note(f"-- command: {shlex.join(self._sup.redact.argv(launch.argv))}")
         for text in launch.notes:
@@ -179,7 +188,7 @@ class Child:
         try:
             await loop.subprocess_exec(
                 lambda: _Pipes(self),
-                *launch.argv,
+                *guarded(launch.argv),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -297,6 +306,19 @@ class Child:
             self.kill()
             await exited
 
+    def drop_output(self) -> None:
+        """The console leaves without its loop: close our ends of the pipes, so a child that
+        writes while it stops gets EPIPE, as when the console is gone, instead of blocking on
+        a full pipe nobody reads."""
+        if self._transport is None:
+            return
+        for fd in (1, 2):
+            pipe = self._transport.get_pipe_transport(fd)
+            if pipe is None:
+                continue
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                os.close(pipe.get_extra_info("pipe").fileno())
+
     def kill(self) -> None:
         """No more waiting: SIGKILL the whole tree now."""
         if self._transport is not None:
@@ -305,8 +327,7 @@ class Child:
 
     async def restart(self) -> None:
         await self.stop()
-        self.restarts += 1
-        await self.start()
+        await self.start(restart=True)
 
     def scale(self, knob_name: str, value: object) -> Awaitable[bool]:
         """Set a knob; it sticks across restarts. Resolves True when applied live, False when
@@ -442,20 +463,16 @@ class Child:
         if not self._wanted:
             self._set(State.STOPPED)
             return
-        self._backoff = (
-            BACKOFF_FIRST
-            if uptime >= BACKOFF_RESET_AFTER or not self._backoff
-            else min(self._backoff * 2, BACKOFF_CAP)
-        )
-        self.next_try_at = time.time() + self._backoff
+        if uptime >= BACKOFF_RESET_AFTER:
+            self._backoff.reset()
+        delay = self._backoff.next()
+        self.next_try_at = time.time() + delay
         self._set(State.BACKOFF)
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._backoff, self._retry)
+        self._timer = asyncio.get_running_loop().call_later(delay, self._retry)
 
     def _retry(self) -> None:
         self._timer = None
         self.next_try_at = None
-        self.restarts += 1
         self._sup.spawn_task(self._retry_start())
 
     async def _retry_start(self) -> None:
@@ -463,7 +480,7 @@ class Child:
         if not self._wanted or self.state is not State.BACKOFF:
             return
         self.state = State.STOPPED  # let start() proceed from backoff
-        await self.start()
+        await self.start(restart=True)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -12,8 +12,6 @@ STATE_STYLE = {
     State.RUNNING: "green",
     State.STOPPING: "yellow",
     State.STOPPED: "bright_black",
-    State.EXITED: "red",
-    State.KILLED: "red",
     State.BACKOFF: "dark_orange",
     State.CONFIG_ERROR: "bold red",
 }
@@ -22,8 +20,6 @@ STATE_MARK = {
     State.RUNNING: "●",
     State.STOPPING: "◑",
     State.STOPPED: "○",
-    State.EXITED: "✖",
-    State.KILLED: "✖",
     State.BACKOFF: "↻",
     State.CONFIG_ERROR: "✖",
 }

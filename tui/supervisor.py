@@ -3,15 +3,14 @@
 The console, the headless mode and the tests all drive this object: start, stop, restart
 and scale entries, hear their lines and states, read their usage and the task statistics.
 A watchdog process stops every recorded descendant if this process dies without doing so.
+Once ``stop_all`` begins, nothing starts again (``stopping``, checked where every start spawns).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
-import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from tui.output import Line, Ring
 from tui.project import Entry
 from tui.redact import Redactor
 from tui.sampler import Sampler, Usage
+from tui.watchdog_client import Watchdog
 
 if TYPE_CHECKING:
     from backends.diagnostics import Finding, Watch, Worker
@@ -57,7 +57,8 @@ class Supervisor:
         self._listeners: list[Listener] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._use_watchdog = watchdog
-        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._watchdog: Watchdog | None = None
+        self.stopping = False  # stop_all began: no start may spawn a process any more
         self._sample_every = sample_every
         self._sampling: asyncio.Task[None] | None = None
         self.stats: Snapshot | None = None  # task statistics, when an entry is a task worker
@@ -88,8 +89,9 @@ class Supervisor:
     # -- control ---------------------------------------------------------------------------
 
     async def start_all(self) -> None:
-        if self._use_watchdog and self._watchdog is None:
-            self._watchdog = start_watchdog()
+        if self._use_watchdog and self._watchdog is None and not self.stopping:
+            self._watchdog = Watchdog(self._running, self._say)
+            await self._watchdog.start()
         loop = asyncio.get_running_loop()
         if self._sampling is None:
             self._sampling = loop.create_task(self._sample_forever())
@@ -120,7 +122,9 @@ class Supervisor:
             await asyncio.sleep(every)
 
     async def stop_all(self) -> bool:
-        """Stop everyone at once; True when none had to be killed."""
+        """Stop everyone at once; True when none had to be killed. From here on nothing starts:
+        a restart, a retry or a scale that resumes later finds ``stopping`` set."""
+        self.stopping = True
         await asyncio.gather(*(c.stop() for c in self.children.values()))
         for task in (self._sampling, self._stats, self._diagnosed):
             if task is not None:
@@ -129,10 +133,28 @@ class Supervisor:
         for task in list(self._tasks):
             task.cancel()
         if self._watchdog is not None:
-            self._watchdog.stdin.close()  # type: ignore[union-attr]
-            self._watchdog.wait()
+            await self._watchdog.close()
             self._watchdog = None
         return not any(c.last_exit and c.last_exit.forced for c in self.children.values())
+
+    def hand_over(self) -> None:
+        """Leave the stopping to the watchdog, from a signal handler when the loop may be stuck
+        (the terminal hung up), and return once every child is gone.
+
+        Blocking, by design: this process must outlive its children, because its death kills
+        each of them at once (their parent-death signal), and the watchdog stops them by their
+        own rule instead (task workers drain, servers finish their requests).
+        """
+        self.stopping = True
+        wait = max((c._launch.grace for c in self.children.values() if c.pid), default=0.0)
+        pids = [c.pid for c in self.children.values() if c.pid is not None]
+        if self._watchdog is None or not self._watchdog.abandon():
+            return
+        for child in self.children.values():
+            child.drop_output()
+        deadline = time.monotonic() + wait + 5.0
+        while time.monotonic() < deadline and any(map(_up, pids)):
+            time.sleep(0.05)
 
     def pause_output(self, paused: bool) -> None:
         """Backpressure from a slow reader of our own output (``--headless | less``)."""
@@ -148,14 +170,17 @@ class Supervisor:
 
     def watch(self, pid: int, launch: Launch) -> None:
         """Tell the watchdog about a new child, so it stops with us whatever happens."""
-        if self._watchdog is None or self._watchdog.stdin is None:
-            return
-        with contextlib.suppress(psutil.Error, OSError):
-            ctime = psutil.Process(pid).create_time()
-            how = f"{int(launch.stop_signal)} {launch.grace} {int(launch.stop_group)}"
-            line = f"{pid} {ctime!r} {how}\n"
-            self._watchdog.stdin.write(line.encode())
-            self._watchdog.stdin.flush()
+        if self._watchdog is not None:
+            self._watchdog.register(pid, launch)
+
+    def _running(self) -> list[tuple[int, Launch]]:
+        """Every child with a process, for a new watchdog to guard."""
+        return [(c.pid, c._launch) for c in self.children.values() if c.pid is not None]
+
+    def _say(self, text: str) -> None:
+        """A line of the console's own in every pane (the watchdog's fate concerns all)."""
+        for child in self.children.values():
+            child.note(text)
 
     def emit_lines(self, child: Child, stream: str, lines: list[str]) -> None:
         first = child.ring.next_seq
@@ -189,6 +214,10 @@ class Supervisor:
             usage = await loop.run_in_executor(None, self.sampler.sample, roots)
             for child in self.children.values():
                 child.usage = usage.get(child.name) if child.pid is not None else None
+            if self._watchdog is not None:
+                self._watchdog.descendants(
+                    {c.pid: c.usage.pids for c in self.children.values() if c.pid and c.usage}
+                )
             await asyncio.sleep(self._sample_every)
 
     async def _stats_forever(self) -> None:
@@ -245,6 +274,14 @@ class Supervisor:
             hear = getattr(listener, "on_findings", None)
             if hear is not None:
                 hear(findings)
+
+
+def _up(pid: int) -> bool:
+    """Not exited: our children stay zombies while the loop is stuck, and that is gone."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def poll_task_stats() -> Snapshot:
@@ -316,20 +353,3 @@ def _attribute(stats: Snapshot, usage: Usage | None) -> WorkerCounts | None:
         succeeded_1m=sum(c.succeeded_1m for c in counts),
         failed_1m=sum(c.failed_1m for c in counts),
     )
-
-
-def start_watchdog() -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tui.watchdog"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, "PYTHONPATH": _our_path()},
-    )
-
-
-def _our_path() -> str:
-    """The watchdog must import ``tui`` from wherever this copy of it lives."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
+from backends.backoff import Backoff
 from backends.taskworker import ids
 from backends.taskworker.setup import log, setup_django, setup_logging
 
@@ -61,11 +62,11 @@ class Master:
         self.deadline = 0.0
         self.killed = False
         self.batch_done = False
-        self.crash_delay = 0.0
+        self.crashes = Backoff(1.0, CRASH_DELAY_CAP)
         self.next_spawn = 0.0
         # Recoveries not done yet (the database was down): (pids, or None for all; what).
         self.unrecovered: list[tuple[list[int] | None, str]] = []
-        self.recovery_delay = 0.0
+        self.recoveries = Backoff(1.0, RECOVERY_RETRY_CAP)
         self.next_recovery = 0.0
         self.wake_r, wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -192,13 +193,12 @@ class Master:
             log.error("worker process %d died (%s)", pid, how)
             self._recover([pid], f"of process {pid}")
             if not self.stopping:
-                lived = time.monotonic() - child.started
-                self.crash_delay = (
-                    0.0
-                    if lived > HEALTHY_AFTER
-                    else min(max(1.0, self.crash_delay * 2), CRASH_DELAY_CAP)
-                )
-                self.next_spawn = time.monotonic() + self.crash_delay
+                if time.monotonic() - child.started > HEALTHY_AFTER:
+                    self.crashes.reset()  # respawned at once; a next crash waits 1 s
+                    delay = 0.0
+                else:
+                    delay = self.crashes.next()
+                self.next_spawn = time.monotonic() + delay
 
     def _kill_all(self, why: str) -> None:
         log.error("%s: killing %d worker processes", why, len(self.children))
@@ -229,17 +229,14 @@ class Master:
             pids, what = self.unrecovered[0]
             error = self._try_recover(pids, what)
             if error is not None:
-                self.recovery_delay = min(max(1.0, self.recovery_delay * 2), RECOVERY_RETRY_CAP)
-                self.next_recovery = time.monotonic() + self.recovery_delay
+                delay = self.recoveries.next()
+                self.next_recovery = time.monotonic() + delay
                 log.error(
-                    "could not recover stuck tasks %s: %s; retrying in %.0f s",
-                    what,
-                    error,
-                    self.recovery_delay,
+                    "could not recover stuck tasks %s: %s; retrying in %.0f s", what, error, delay
                 )
                 return
             self.unrecovered.pop(0)
-        self.recovery_delay = 0.0
+        self.recoveries.reset()
 
     def _try_recover(self, pids: list[int] | None, what: str) -> str | None:
         """One attempt; the error on one line if the database refused it."""

@@ -29,6 +29,7 @@ from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction
 
+from backends.backoff import Backoff as Delays
 from backends.base import flat
 from backends.taskworker.recovery import release_claims
 from backends.taskworker.setup import log
@@ -55,15 +56,14 @@ class Backoff:
     """
 
     def __init__(self) -> None:
-        self.delay = 0.0
+        self.delays = Delays(FIRST_RETRY, MAX_RETRY)
         self.since: float | None = None  # time.monotonic() of the first failure, while down
 
     def failed(self, exc: BaseException, doing: str) -> float:
         if self.since is None:
-            self.since, self.delay = time.monotonic(), FIRST_RETRY
-        else:
-            self.delay = min(self.delay * 2, MAX_RETRY)
-        delay = self.delay * random.uniform(0.8, 1.2)
+            self.since = time.monotonic()
+            self.delays.reset()
+        delay = self.delays.next() * random.uniform(0.8, 1.2)
         log.warning("database unavailable%s: %s; retrying in %.1f s", doing, reason(exc), delay)
         with contextlib.suppress(Exception):  # closing a dead connection may fail as well
             connections.close_all()  # this thread's: the next attempt reconnects
