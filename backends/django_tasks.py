@@ -26,8 +26,12 @@ class DjangoTasksWorker(Backend):
     kind = "tasks"
     main_knob = "threads"
     # Absolute targets over the control channel: the master's SIGTTIN / SIGUSR1 count steps,
-    # and counted signals get lost (see backends.control); it answers with its counts.
-    knobs = (Knob("processes", by_channel=True), Knob("threads", by_channel=True))
+    # and counted signals get lost (see backends.control); it answers with its counts. Its
+    # processes show in the tree too (retiring ones included), which the pane shows between.
+    knobs = (
+        Knob("processes", by_channel=True, children=True),
+        Knob("threads", by_channel=True),
+    )
 
     def argv(self) -> list[str]:
         options = {

@@ -148,7 +148,8 @@ class Scaler:
             return usage.children
         if mine and knob.name in self.observed:
             return self.observed[knob.name]
-        return child._launch.scale.get(knob.name)
+        launch = getattr(child, "_launch", None)  # None: a process the console did not start
+        return launch.scale.get(knob.name) if launch else backend.scale[knob.name]
 
     # -- the loop ----------------------------------------------------------------------------
 
