@@ -191,7 +191,7 @@ class Scaler:
             self._pending.clear()  # nothing runs: the next start is launched with the values
             return
         pid = child.pid
-        if pid != self._pid and not self._adopt(pid):
+        if pid != self._pid and not self._adopt(backend, pid):
             return
         look = await asyncio.get_running_loop().run_in_executor(None, self._look)
         if child.pid != pid or child.state is not State.RUNNING:
@@ -212,7 +212,7 @@ class Scaler:
             else:
                 self._done(knob.name)  # restart-based: the process has what it started with
 
-    def _adopt(self, pid: int) -> bool:
+    def _adopt(self, backend: Backend, pid: int) -> bool:
         """A new main process: forget what the old one had, start from what it launched with."""
         try:
             self._proc = psutil.Process(pid)
@@ -228,7 +228,7 @@ class Scaler:
         if self._channel is not None:
             self._channel.forget()
         # Channel knobs are unknown until the process answers.
-        channel = {k.name for k in self.child.entry.backend.knobs if k.by_channel}  # type: ignore[union-attr]
+        channel = {k.name for k in backend.knobs if k.by_channel}
         self.observed = {k: v for k, v in launch.scale.items() if k not in channel}
         return True
 
@@ -302,6 +302,9 @@ class Scaler:
         if observed == desired:
             self._done(name)
             return
+        if step is not None and observed == step.target:  # reached; asked for more since
+            self._steps.pop(name)
+            step = None
         if step is not None:
             if time.monotonic() >= step.deadline:
                 self._stuck(
