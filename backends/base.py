@@ -12,10 +12,13 @@ import os
 import shlex
 import signal
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
+
+from backends.control import ENV as CONTROL_ENV
 
 # gunicorn (``"GET / HTTP/1.1" 200 2``), uvicorn (``"GET / HTTP/1.1" 200 OK``) and runserver
 # all put the status right after the quoted request line; group 1 is its class digit.
@@ -87,6 +90,7 @@ class Launch:
     grace: float = 10.0
     notes: tuple[str, ...] = field(default=())
     stop_group: bool = True  # the stop signal to the whole process group, or the main pid
+    scale: Mapping[str, int] = field(default_factory=dict)  # the knobs it starts with
 
 
 ScalarArg = str | int | float | None
@@ -120,7 +124,11 @@ class Knob:
 
     Either signals that move it by one, sent to the main process only (gunicorn's TTIN / TTOU
     convention), or a command the backend builds (``scale_argv``, e.g. Celery's remote
-    control). A knob with neither changes by a graceful restart with the new value.
+    control), or an absolute target over the control channel (``backends.control``; the
+    process answers with its counts). A knob with none changes by a graceful restart with the
+    new value. The console compares what it asked for with what it observes and corrects
+    one step at a time (``tui.scaling``): observed by counting child processes
+    (``children``), from the channel's answers, else taken from the command's success.
     """
 
     name: str
@@ -128,11 +136,12 @@ class Knob:
     up: signal.Signals | None = None
     down: signal.Signals | None = None
     by_command: bool = False
+    by_channel: bool = False
     children: bool = False  # each unit is a child process of the main one: count them
 
     @property
     def live(self) -> bool:
-        return (self.up is not None and self.down is not None) or self.by_command
+        return (self.up is not None and self.down is not None) or self.by_command or self.by_channel
 
 
 class Backend:
@@ -174,6 +183,7 @@ class Backend:
         self.grace = self._checked_grace(entry.get("GRACE", self.grace))
         self.declared_url = self._checked_url(entry.get("URL"))
         self.health = self._checked_health(entry.get("HEALTH", "/"))
+        self._control_dir: tempfile.TemporaryDirectory[str] | None = None
 
     def _checked_options(self, args: object) -> dict[str, ScalarArg]:
         if not isinstance(args, self.accepts):
@@ -284,6 +294,20 @@ class Backend:
         """For ``by_command`` knobs: the command that changes the running process's knob."""
         raise NotImplementedError
 
+    def counts_children(self, knob: Knob) -> bool:
+        """Whether the main process's children show this knob's value now (a backend whose
+        units are processes only in some modes says which)."""
+        return knob.children
+
+    def control_path(self) -> str | None:
+        """Where the process listens for ``by_channel`` targets: a socket in a private folder
+        of this console's, made on first use and removed when the console exits."""
+        if not any(k.by_channel for k in self.knobs):
+            return None
+        if self._control_dir is None:
+            self._control_dir = tempfile.TemporaryDirectory(prefix="prodserver-tui-")
+        return os.path.join(self._control_dir.name, "control")
+
     def url(self) -> str | None:
         """Where a web server answers, from its own ARGS; None for everything else."""
         return None
@@ -303,14 +327,16 @@ class Backend:
         return []
 
     def launch(self) -> Launch:
+        control = self.control_path()
         return Launch(
             argv=tuple(self._checked_argv(self.argv())),
-            env=self.project.child_env(),
+            env={**self.project.child_env(), **({CONTROL_ENV: control} if control else {})},
             cwd=self.project.base_dir,
             stop_signal=self.stop_signal,
             stop_group=self.stop_group,
             grace=self.grace,
             notes=tuple(self.notes()),
+            scale=dict(self.scale),
         )
 
     def _checked_argv(self, argv: list[str]) -> list[str]:

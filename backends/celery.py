@@ -44,6 +44,7 @@ from backends.base import (
 # Short flags a raw ARGS list may use for the options read here.
 _SHORT = {"concurrency": "-c", "hostname": "-n", "pool": "-P", "loglevel": "-l", "schedule": "-s"}
 _FIXED_POOLS = {"solo", "threads"}  # pools without grow / shrink
+_PROCESS_POOLS = {"prefork", "processes"}  # pools whose size is the main process's children
 
 
 class _Celery(Backend):
@@ -120,6 +121,10 @@ class CeleryWorker(_Celery):
     def notes(self) -> list[str]:
         auto = ["autoscale is on: Celery sizes the pool, not concurrency"]
         return [f"node {self.nodename}", *(auto if "autoscale" in self.options else [])]
+
+    def counts_children(self, knob: Knob) -> bool:
+        """Only the prefork pool's units are processes; a gevent pool's are not."""
+        return str(self.options.get("pool") or "prefork") in _PROCESS_POOLS
 
     def scale_argv(self, knob: str, before: int, wanted: int, pid: int) -> list[str]:
         pool = str(self.options.get("pool") or "prefork")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import signal
 
 from backends.base import MAX_GRACE, Backend, ConfigError, Knob, flags_from_dict
 from backends.taskworker.cli import OptionError, parser
@@ -26,9 +25,12 @@ _IGNORED = {
 class DjangoTasksWorker(Backend):
     kind = "tasks"
     main_knob = "threads"
+    # Absolute targets over the control channel: the master's SIGTTIN / SIGUSR1 count steps,
+    # and counted signals get lost (see backends.control); it answers with its counts. Its
+    # processes show in the tree too (retiring ones included), which the pane shows between.
     knobs = (
-        Knob("processes", up=signal.SIGTTIN, down=signal.SIGTTOU, children=True),
-        Knob("threads", up=signal.SIGUSR1, down=signal.SIGUSR2),
+        Knob("processes", by_channel=True, children=True),
+        Knob("threads", by_channel=True),
     )
 
     def argv(self) -> list[str]:

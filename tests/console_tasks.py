@@ -41,7 +41,10 @@ async def main(project_dir: Path) -> dict[str, object]:
             seen["threads_after"] = threads()
             await until(lambda: sup.stats is not None and not sup.stats.error, timeout=20)
             await until(lambda: sup["worker"].tasks is not None, timeout=20)
-            seen["stats_line"] = str(app.current.stats_text())
+            # "threads scaling 2→3" until the master has reported the new count
+            stats = lambda: str(app.current.stats_text())  # noqa: E731
+            await until(lambda: "scaling" not in stats(), timeout=20, what="scaling done")
+            seen["stats_line"] = stats()
             await pilot.press("t")
             seen["panel"] = isinstance(app.screen, TaskPanel)
             await pilot.pause(0.5)

@@ -192,3 +192,29 @@ def test_pool_size_defaults_to_the_settings_then_the_cpu_count(djproject: Path) 
 
     assert pool(SimpleNamespace(CELERY_WORKER_CONCURRENCY=3)) == {"concurrency": 3}
     assert pool(SimpleNamespace()) == {"concurrency": os.cpu_count()}
+
+
+async def test_a_scale_the_worker_does_not_answer_says_why(
+    djproject: Path, supervise: Supervise, tasks: ModuleType
+) -> None:
+    """A stopped worker answers no remote control: the scale cannot converge, and the note
+    and the pane say so (and why) instead of a silent count that is never reached."""
+    from tui.widgets.pane import knob_part
+
+    args = {"concurrency": 2, "without-mingle": None, "without-gossip": None}
+    sup = await supervise(entry(djproject, "celery", WORKER, args, APP=APP))
+    child = sup["celery"]
+    await ready(child)
+    await until(lambda: pool_size(child) == 2, what="2 pool processes")
+    main = psutil.Process(child.pid or 0)
+    main.suspend()
+    try:
+        assert await sup.scale("celery", "concurrency", 4) is False
+        (view,) = child.scaler.views()
+        assert (view.observed, view.desired, view.converging) == (2, 4, False)
+        assert view.why is not None and "No nodes replied" in view.why, view.why
+        shown = knob_part(view)[0]
+        assert shown.startswith("concurrency 2→4 stuck: the scaling command failed"), shown
+        assert any(t.startswith("-- scale concurrency 2→4 stuck: ") for t in lines(child))
+    finally:
+        main.resume()

@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING
 import psutil
 
 from backends.backoff import Backoff
-from backends.base import ConfigError, Knob, Launch, one_line, positive_int
+from backends.base import ConfigError, Launch, one_line, positive_int
 from tui.deathsig import guarded
 from tui.events import EventCounter
 from tui.output import Line, Ring, Sanitiser
 from tui.probe import answers, probe_address, request_line
 from tui.project import Entry
 from tui.sampler import Usage
+from tui.scaling import Scaler
 
 if TYPE_CHECKING:
     from backends.taskstats import Snapshot, WorkerCounts
@@ -43,7 +44,6 @@ RUNNING_AFTER = 1.0  # alive this long after start: "running" rather than "start
 READY_TIMEOUT = 60.0  # a web server silent this long after start is running but not ready
 HEALTH_EVERY = 10.0  # once ready, a web server is asked again this often
 PROBE_TIMEOUT = 5.0  # once past its start, an answer later than this is no answer
-SIGNAL_SPACING = 0.05  # between two scaling signals, so the receiver sees each one
 PIPE_DRAIN = 2.0  # after the main process exits, wait this long at most for its pipes to close
 
 
@@ -99,7 +99,7 @@ class Child:
         self._health: asyncio.Task[None] | None = None
         self._forced = False
         self._spawning: asyncio.Future[None] | None = None
-        self._signalling = asyncio.Lock()
+        self.scaler = Scaler(self)
         if entry.error:
             self.state = State.CONFIG_ERROR
 
@@ -330,13 +330,13 @@ class Child:
         await self.start(restart=True)
 
     def scale(self, knob_name: str, value: object) -> Awaitable[bool]:
-        """Set a knob; it sticks across restarts. Resolves True when applied live, False when
-        applied by a restart.
+        """Set a knob; it sticks across restarts. Resolves True once the running process has
+        it live (or nothing runs now: the next start has it), False when it took a restart or
+        cannot converge (a note and the pane say why). Never raises once recorded.
 
-        The new value is recorded at once (two quick "+" make two steps, not one); applying
-        it is the awaitable: live knobs get one signal per step, sent to the main process
-        only once it is running (a TTIN before a server installs its handlers would stop it),
-        spaced so that no two coalesce.
+        The new value is recorded at once as the target (two quick "+" make a target two
+        higher, not two signals); the reconcile loop (``tui.scaling``) moves the running
+        process there one observed step at a time.
         """
         backend = self.entry.backend
         if backend is None:
@@ -347,50 +347,15 @@ class Child:
         backend.scale[knob_name] = wanted
         if wanted != before:
             self.note(f"-- scale {knob_name}: {before} -> {wanted}")
-        return self._apply_scale(knob, before, wanted)
-
-    async def _apply_scale(self, knob: Knob, before: int, wanted: int) -> bool:
-        if wanted == before or self.state not in (State.STARTING, State.RUNNING):
-            return True  # nothing to do now, or it applies at the next start
         if not knob.live:
-            await self.restart()
-            return False
-        if self.state is State.STARTING:
-            await self._sup.wait_for(lambda: self.state is not State.STARTING)
-        async with self._signalling:  # two quick scales must not run together
-            if knob.by_command:
-                return await self._scale_by_command(knob, before, wanted)
-            sig = knob.up if wanted > before else knob.down
-            for _ in range(abs(wanted - before)):
-                # TTIN / TTOU are stop signals: a suspended process discards them when it is
-                # continued (POSIX), even with a handler installed. Send them once it runs.
-                await self._sup.wait_for(lambda: self.pid is None or not _suspended(self.pid))
-                if self.pid is None:
-                    break
-                os.kill(self.pid, sig)  # type: ignore[arg-type]
-                await asyncio.sleep(SIGNAL_SPACING)
-        return True
+            return self._restart_to_scale(changed=wanted != before)
+        return self.scaler.want(knob)
 
-    async def _scale_by_command(self, knob: Knob, before: int, wanted: int) -> bool:
-        """Run the backend's scaling command; its output goes into this process's log."""
-        backend = self.entry.backend
-        if backend is None or self.pid is None:
-            return False
-        argv = backend.scale_argv(knob.name, before, wanted, self.pid)
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=self._launch.cwd,
-            env={**os.environ, **self._launch.env},
-        )
-        output, _ = await proc.communicate()
-        lines = Sanitiser().feed(output + b"\n")
-        self._sup.emit_lines(self, "sys", [f"   {line}" for line in lines if line.strip()])
-        if proc.returncode:
-            self.note(f"-- scale {knob.name} failed (exit {proc.returncode})")
-        return proc.returncode == 0
+    async def _restart_to_scale(self, changed: bool) -> bool:
+        if not changed or self.state not in (State.STARTING, State.RUNNING):
+            return True  # nothing to do now, or it applies at the next start
+        await self.restart()
+        return False
 
     def _time_left(self) -> float:
         return max(0.0, (self.stop_deadline or 0.0) - time.monotonic())
@@ -494,13 +459,6 @@ class Child:
         detail = self.detail
         self.note(f"-- {state}: {detail}" if detail else f"-- {state}")
         self._sup.emit_state(self)
-
-
-def _suspended(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_STOPPED
-    except psutil.Error:
-        return False
 
 
 def describe_exit(exit_: Exit) -> str:

@@ -53,8 +53,10 @@ def parser() -> argparse.ArgumentParser:
         description=(
             "django-tasks database worker with processes x threads. Scale while running: "
             "SIGTTIN / SIGTTOU to the master add / remove a process, SIGUSR1 / SIGUSR2 add / "
-            "remove a thread in every process. SIGTERM or Ctrl-C drains: no new tasks, running "
-            "ones finish (up to --drain-timeout), then exit; a second Ctrl-C kills."
+            "remove a thread in every process (the console instead sends absolute targets over "
+            "the Unix datagram socket named by $PRODSERVER_TUI_CONTROL). SIGTERM or Ctrl-C "
+            "drains: no new tasks, running ones finish (up to --drain-timeout), then exit; a "
+            "second Ctrl-C kills."
         ),
     )
     p.add_argument("--processes", type=_positive_int, default=1)

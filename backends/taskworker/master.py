@@ -1,12 +1,19 @@
 """The prefork master, as gunicorn's: keeps ``processes`` worker processes of ``threads`` each.
 
 It replaces a process that dies (after requeueing, or failing, the tasks it left RUNNING),
-changes both counts live on signals, and on stop lets every process drain, killing what is
-still running after ``--drain-timeout`` and recovering those tasks too. Signals:
+changes both counts live, and on stop lets every process drain, killing what is still
+running after ``--drain-timeout`` and recovering those tasks too. Signals:
 
   SIGTTIN / SIGTTOU   one more / one fewer worker process (never below 1)
   SIGUSR1 / SIGUSR2   one more / one fewer thread in every process (never below 1)
   SIGTERM, SIGHUP     drain and exit;  SIGINT (Ctrl-C) the same, a second one kills
+
+The console does not count signals: it sends absolute targets over the control channel
+(``backends.control``, when its path is in the environment) and reads back the counts.
+
+Signal handlers only record the signal, as gunicorn's arbiter does (its SIG_QUEUE): the main
+loop, woken by the wakeup fd, acts on it. A handler that logged or wrote a pipe could run in
+the middle of the main thread's own write to that stream, which raises "reentrant call".
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from types import FrameType
 
+from backends import control
 from backends.backoff import Backoff
 from backends.taskworker import ids
 from backends.taskworker.setup import log, setup_django, setup_logging
@@ -38,10 +47,6 @@ def run_master(options: argparse.Namespace) -> int:
     master = Master(options)  # signal handlers first: a TTIN during start-up must not stop us
     setup_django()
     return master.run()
-
-
-def _call(handler: Callable[[], None]) -> Callable[[int, FrameType | None], None]:
-    return lambda _signum, _frame: handler()
 
 
 class Child:
@@ -72,26 +77,62 @@ class Master:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
-        handlers: dict[signal.Signals, Callable[[], None]] = {
-            signal.SIGTTIN: lambda: self._scale_processes(+1),
-            signal.SIGTTOU: lambda: self._scale_processes(-1),
-            signal.SIGUSR1: lambda: self._scale_threads(+1),
-            signal.SIGUSR2: lambda: self._scale_threads(-1),
+        # Signals received and not acted on yet, in order. The handler appends and nothing
+        # more; several of one number pending at once still reach it once (CPython).
+        self.signals: deque[int] = deque()
+        self.actions: dict[int, Callable[[], None]] = {
+            signal.SIGTTIN: lambda: self._set_processes(self.processes + 1),
+            signal.SIGTTOU: lambda: self._set_processes(self.processes - 1),
+            signal.SIGUSR1: lambda: self._set_threads(self.threads + 1),
+            signal.SIGUSR2: lambda: self._set_threads(self.threads - 1),
             signal.SIGTERM: self._stop,
             signal.SIGHUP: self._stop,
             signal.SIGINT: self._interrupt,
         }
-        for sig, handler in handlers.items():
-            signal.signal(sig, _call(handler))
+        for sig in self.actions:
+            signal.signal(sig, self._record)
+        path = os.environ.pop(control.ENV, None)  # ours alone: worker processes have none
+        self.control = control.Listener(path) if path else None
+        self.asked: set[str] = set()  # consoles waiting for our counts
 
-    # -- signals (run in the main thread, between loop steps) ---------------------------------
+    def _record(self, signum: int, _frame: FrameType | None) -> None:
+        self.signals.append(signum)
 
-    def _scale_processes(self, delta: int) -> None:
-        self.processes = max(1, self.processes + delta)
-        log.info("scaling to %d processes x %d threads", self.processes, self.threads)
+    # -- requests (acted on in the main loop, never in a handler) -----------------------------
 
-    def _scale_threads(self, delta: int) -> None:
-        self.threads = max(1, self.threads + delta)
+    def _act(self) -> None:
+        """Signals recorded since the last turn, then targets from the control channel."""
+        while self.signals:
+            self.actions[self.signals.popleft()]()
+        if self.control is None:
+            return
+        for values, address in self.control.receive():
+            if "processes" in values:
+                self._set_processes(values["processes"])
+            if "threads" in values:
+                self._set_threads(values["threads"])
+            self.asked.add(address)
+
+    def _answer(self) -> None:
+        """The counts now: active (not retiring) processes, and the threads each runs."""
+        if self.control is None:
+            return
+        active = sum(not c.retiring for c in self.children.values())
+        for address in self.asked:
+            self.control.answer(address, {"processes": active, "threads": self.threads})
+        self.asked.clear()
+
+    def _set_processes(self, wanted: int) -> None:
+        wanted = max(1, wanted)
+        if wanted != self.processes:
+            self.processes = wanted
+            log.info("scaling to %d processes x %d threads", self.processes, self.threads)
+
+    def _set_threads(self, wanted: int) -> None:
+        wanted = max(1, wanted)
+        if wanted == self.threads:
+            return
+        self.threads = wanted
         log.info("scaling to %d processes x %d threads", self.processes, self.threads)
         for child in self.children.values():
             if not child.retiring:
@@ -128,7 +169,16 @@ class Master:
             self.options.queue_name,
         )
         self._recover(None, "at start-up")
+        try:
+            return self._loop()
+        finally:
+            if self.control is not None:
+                self.control.close()
+
+    def _loop(self) -> int:
+        wake = [self.wake_r, *([self.control.fileno()] if self.control else [])]
         while True:
+            self._act()
             self._reap()
             self._retry_recovery()
             if self.stopping or self.batch_done:
@@ -139,8 +189,9 @@ class Master:
                     self._kill_all("drain timeout")
             else:
                 self._balance()
+            self._answer()
             with contextlib.suppress(InterruptedError):
-                select.select([self.wake_r], [], [], 0.5)
+                select.select(wake, [], [], 0.5)
             with contextlib.suppress(BlockingIOError):
                 os.read(self.wake_r, 4096)
 

@@ -33,8 +33,8 @@ def run_process(options: argparse.Namespace) -> int:
     pool = Pool(options)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides what Ctrl-C means
     signal.signal(signal.SIGTERM, lambda *_: pool.drain())
+    pool.resize(options.threads)  # before listening: a "threads N" already sent must win
     threading.Thread(target=pool.listen, args=(sys.stdin,), daemon=True, name="control").start()
-    pool.resize(options.threads)
     return pool.run()
 
 

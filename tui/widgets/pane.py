@@ -19,6 +19,7 @@ from textual.widgets import Input, Sparkline, Static
 from backends.diagnostics import Finding
 from tui import format as fmt
 from tui.child import Child, State
+from tui.scaling import KnobView
 from tui.widgets.logview import LogView
 
 HISTORY = 120  # samples kept for the sparklines: two minutes at one a second
@@ -45,6 +46,19 @@ def finding_text(finding: Finding) -> Text:
     """One diagnostic: mark and what is wrong in its colour, then the fix."""
     mark, style = SEVERITY_STYLE.get(finding.severity, ("●", ""))
     return Text.assemble((f"{mark} {finding.what}", style), " — ", (finding.fix, ""))
+
+
+def knob_part(view: KnobView) -> fmt.Part:
+    """``workers 2``; ``workers 3/2`` away from the settings; ``workers scaling 2→4`` (observed
+    →asked) until the process has it; ``workers 2→4 stuck: why`` when it cannot get there."""
+    now = view.observed if view.observed is not None else view.desired
+    if view.why:
+        return (f"{view.name} {now}→{view.desired} stuck: {view.why}", "bold red", fmt.CRITICAL)
+    if view.converging:
+        return (f"{view.name} scaling {now}→{view.desired}", "bold yellow", fmt.HIGH)
+    if now == view.configured:
+        return (f"{view.name} {now}", "")
+    return (f"{view.name} {now}/{view.configured}", "bold", fmt.HIGH)
 
 
 def plot(sparkline: Sparkline, history: deque[float]) -> None:
@@ -175,14 +189,7 @@ class ProcessPane(Vertical):
         parts: list[fmt.Part] = [(f"mem {fmt.size(u.rss if u else None)}", "")]
         if u and u.processes > 1:
             parts.append((f"{u.processes} procs", "dim", fmt.LOW))
-        backend = c.entry.backend
-        if backend is not None:
-            for knob, now in self.knobs_now().items():
-                configured = backend.configured[knob]
-                if now == configured:
-                    parts.append((f"{knob} {now}", ""))
-                else:
-                    parts.append((f"{knob} {now}/{configured}", "bold", fmt.HIGH))
+        parts += [knob_part(view) for view in c.scaler.views()]
         if c.events is not None:
             parts += self.event_parts()
         line = fmt.fit(head, parts, self.width)
@@ -227,18 +234,6 @@ class ProcessPane(Vertical):
             style, rank = STATUS_CLASS.get(digit, ("", fmt.LOW))
             parts.append((f"{digit}xx {n}", style, rank))
         return parts
-
-    def knobs_now(self) -> dict[str, int]:
-        """Real counts where the process tree tells them, else the value asked for."""
-        backend, usage = self.child.entry.backend, self.child.usage
-        if backend is None:
-            return {}
-        now = dict(backend.scale)
-        if usage is not None and usage.children and self.child.state is State.RUNNING:
-            for knob in backend.knobs:
-                if knob.children:
-                    now[knob.name] = usage.children
-        return now
 
     def ready_tasks(self) -> int | None:
         stats = self.child.sup_stats()
