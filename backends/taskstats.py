@@ -585,13 +585,13 @@ def _last_worker(worker_ids: Any) -> str | None:
 
 
 def _local_pid(worker_ids: Any) -> int | None:
-    """The pid in the task's last worker id, if one of our workers on this host wrote it.
+    """The pid in the task's last worker id, if one of our workers that sees our pids wrote it.
 
-    A pid of another host (a shared PostgreSQL) would name an unrelated local process.
+    A pid of another host (a shared PostgreSQL) or container would name an unrelated process.
     """
     last = _last_worker(worker_ids)
     parsed = ids.parse(last) if last else None
-    if parsed is None or parsed.host != ids.this_host():
+    if parsed is None or not ids.is_local(parsed):
         return None
     return parsed.pid
 

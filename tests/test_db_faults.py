@@ -167,7 +167,7 @@ async def test_master_started_while_postgres_is_down(
     enqueue(djproject, f"tasks.record.enqueue({str(ran)!r}, 'orphan')")
     dead = subprocess.Popen([sys.executable, "-c", ""])
     dead.wait()
-    orphaned_by = json.dumps([str(ids.WorkerId(ids.this_host(), dead.pid, 1))])
+    orphaned_by = json.dumps([ids.make(dead.pid, 1)])
     on_cluster.execute(
         f"update {TABLE} set status = 'RUNNING', started_at = now(), worker_ids = %s::jsonb",
         orphaned_by,

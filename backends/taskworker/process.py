@@ -147,7 +147,8 @@ class Loop:
             worker_id=ids.make(pool.pid, number),
             excluded_queue_names=[q for q in o.exclude_queues.split(",") if q],
         )
-        self.thread = threading.Thread(target=self._run, name=self.worker.worker_id, daemon=True)
+        label = ids.label(self.worker.worker_id)  # its log lines' prefix: host:pid:thread
+        self.thread = threading.Thread(target=self._run, name=label, daemon=True)
 
     def retire(self) -> None:
         self.retiring = True
