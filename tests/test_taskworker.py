@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -200,3 +201,38 @@ def test_seed_configs_validate_unchanged(djproject: Path) -> None:
         argv = built.launch().argv
         assert argv[1:3] == ("-m", "backends.taskworker")
         assert f"--processes={args['processes']}" in argv and f"--threads={args['threads']}" in argv
+
+
+@pytest.mark.parametrize("djproject", ["sqlite", POSTGRES], indirect=True)
+async def test_a_task_requeued_while_it_ran_keeps_its_new_state(djproject: Path) -> None:
+    """The worker saves an outcome only to a row still RUNNING under its own claim: a task
+    requeued meanwhile (recovery, or by hand) is left READY for its next run, not finished."""
+    enqueue(djproject, "tasks.sleep.enqueue(2)")
+    args = {"queue": "default", "interval": "0.1", "batch": None, "max_tasks": "1"}
+    launch = entry(djproject, "worker", WORKER, args).launch()  # one task, then it exits
+    proc = await asyncio.create_subprocess_exec(
+        *launch.argv,
+        cwd=launch.cwd,
+        env={**os.environ, **launch.env},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        await until(lambda: statuses(djproject) == {"RUNNING": 1}, timeout=20, what="running")
+        requeue = "from backends.taskworker.recovery import requeue\n"
+        requeue += "from django_tasks_db.models import DBTaskResult as R\n"
+        requeue += "assert requeue([str(i) for i in R.objects.values_list('id', flat=True)]) == 1"
+        await asyncio.to_thread(enqueue, djproject, requeue)  # as recovery would
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    ((status, worker_ids_, finished, returned),) = query(
+        djproject, f"select status, worker_ids, finished_at, return_value from {TABLE}"
+    )
+    assert (status, finished, returned) == ("READY", None, None)
+    assert len(json.loads(worker_ids_) if isinstance(worker_ids_, str) else worker_ids_) == 1
+    text = out.decode()
+    assert "was requeued or changed by someone else while it ran" in text, text

@@ -13,6 +13,7 @@ thread within a few polls. Outages: see `TaskLoop`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import threading
 import time
@@ -25,6 +26,7 @@ from django.db import (
     connections,
     router,
 )
+from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction
@@ -162,10 +164,12 @@ class TaskLoop(Worker):
             log.warning("requeued %d task(s) whose claim the outage cut off", released)
 
     def run_task(self, db_task_result: DBTaskResult) -> None:
-        # django-tasks-db saves the outcome with these two; on this row they wait out an outage.
+        # django-tasks-db saves the outcome with these two; on this row they wait out an outage,
+        # and their save writes only to a row that is still this thread's claim.
         for setter in ("set_successful", "set_failed"):
             saving = self._until_saved(db_task_result, getattr(db_task_result, setter))
             setattr(db_task_result, setter, saving)
+        db_task_result.save = functools.partial(self._store, db_task_result)  # type: ignore[method-assign,assignment]
         started = time.monotonic()
         log.debug("start %s %s", db_task_result.task_path, db_task_result.id)
         super().run_task(db_task_result)
@@ -182,6 +186,28 @@ class TaskLoop(Worker):
             log.debug("%s", db_task_result.traceback.rstrip())
         else:
             log.info("done %s %s in %.2fs", db_task_result.task_path, db_task_result.id, took)
+
+    def _store(self, row: DBTaskResult, **_: object) -> bool:
+        """Save the outcome only if the row is still the claim this thread ran: RUNNING, its
+        worker ids as the claim left them (this thread's last). Whether it was saved.
+
+        A row requeued meanwhile (recovery took this worker for dead, or someone did by hand)
+        belongs to whoever claims it next: writing over it would finish a task that is due to
+        run, or overwrite another worker's run. One conditional UPDATE, so nothing can change
+        the row between the check and the write.
+        """
+        changed = (
+            DBTaskResult.objects.using(row._state.db)
+            .filter(id=row.id, status=TaskResultStatus.RUNNING, worker_ids=row.worker_ids)
+            .update(**{field: getattr(row, field) for field in RESULT_FIELDS})
+        )
+        if not changed:
+            log.warning(
+                "result of task %s not saved: the task was requeued or changed by someone "
+                "else while it ran",
+                row.id,
+            )
+        return bool(changed)
 
     def _until_saved(self, row: DBTaskResult, setter: Callable[..., None]) -> Callable[..., None]:
         """``setter`` (which fills in the outcome, then saves), saving again until it sticks.
@@ -200,11 +226,11 @@ class TaskLoop(Worker):
             while True:
                 time.sleep(delay)
                 try:
-                    row.save(update_fields=RESULT_FIELDS)
+                    saved = self._store(row)
                 except OUTAGE as e:
                     delay = backoff.failed(e, f" saving the result of task {row.id}")
                 else:
-                    backoff.recovered(f": saved the result of task {row.id}")
+                    backoff.recovered(f": saved the result of task {row.id}" if saved else "")
                     return
 
         return save
