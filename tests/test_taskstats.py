@@ -323,8 +323,10 @@ def test_explain_is_one_line(message: str, expected: str) -> None:
     assert expected in text
 
 
-def test_quantile() -> None:
-    assert taskstats.quantile([], 0.5) is None
-    assert taskstats.quantile([3.0], 0.95) == 3.0
-    assert taskstats.quantile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
-    assert taskstats.quantile([float(i) for i in range(1, 101)], 0.95) == pytest.approx(95.05)
+def test_percentiles() -> None:
+    assert taskstats.p50_p95([]) == (None, None)
+    assert taskstats.p50_p95([3.0]) == (3.0, 3.0)
+    assert taskstats.p50_p95([4.0, 1.0]) == (2.5, pytest.approx(3.85))  # any order
+    assert taskstats.p50_p95([1.0, 2.0, 3.0, 4.0]) == (2.5, pytest.approx(3.85))
+    p50, p95 = taskstats.p50_p95([float(i) for i in range(1, 101)])
+    assert (p50, p95) == (50.5, pytest.approx(95.05))
