@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
+from backends.base import plural
 from backends.taskworker import ids
 from backends.taskworker.setup import log, setup_django, setup_logging
 
@@ -32,7 +33,7 @@ HEALTHY_AFTER = 5.0  # a process up this long resets the crash backoff
 
 
 def run_master(options: argparse.Namespace) -> int:
-    threading.current_thread().name = f"{ids.this_host()}:{os.getpid()}:master"
+    threading.current_thread().name = f"{ids.this_host()}:{os.getpid()}"  # as its children's
     setup_logging(options.verbosity)
     master = Master(options)  # signal handlers first: a TTIN during start-up must not stop us
     setup_django()
@@ -121,9 +122,9 @@ class Master:
 
     def run(self) -> int:
         log.info(
-            "master up: %d processes x %d threads, queues %s",
-            self.processes,
-            self.threads,
+            "master up: %s x %s, queues %s",
+            plural(self.processes, "process"),
+            plural(self.threads, "thread"),
             self.options.queue_name,
         )
         self._recover(None, "at start-up")
@@ -174,7 +175,7 @@ class Master:
             argv.append(f"--max-tasks={o.max_tasks}")
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, text=True)
         self.children[proc.pid] = Child(proc)
-        log.info("started worker process %d with %d threads", proc.pid, self.threads)
+        log.info("started worker process %d with %s", proc.pid, plural(self.threads, "thread"))
 
     def _reap(self) -> None:
         for pid, child in list(self.children.items()):
@@ -201,7 +202,7 @@ class Master:
                 self.next_spawn = time.monotonic() + self.crash_delay
 
     def _kill_all(self, why: str) -> None:
-        log.error("%s: killing %d worker processes", why, len(self.children))
+        log.error("%s: killing %s", why, plural(len(self.children), "worker process"))
         self.killed = True
         for pid in self.children:
             with contextlib.suppress(ProcessLookupError):
@@ -259,5 +260,5 @@ class Master:
                 connections.close_all()
         if done:
             verb = "requeued" if self.options.on_crash == "requeue" else "marked failed"
-            log.warning("%s %d stuck task(s) %s", verb, len(done), what)
+            log.warning("%s %s %s", verb, plural(len(done), "stuck task"), what)
         return None

@@ -17,6 +17,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING
 
+from backends.base import plural
 from backends.taskworker import ids
 from backends.taskworker.setup import log, setup_django, setup_logging
 
@@ -104,7 +105,7 @@ class Pool:
             busy = sum(loop.worker.running_task for loop in self.threads.values())
             for loop in self.threads.values():
                 loop.retire()
-        log.warning("draining: %d running task(s) finish, no new claims", busy)
+        log.warning("draining: no new claims, waiting for %s", plural(busy, "running task"))
 
     def run(self) -> int:
         """Wait for every thread to end, replacing loops that crashed while not draining.
