@@ -417,3 +417,47 @@ def test_importing_recovery_loads_no_ui_and_needs_no_settings() -> None:
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True
     )
     assert proc.stdout.strip() == "[]"
+
+
+def test_worker_ids_fit_django_tasks_db_and_parse_back(djproject: Path) -> None:
+    """On a host whose name is as long as Linux allows (its own UTS namespace), the longest
+    id still passes db_worker's validate_worker_id and parses back to what was made."""
+    if not shutil.which("unshare"):
+        pytest.skip("unshare is not on PATH: no UTS namespace for a long hostname")
+    code = (
+        "import django; django.setup()\n"
+        "from django_tasks_db.management.commands.db_worker import validate_worker_id\n"
+        "from backends.taskworker import ids\n"
+        "made = ids.make(4194304, 9999)\n"
+        "parsed = ids.parse(validate_worker_id(made))\n"
+        "print(made, parsed.label, parsed.scope == ids.this_scope(), ids.is_local(parsed))\n"
+    )
+    name = "h" * 64  # HOST_NAME_MAX
+    done = subprocess.run(
+        [
+            "unshare",
+            "--uts",
+            "sh",
+            "-c",
+            f'hostname {name} && exec "$0" -c "$1"',
+            sys.executable,
+            code,
+        ],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO), str(djproject)]),
+            "DJANGO_SETTINGS_MODULE": "djproject.settings",
+        },
+    )
+    if done.returncode and ("hostname" in done.stderr or "unshare" in done.stderr):
+        pytest.skip(f"cannot set a hostname in a UTS namespace here: {done.stderr.strip()[:200]}")
+    assert done.returncode == 0, done.stderr
+    made, label, same_scope, local = done.stdout.split()
+    assert len(made) <= ids.MAX_LENGTH and made.startswith("hhhh")
+    assert label == made.partition("@")[0] and label.endswith(":4194304:9999")
+    assert (same_scope, local) == ("True", "True")
+    assert ids.parse("db_worker-random-id") is None
+    assert ids.parse("host:12:3@not-hex!") is None
+    assert ids.parse("host:12:3") == ids.WorkerId("host", 12, 3, None)  # an id of before
