@@ -187,7 +187,8 @@ class TaskLoop(Worker):
         for setter in ("set_successful", "set_failed"):
             saving = self._until_saved(db_task_result, getattr(db_task_result, setter))
             setattr(db_task_result, setter, saving)
-        db_task_result.save = functools.partial(self._store, db_task_result)  # type: ignore[method-assign,assignment]
+        store = functools.partial(self._store, db_task_result)
+        db_task_result.save = store  # type: ignore[method-assign,assignment]
         started = time.monotonic()
         log.debug("start %s %s", db_task_result.task_path, db_task_result.id)
         super().run_task(db_task_result)
