@@ -49,6 +49,12 @@ def flat(text: object, limit: int = 200) -> str:
     return joined if len(joined) <= limit else joined[: limit - 1] + "…"
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 thread``, ``2 threads``, ``3 processes``: a count and its noun, plural unless the
+    count is one (for the nouns of our messages: an English plural is no rule to generalise)."""
+    return f"{count} {noun if count == 1 else noun + ('es' if noun.endswith('s') else 's')}"
+
+
 def shown(value: object, limit: int = 80) -> str:
     """A settings value quoted in an error: its repr, short and on one line. Any value:
     an int past 4300 digits has no repr, and a user's object may fail to give one."""

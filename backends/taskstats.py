@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import statistics
 import threading
 import time
 from collections import defaultdict
@@ -63,7 +64,7 @@ from backends.base import flat
 from backends.taskworker import ids
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.models.sql.compiler import SQLCompiler
@@ -548,7 +549,7 @@ def _failures(rows: Any, limit: int) -> list[Failure]:
 
 
 def _queue_stats(pair: tuple[str, str], tally: _Queue) -> QueueStats:
-    waits, runs = sorted(tally.waits), sorted(tally.runs)
+    (wait_p50, wait_p95), (run_p50, run_p95) = p50_p95(tally.waits), p50_p95(tally.runs)
     return QueueStats(
         backend=pair[0],
         queue=pair[1],
@@ -561,21 +562,21 @@ def _queue_stats(pair: tuple[str, str], tally: _Queue) -> QueueStats:
         failed_total=tally.failed_total,
         throughput_10s=tally.finished_10s / SHORT_WINDOW.total_seconds(),
         throughput_60s=tally.finished_60s / WINDOW.total_seconds(),
-        wait_p50=quantile(waits, 0.50),
-        wait_p95=quantile(waits, 0.95),
-        run_p50=quantile(runs, 0.50),
-        run_p95=quantile(runs, 0.95),
+        wait_p50=wait_p50,
+        wait_p95=wait_p95,
+        run_p50=run_p50,
+        run_p95=run_p95,
     )
 
 
-def quantile(ordered: list[float], q: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default), ``None`` when empty."""
-    if not ordered:
-        return None
-    position = q * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+def p50_p95(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Median and 95th percentile, interpolated between closest ranks (the "inclusive"
+    method, numpy's default): they never leave the range seen. ``None`` when empty; a single
+    value is both (statistics.quantiles wants two before Python 3.13)."""
+    if len(values) < 2:
+        return (values[0], values[0]) if values else (None, None)
+    cuts = statistics.quantiles(values, n=20, method="inclusive")  # every 5 %
+    return cuts[9], cuts[18]
 
 
 def _last_worker(worker_ids: Any) -> str | None:
@@ -585,13 +586,13 @@ def _last_worker(worker_ids: Any) -> str | None:
 
 
 def _local_pid(worker_ids: Any) -> int | None:
-    """The pid in the task's last worker id, if one of our workers on this host wrote it.
+    """The pid in the task's last worker id, if one of our workers that sees our pids wrote it.
 
-    A pid of another host (a shared PostgreSQL) would name an unrelated local process.
+    A pid of another host (a shared PostgreSQL) or container would name an unrelated process.
     """
     last = _last_worker(worker_ids)
     parsed = ids.parse(last) if last else None
-    if parsed is None or parsed.host != ids.this_host():
+    if parsed is None or not ids.is_local(parsed):
         return None
     return parsed.pid
 

@@ -168,7 +168,7 @@ async def test_master_started_while_postgres_is_down(
     enqueue(djproject, f"tasks.record.enqueue({str(ran)!r}, 'orphan')")
     dead = subprocess.Popen([sys.executable, "-c", ""])
     dead.wait()
-    orphaned_by = json.dumps([str(ids.WorkerId(ids.this_host(), dead.pid, 1))])
+    orphaned_by = json.dumps([ids.make(dead.pid, 1)])
     on_cluster.execute(
         f"update {TABLE} set status = 'RUNNING', started_at = now(), worker_ids = %s::jsonb",
         orphaned_by,
@@ -182,9 +182,45 @@ async def test_master_started_while_postgres_is_down(
     await until(lambda: any("database unavailable: " in t for t in lines()), timeout=30)
     on_cluster.start()
     await until(lambda: statuses(djproject) == {"SUCCESSFUL": 1}, timeout=60, what="the task")
-    assert any("requeued 1 stuck task(s) at start-up" in t for t in lines())
+    assert any("requeued 1 stuck task at start-up" in t for t in lines())
     assert ran.read_text().split() == ["orphan"]
     assert not [t for t in lines() if "Traceback" in t]
+    await sup.stop_all()
+
+
+async def test_a_task_that_uses_the_database_during_an_outage_fails_once(
+    on_cluster: Cluster, djproject: Path, supervise: Supervise
+) -> None:
+    """A task's own query meets the outage: the task failed (its code raised, and the worker
+    cannot know whether running it again is safe), and that outcome is saved once, when the
+    database is back; the row does not stay RUNNING and the task does not run again."""
+    ran = djproject.parent / "ran.txt"
+    enqueue(djproject, f"tasks.use_database.enqueue({str(ran)!r}, 'own', 120)")
+    args = {"queue": "default", "interval": "0.2"}
+    sup = await supervise(entry(djproject, "worker", WORKER, args))
+    lines = lambda: [line.text for line in sup["worker"].ring.since(0)]  # noqa: E731
+    notes = "select count(*) from testapp_note"
+    await until(lambda: statuses(djproject) == {"RUNNING": 1}, timeout=30, what="running")
+    await until(lambda: ran.exists() and query(djproject, notes)[0][0] > 0, timeout=30)
+    (task_id,) = running(djproject)
+    on_cluster.stop()
+    waiting = f"saving the result of task {task_id}: "  # it failed, and cannot save that yet
+    await until(lambda: any(waiting in t for t in lines()), timeout=30, what="a waiting save")
+    on_cluster.start()
+    await until(lambda: statuses(djproject) == {"FAILED": 1}, timeout=60, what="saved FAILED")
+    ((exception, traceback, worker_ids_),) = query(
+        djproject, f"select exception_class_path, traceback, worker_ids from {TABLE}"
+    )
+    assert exception == "django.db.utils.OperationalError", traceback
+    assert len(json.loads(worker_ids_) if isinstance(worker_ids_, str) else worker_ids_) == 1
+    assert ran.read_text().split() == ["own"]
+    failed = lambda: [t for t in lines() if " FAILED " in t and task_id in t]  # noqa: E731
+    await until(failed, timeout=10, what="the FAILED line")  # printed after the save
+    assert "OperationalError" in failed()[0], failed()
+    assert sum(f"saved the result of task {task_id}" in t for t in lines()) == 1
+    assert not [t for t in lines() if "Traceback" in t]
+    enqueue(djproject, f"tasks.record.enqueue({str(ran)!r}, 'after')")  # the worker goes on
+    await until(lambda: statuses(djproject) == {"FAILED": 1, "SUCCESSFUL": 1}, timeout=30)
     await sup.stop_all()
 
 
@@ -315,7 +351,7 @@ async def scenario(config: dict[str, Any]) -> dict[str, Any]:
         enqueue(project, f"for i in range({AFTER}): tasks.record.enqueue({ran!r}, f'a{{i}}')")
         total = SLOW + BEFORE + AFTER + (DURING if during_outcome == "accepted" else 0)
         await until(lambda: count(project, "SUCCESSFUL") == total, timeout=60, what="all tasks")
-        finished = lambda: sum(" done testapp.tasks." in t for t in lines())  # noqa: E731
+        finished = lambda: sum(t.split()[1:2] == ["done"] for t in lines())  # noqa: E731
         await until(lambda: finished() == total, timeout=30, what="every task's log line")
         # A thread that was waiting to claim notices the database within its backoff (<= 10 s).
         await until(lambda: not still_waiting(lines()), timeout=30, what="every thread back")

@@ -350,7 +350,7 @@ def test_runtime_faults_become_findings(tmp_path: Path, migrated: Path) -> None:
         "the task or what it calls"
     ]
     assert seen["unserved"] == [
-        'error    project: queue "emails" has 3 task(s) ready and no running worker takes them '
+        'error    project: queue "emails" has 3 tasks ready and no running worker takes them '
         '— add a DjangoTasksWorker entry to PRODUCTION_PROCESSES with ARGS {"queue": "emails"}'
     ]
     [waiting] = seen["waiting"]
@@ -360,7 +360,7 @@ def test_runtime_faults_become_findings(tmp_path: Path, migrated: Path) -> None:
         "the console), or start the ones that are down"
     )
     [stuck] = seen["stuck"]
-    assert stuck.startswith("warning  project: 1 task(s) are RUNNING for a worker that died (pid ")
+    assert stuck.startswith("warning  project: 1 task is RUNNING for a worker that died (pid ")
     assert stuck.endswith(
         " is gone), e.g. myapp.tasks.hello — requeue or fail them in the task panel (t); a "
         "worker started on this host recovers them too"
@@ -389,10 +389,10 @@ def test_headless_prints_a_finding_when_it_appears_and_when_it_clears(
             os.killpg(run.proc.pid, signal.SIGKILL)
     said = [line.split(" ", 1)[1] for line in run.lines if "queue-unserved" in line]
     assert said == [
-        'project | error: queue "emails" has 3 task(s) ready and no running worker takes them '
+        'project | error: queue "emails" has 3 tasks ready and no running worker takes them '
         '— add a DjangoTasksWorker entry to PRODUCTION_PROCESSES with ARGS {"queue": "emails"} '
         "[queue-unserved]",
-        'project | resolved: queue "emails" has 3 task(s) ready and no running worker takes '
+        'project | resolved: queue "emails" has 3 tasks ready and no running worker takes '
         "them [queue-unserved]",
     ]
 
@@ -480,3 +480,35 @@ def test_an_entry_key_nobody_reads_is_named_with_the_likely_fix() -> None:
         "has no effect — remove it; an entry of this kind reads APP, ARGS, BACKEND, GRACE, "
         "HEALTH, URL",
     ]
+
+
+def test_watch_history_is_bounded_by_the_live_queues(djproject: Path) -> None:
+    """Queues come and go (per-tenant queue names, a table cleanup): the Watch keeps history
+    for the queues of the last poll only, however many it has seen."""
+    from test_recovery import run as run_django
+
+    body = """
+    from backends.diagnostics import Watch
+    from backends.taskstats import QueueStats, Snapshot
+
+    def poll(*names):
+        zero = dict.fromkeys(("scheduled", "running", "succeeded_1m", "failed_1m",
+                              "succeeded_total", "failed_total", "throughput_10s",
+                              "throughput_60s"), 0)
+        queues = [QueueStats(backend="default", queue=name, ready=1, **zero, wait_p50=None,
+                             wait_p95=None, run_p50=None, run_p95=None) for name in names]
+        return Snapshot(taken_at=timezone.now(), queues=queues, failures=[], by_pid={},
+                        oldest_ready_wait=None)
+
+    clock = [0.0]
+    watch = Watch(clock=lambda: clock[0], unserved_for=1.0, stuck_every=1e9)
+    kept = []
+    for i in range(300):
+        clock[0] += 1.0
+        findings = watch.check(poll("default", f"tenant-{i}"), [])
+        kept.append([len(watch._ready), len(watch._unserved_since), len(findings)])
+    out = {"most": [max(k[0] for k in kept), max(k[1] for k in kept)], "last": kept[-1]}
+    """
+    out, _ = run_django(djproject, body)
+    assert out["most"] == [2, 2]
+    assert out["last"] == [2, 2, 1]  # "default" is still unserved; each tenant lived 1 s

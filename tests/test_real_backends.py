@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from helpers import (
     until,
 )
 
+from backends.taskworker import ids
 from tui.child import State
 from tui.supervisor import Supervisor
 
@@ -69,9 +71,21 @@ async def test_task_worker_runs_enqueued_tasks(djproject: Path, supervise: Super
     def lines() -> list[str]:
         return [line.text for line in sup["worker"].ring.since(0)]
 
-    # one line per finished task, naming the thread that ran it (output trails the database)
-    await until(lambda: sum(" done testapp.tasks.add " in t for t in lines()) == 20, what="lines")
-    assert any("FAILED testapp.tasks.fail" in t and "ValueError: boom" in t for t in lines())
+    # One line per finished task, naming the thread that ran it (output trails the database);
+    # the duration before the task, the id last (a narrow pane cuts the end of a line off).
+    thread, uuid = rf"{re.escape(ids.this_host())}:\d+:\d+", "[0-9a-f-]{36}"
+    done = re.compile(rf"{thread} done \d+\.\d\ds testapp\.tasks\.add {uuid}")
+    failed = re.compile(
+        rf"{thread} FAILED \d+\.\d\ds testapp\.tasks\.fail: ValueError: boom \({uuid}\)"
+    )
+    await until(lambda: sum(bool(done.fullmatch(t)) for t in lines()) == 20, what="lines")
+    assert any(failed.fullmatch(t) for t in lines()), lines()
+    # The master's own lines carry the same host:pid prefix, and count in good English.
+    master = f"{ids.this_host()}:{sup['worker'].pid}"
+    assert f"{master} master up: 1 process x 1 thread, queues default" in lines()
+    assert any(
+        re.fullmatch(rf"{master} started worker process \d+ with 1 thread", t) for t in lines()
+    )
     with sqlite3.connect(djproject.parent / "db.sqlite3") as conn:
         (traceback,) = conn.execute(
             "select traceback from django_tasks_database_dbtaskresult where status = 'FAILED'"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ from typing import Any
 import psutil
 import pytest
 
-from backends.taskworker import recovery
+from backends.taskworker import ids, recovery
 
 REPO = Path(__file__).resolve().parent.parent
 DB_WORKER_ARGS = ("--batch", "--no-reload", "--no-startup-delay", "--queue-name", "default")
@@ -130,7 +131,7 @@ def test_live_worker_is_not_stuck_until_it_dies(
     wait_for_zombie(sleeper.pid)
     found, _ = run(djproject, "out = stuck(recovery.find_stuck())")
     assert [(t["id"], t["reason"]) for t in found] == [(out["id"], f"pid {sleeper.pid} is gone")]
-    assert found[0]["worker_id"].endswith(f":{sleeper.pid}:3")
+    assert found[0]["worker_id"] == ids.make(sleeper.pid, 3)
     assert found[0]["task_path"] == "testapp.tasks.add"
     assert found[0]["queue"] == "default"
 
@@ -173,6 +174,88 @@ def test_reused_pid_is_stuck_and_other_workers_tasks_are_never_touched(
     assert out["after"] == out["before"]
     assert all(r["status"] == "RUNNING" for r in out["after"].values())
     assert f"requeued task {out['reused']} (testapp.tasks.add): {reason}" in log
+
+
+# Run as pid 1 of a new pid namespace: makes the next pid there ``want``, starts a process that
+# prints the worker id it would claim with, and keeps it alive until stdin closes.
+IN_NAMESPACE = """
+import subprocess, sys
+with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+    f.write(str(int(sys.argv[1]) - 1))
+code = "import os, sys; from backends.taskworker import ids; "
+code += "print(ids.make(os.getpid(), 1), flush=True); sys.stdin.read()"
+subprocess.run([sys.executable, "-c", code])
+"""
+
+
+@pytest.fixture
+def other_namespace() -> Iterator[str]:
+    """The worker id of a live process in another pid namespace with our hostname (as in a
+    second container) whose pid, in our namespace, is dead."""
+    if not shutil.which("unshare"):
+        pytest.skip("unshare is not on PATH: no second pid namespace")
+    pid = dead_pid()
+    unshare = ["unshare", "--pid", "--fork", "--mount-proc"]
+    proc = subprocess.Popen(
+        [*unshare, sys.executable, "-c", IN_NAMESPACE, str(pid)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line:
+        pytest.skip(f"cannot make a pid namespace here: {proc.communicate()[1].strip()[:200]}")
+    yield line
+    proc.communicate("", timeout=10)
+
+
+def test_a_dead_pid_of_another_container_or_boot_is_not_ours(
+    djproject: Path, other_namespace: str
+) -> None:
+    """Same hostname, a pid dead here, but another pid namespace or boot: never requeued."""
+    theirs = ids.parse(other_namespace)
+    assert theirs is not None and theirs.host == ids.this_host()
+    assert not psutil.pid_exists(theirs.pid) and theirs.scope != ids.this_scope()
+    other_boot = str(theirs._replace(scope=ids.scope_of("another-boot-id", 4026531836)))
+    out, _ = run(
+        djproject,
+        """
+        theirs = running(P["theirs"])
+        other_boot = running(P["other_boot"])
+        ours = running(ids.make(P["dead"], 1))
+        acted = stuck(recovery.recover("requeue"))
+        out = {"acted": [t["id"] for t in acted], "ours": ours,
+               "statuses": [row(i)["status"] for i in (theirs, other_boot, ours)]}
+        """,
+        theirs=other_namespace,
+        other_boot=other_boot,
+        dead=theirs.pid,
+    )
+    assert out["acted"] == [out["ours"]]
+    assert out["statuses"] == ["RUNNING", "RUNNING", "READY"]
+
+
+def test_old_ids_without_a_scope_are_recovered_only_from_before_this_boot(
+    djproject: Path,
+) -> None:
+    """An id of a version before scopes may come from any container with our hostname: a
+    dead pid proves nothing, a claim older than this machine's boot does."""
+    out, _ = run(
+        djproject,
+        """
+        import psutil
+        old = f"{ids.this_host()}:{P['dead']}:1"
+        recent = running(old)
+        before_boot = running(old, started_ago=timezone.now().timestamp() - psutil.boot_time() + 60)
+        out = {"found": [(t["id"], t["reason"]) for t in stuck(recovery.find_stuck())],
+               "before_boot": before_boot}
+        """,
+        dead=dead_pid(),
+    )
+    assert out["found"] == [[out["before_boot"], "claimed before this machine's last boot"]]
 
 
 def test_requeued_task_runs_again_in_a_real_db_worker(djproject: Path, tmp_path: Path) -> None:
@@ -334,3 +417,47 @@ def test_importing_recovery_loads_no_ui_and_needs_no_settings() -> None:
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True
     )
     assert proc.stdout.strip() == "[]"
+
+
+def test_worker_ids_fit_django_tasks_db_and_parse_back(djproject: Path) -> None:
+    """On a host whose name is as long as Linux allows (its own UTS namespace), the longest
+    id still passes db_worker's validate_worker_id and parses back to what was made."""
+    if not shutil.which("unshare"):
+        pytest.skip("unshare is not on PATH: no UTS namespace for a long hostname")
+    code = (
+        "import django; django.setup()\n"
+        "from django_tasks_db.management.commands.db_worker import validate_worker_id\n"
+        "from backends.taskworker import ids\n"
+        "made = ids.make(4194304, 9999)\n"
+        "parsed = ids.parse(validate_worker_id(made))\n"
+        "print(made, parsed.label, parsed.scope == ids.this_scope(), ids.is_local(parsed))\n"
+    )
+    name = "h" * 64  # HOST_NAME_MAX
+    done = subprocess.run(
+        [
+            "unshare",
+            "--uts",
+            "sh",
+            "-c",
+            f'hostname {name} && exec "$0" -c "$1"',
+            sys.executable,
+            code,
+        ],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO), str(djproject)]),
+            "DJANGO_SETTINGS_MODULE": "djproject.settings",
+        },
+    )
+    if done.returncode and ("hostname" in done.stderr or "unshare" in done.stderr):
+        pytest.skip(f"cannot set a hostname in a UTS namespace here: {done.stderr.strip()[:200]}")
+    assert done.returncode == 0, done.stderr
+    made, label, same_scope, local = done.stdout.split()
+    assert len(made) <= ids.MAX_LENGTH and made.startswith("hhhh")
+    assert label == made.partition("@")[0] and label.endswith(":4194304:9999")
+    assert (same_scope, local) == ("True", "True")
+    assert ids.parse("db_worker-random-id") is None
+    assert ids.parse("host:12:3@not-hex!") is None
+    assert ids.parse("host:12:3") == ids.WorkerId("host", 12, 3, None)  # an id of before

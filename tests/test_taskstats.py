@@ -19,6 +19,7 @@ import pytest
 from helpers import run_json
 
 from backends import taskstats
+from backends.taskworker import ids
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,23 +84,25 @@ SCRIPT = textwrap.dedent(
     tasks.noop.using(run_after=now + s(3600)).enqueue()
     tasks.noop.using(run_after=now + s(7200)).enqueue()
 
-    # RUNNING: ours (pid 4242), another host's (same pid!), a db_worker-style id.
-    for worker in (f"{here}:4242:0", f"{there}:4242:1", "3f2a9c0d1b"):
+    # RUNNING: ours (pid 4242), another host's and another container's with our hostname
+    # (same pid!), a db_worker-style id.
+    other_container = f"{here}:4242:2@{'0' * ids.SCOPE_LENGTH}"
+    for worker in (ids.make(4242, 0), f"{there}:4242:1", other_container, "3f2a9c0d1b"):
         row = DBTaskResult.objects.get(id=tasks.sleep.enqueue(5).id)
         row.claim(worker)
 
     # Finished in the default queue: runs 1..16 s, waits 0.5..8 s, known windows.
     spec = [  # ok, seconds ago, worker
-        (True, 2, f"{here}:4242:0"),
-        (True, 4, f"{here}:4242:1"),
-        (True, 6, f"{here}:4343:0"),
+        (True, 2, ids.make(4242, 0)),
+        (True, 4, ids.make(4242, 1)),
+        (True, 6, ids.make(4343, 0)),
         (True, 8, f"{there}:4242:0"),  # not ours: counted per queue, not per pid
-        (True, 30, f"{here}:4242:0"),
-        (True, 50, f"{here}:4343:0"),
-        (False, 5, f"{here}:4242:0"),
-        (False, 40, f"{here}:4343:0"),
-    ] + [(True, 3600 + i, f"{here}:4242:0") for i in range(5)] + [
-        (False, 7200 + i, f"{here}:1111:0") for i in range(3)
+        (True, 30, ids.make(4242, 0)),
+        (True, 50, ids.make(4343, 0)),
+        (False, 5, ids.make(4242, 0)),
+        (False, 40, ids.make(4343, 0)),
+    ] + [(True, 3600 + i, ids.make(4242, 0)) for i in range(5)] + [
+        (False, 7200 + i, ids.make(1111, 0)) for i in range(3)
     ]
     for k, (ok, ago, worker) in enumerate(spec, start=1):
         message = f"boom {ago}"
@@ -117,7 +120,7 @@ SCRIPT = textwrap.dedent(
     out["first"] = dump(taskstats.poll(failures=4))
 
     # The settled totals advance: one more success now, then a fresh recount agrees.
-    finish(tasks.add, (1, 2), True, 1, run=1, wait=1, worker=f"{here}:4242:0")
+    finish(tasks.add, (1, 2), True, 1, run=1, wait=1, worker=ids.make(4242, 0))
     out["second"] = dump(taskstats.poll())
     taskstats.reset()
     out["recounted"] = dump(taskstats.poll())
@@ -193,7 +196,7 @@ def check_counts_windows_and_percentiles(seen: Any) -> None:
         ("default", "other"),
     ]
     default = queues(snap)["default"]
-    assert (default["ready"], default["scheduled"], default["running"]) == (3, 2, 3)
+    assert (default["ready"], default["scheduled"], default["running"]) == (3, 2, 4)
     assert (default["succeeded_1m"], default["failed_1m"]) == (6, 2)
     assert (default["succeeded_total"], default["failed_total"]) == (11, 5)
     assert default["throughput_10s"] == pytest.approx(5 / 10)  # 4 successes + 1 failure
@@ -242,13 +245,14 @@ def check_failures_most_recent_first(seen: Any) -> None:
     assert first["exception"] == "builtins.ValueError"
     assert first["task_path"] == "testapp.tasks.fail"
     assert first["queue"] == "default"
-    assert first["worker_id"].endswith(":4242:0")
+    assert first["worker_id"].startswith(f"{ids.this_host()}:4242:0@")
     assert len(first["id"]) == 36  # a dashed UUID, as django-tasks reports result ids
 
 
 def check_by_pid_only_for_this_hosts_ids(seen: Any) -> None:
     by_pid = {int(pid): counts for pid, counts in seen["first"]["by_pid"].items()}
-    # pid 4242 of another host runs one task and finished one: neither is counted here.
+    # pid 4242 of another host runs one task and finished one, and pid 4242 of another
+    # container with our hostname runs one: none of these is counted here.
     assert by_pid == {
         4242: {"running": 1, "succeeded_1m": 3, "failed_1m": 1},
         4343: {"running": 0, "succeeded_1m": 2, "failed_1m": 1},
@@ -319,8 +323,10 @@ def test_explain_is_one_line(message: str, expected: str) -> None:
     assert expected in text
 
 
-def test_quantile() -> None:
-    assert taskstats.quantile([], 0.5) is None
-    assert taskstats.quantile([3.0], 0.95) == 3.0
-    assert taskstats.quantile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
-    assert taskstats.quantile([float(i) for i in range(1, 101)], 0.95) == pytest.approx(95.05)
+def test_percentiles() -> None:
+    assert taskstats.p50_p95([]) == (None, None)
+    assert taskstats.p50_p95([3.0]) == (3.0, 3.0)
+    assert taskstats.p50_p95([4.0, 1.0]) == (2.5, pytest.approx(3.85))  # any order
+    assert taskstats.p50_p95([1.0, 2.0, 3.0, 4.0]) == (2.5, pytest.approx(3.85))
+    p50, p95 = taskstats.p50_p95([float(i) for i in range(1, 101)])
+    assert (p50, p95) == (50.5, pytest.approx(95.05))

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from backends.backoff import Backoff
-from backends.base import ConfigError, Launch, one_line, positive_int
+from backends.base import ConfigError, Launch, one_line, plural, positive_int
 from tui.deathsig import guarded
 from tui.events import EventCounter
 from tui.output import Line, Ring, Sanitiser
@@ -115,7 +115,7 @@ class Child:
         if self.state is State.STOPPING and self.stop_deadline is not None:
             left = max(0.0, self.stop_deadline - time.monotonic())
             if self.tasks and self.tasks.running:
-                return f"draining {self.tasks.running} tasks, {left:.0f} s left"
+                return f"draining {plural(self.tasks.running, 'task')}, {left:.0f} s left"
             return f"waiting for exit, {left:.0f} s before SIGKILL"
         if self.state in (State.STARTING, State.RUNNING) and self.pid is not None:
             silent = ", not answering HTTP" if self.healthy is False else ""

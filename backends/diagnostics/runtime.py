@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from backends.base import Backend, ConfigError
+from backends.base import Backend, ConfigError, plural
 from backends.diagnostics.finding import Finding
 
 if TYPE_CHECKING:
@@ -59,7 +59,8 @@ def worker(name: str, backend: Backend | None, up: bool = False) -> Worker | Non
 class Watch:
     """Runtime checks over successive statistics polls, with the small history they need.
 
-    Memory is bounded: a few samples per queue, covering ``grow_for`` seconds. Call `check`
+    Memory is bounded: a few samples per queue, covering ``grow_for`` seconds, for the queues
+    of the last poll only (a queue whose rows are gone is forgotten). Call `check`
     from the thread that polled (it may read the database: stuck tasks every ``stuck_every``
     seconds, the last finished tasks only when something failed in the last minute).
     """
@@ -97,6 +98,10 @@ class Watch:
         if stats.error:
             return self.last
         now = self.clock()
+        live = {(q.backend, q.queue) for q in stats.queues}
+        for history in (self._ready, self._unserved_since):
+            for gone in history.keys() - live:
+                del history[gone]
         self.last = [
             *self._unserved(stats, workers, now),
             *self._growing(stats, workers, now),
@@ -129,8 +134,8 @@ class Watch:
                     "error",
                     "queue-unserved",
                     could,
-                    f'queue "{q.queue}" has {q.ready} task(s) ready and no running worker '
-                    "takes them",
+                    f'queue "{q.queue}" has {plural(q.ready, "task")} ready and no running '
+                    "worker takes them",
                     fix,
                     topic=q.queue,
                 )
@@ -160,8 +165,8 @@ class Watch:
                         "warning",
                         "ready-growing",
                         up[0].name,
-                        f'queue "{q.queue}" grew from {first} to {q.ready} ready task(s) in '
-                        f"{now - first_at:.0f} s while {up[0].name} ran none",
+                        f'queue "{q.queue}" grew from {first} to {plural(q.ready, "ready task")} '
+                        f"in {now - first_at:.0f} s while {up[0].name} ran none",
                         f"read {up[0].name}'s log: a worker that is up but claims nothing is "
                         "frozen, hung, or cannot lock the database (SQLite), then restart it",
                         topic=q.queue,
@@ -203,7 +208,8 @@ class Watch:
                     "warning",
                     "tasks-stuck",
                     owner,
-                    f"{len(stuck)} task(s) are RUNNING for a worker that died "
+                    f"{plural(len(stuck), 'task')} {'is' if len(stuck) == 1 else 'are'} RUNNING "
+                    "for a worker that died "
                     f"({first.reason}), e.g. {first.task_path}",
                     "requeue or fail them in the task panel (t); a worker started on this "
                     "host recovers them too",

@@ -33,6 +33,7 @@ from types import FrameType
 
 from backends import control
 from backends.backoff import Backoff
+from backends.base import plural
 from backends.taskworker import ids
 from backends.taskworker.setup import log, setup_django, setup_logging
 
@@ -42,7 +43,7 @@ HEALTHY_AFTER = 5.0  # a process up this long resets the crash backoff
 
 
 def run_master(options: argparse.Namespace) -> int:
-    threading.current_thread().name = f"{ids.this_host()}:{os.getpid()}:master"
+    threading.current_thread().name = f"{ids.this_host()}:{os.getpid()}"  # as its children's
     setup_logging(options.verbosity)
     master = Master(options)  # signal handlers first: a TTIN during start-up must not stop us
     setup_django()
@@ -126,14 +127,20 @@ class Master:
         wanted = max(1, wanted)
         if wanted != self.processes:
             self.processes = wanted
-            log.info("scaling to %d processes x %d threads", self.processes, self.threads)
+            log.info(
+                "scaling to %s x %s",
+                plural(self.processes, "process"),
+                plural(self.threads, "thread"),
+            )
 
     def _set_threads(self, wanted: int) -> None:
         wanted = max(1, wanted)
         if wanted == self.threads:
             return
         self.threads = wanted
-        log.info("scaling to %d processes x %d threads", self.processes, self.threads)
+        log.info(
+            "scaling to %s x %s", plural(self.processes, "process"), plural(self.threads, "thread")
+        )
         for child in self.children.values():
             if not child.retiring:
                 self._tell(child, f"threads {self.threads}")
@@ -151,8 +158,8 @@ class Master:
         self.stopping = True
         self.deadline = time.monotonic() + self.options.drain_timeout
         log.warning(
-            "stopping: %d processes drain (up to %.0f s)",
-            len(self.children),
+            "stopping: draining %s (up to %.0f s)",
+            plural(len(self.children), "worker process"),
             self.options.drain_timeout,
         )
         for pid in self.children:
@@ -163,9 +170,9 @@ class Master:
 
     def run(self) -> int:
         log.info(
-            "master up: %d processes x %d threads, queues %s",
-            self.processes,
-            self.threads,
+            "master up: %s x %s, queues %s",
+            plural(self.processes, "process"),
+            plural(self.threads, "thread"),
             self.options.queue_name,
         )
         self._recover(None, "at start-up")
@@ -226,7 +233,7 @@ class Master:
             argv.append(f"--max-tasks={o.max_tasks}")
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, text=True)
         self.children[proc.pid] = Child(proc)
-        log.info("started worker process %d with %d threads", proc.pid, self.threads)
+        log.info("started worker process %d with %s", proc.pid, plural(self.threads, "thread"))
 
     def _reap(self) -> None:
         for pid, child in list(self.children.items()):
@@ -252,7 +259,7 @@ class Master:
                 self.next_spawn = time.monotonic() + delay
 
     def _kill_all(self, why: str) -> None:
-        log.error("%s: killing %d worker processes", why, len(self.children))
+        log.error("%s: killing %s", why, plural(len(self.children), "worker process"))
         self.killed = True
         for pid in self.children:
             with contextlib.suppress(ProcessLookupError):
@@ -307,5 +314,5 @@ class Master:
                 connections.close_all()
         if done:
             verb = "requeued" if self.options.on_crash == "requeue" else "marked failed"
-            log.warning("%s %d stuck task(s) %s", verb, len(done), what)
+            log.warning("%s %s %s", verb, plural(len(done), "stuck task"), what)
         return None

@@ -17,6 +17,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING
 
+from backends.base import plural
 from backends.taskworker import ids
 from backends.taskworker.setup import log, setup_django, setup_logging
 
@@ -104,7 +105,7 @@ class Pool:
             busy = sum(loop.worker.running_task for loop in self.threads.values())
             for loop in self.threads.values():
                 loop.retire()
-        log.warning("draining: %d running task(s) finish, no new claims", busy)
+        log.warning("draining: no new claims, waiting for %s", plural(busy, "running task"))
 
     def run(self) -> int:
         """Wait for every thread to end, replacing loops that crashed while not draining.
@@ -147,7 +148,8 @@ class Loop:
             worker_id=ids.make(pool.pid, number),
             excluded_queue_names=[q for q in o.exclude_queues.split(",") if q],
         )
-        self.thread = threading.Thread(target=self._run, name=self.worker.worker_id, daemon=True)
+        label = ids.label(self.worker.worker_id)  # its log lines' prefix: host:pid:thread
+        self.thread = threading.Thread(target=self._run, name=label, daemon=True)
 
     def retire(self) -> None:
         self.retiring = True

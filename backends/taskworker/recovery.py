@@ -1,10 +1,11 @@
 """Recover tasks that a dead worker process left RUNNING.
 
 django-tasks-db has no heartbeat: a worker killed with SIGKILL (the OOM killer, a lost
-container) leaves its task RUNNING for ever. Our worker ids carry host and pid, so on this
-host such a task is recognisable: its last worker's pid is dead, or belongs to a newer program.
-Tasks whose last worker id names another host, or is not in our format (db_worker's random
-ids), are never touched: a shared database serves machines whose processes we cannot see.
+container) leaves its task RUNNING for ever. Our worker ids carry host, pid and a scope (boot
+and pid namespace, see `ids`), so where the same pids are visible such a task is recognisable:
+its last worker's pid is dead, or belongs to a newer program. Tasks whose last worker id names
+another host, another container or boot of this one, or is not in our format (db_worker's
+random ids), are never touched: a shared database serves processes we cannot see.
 
 Every write is a conditional UPDATE on ``status = RUNNING``, so a task that finished between
 the look and the write is left alone; recover() also matches the ``started_at`` it saw, so a
@@ -24,7 +25,7 @@ import psutil
 from django.utils import timezone
 from django_tasks_db.compat import TaskResultStatus
 
-from backends.taskworker.ids import parse, this_host
+from backends.taskworker import ids
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -90,6 +91,22 @@ def _why_dead(pid: int, started_at: datetime) -> str | None:
     return None
 
 
+def _why_stuck(worker: ids.WorkerId, started_at: datetime) -> str | None:
+    """Why the task ``worker`` claimed at ``started_at`` cannot be running any more, if so.
+
+    An id without a scope (written by a version before scopes) names our host, but maybe a
+    container of it with the same hostname and its own pids: its pid proves nothing here.
+    Only a claim older than this machine's boot is certainly dead, in any container.
+    """
+    if worker.scope is None:
+        if _timestamp(started_at) < psutil.boot_time() - CREATE_TIME_SLACK:
+            return "claimed before this machine's last boot"
+        return None
+    if not ids.is_local(worker):
+        return None
+    return _why_dead(worker.pid, started_at)
+
+
 def find_stuck(using: str = "default", pids: Collection[int] | None = None) -> list[StuckTask]:
     """RUNNING tasks of this host whose worker process is dead or was replaced by another.
 
@@ -101,7 +118,7 @@ def find_stuck(using: str = "default", pids: Collection[int] | None = None) -> l
     ``backends.taskworker`` app's (status, finished_at) index is migrated this scans the table:
     call it on events (start-up, a child's death), not in a tight loop.
     """
-    host = this_host()
+    host = ids.this_host()
     wanted = None if pids is None else frozenset(pids)
     rows = (
         _results(using)
@@ -114,12 +131,12 @@ def find_stuck(using: str = "default", pids: Collection[int] | None = None) -> l
         if not worker_ids or started_at is None:
             continue  # not claimed the way db_worker claims: nothing to reason from
         worker_id = str(worker_ids[-1])
-        parsed = parse(worker_id)
+        parsed = ids.parse(worker_id)
         if parsed is None or parsed.host != host:
             continue
         if wanted is not None and parsed.pid not in wanted:
             continue
-        reason = _why_dead(parsed.pid, started_at)
+        reason = _why_stuck(parsed, started_at)
         if reason is not None:
             stuck.append(StuckTask(str(task_id), task_path, queue, worker_id, started_at, reason))
     return stuck

@@ -13,6 +13,7 @@ thread within a few polls. Outages: see `TaskLoop`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import threading
 import time
@@ -25,12 +26,13 @@ from django.db import (
     connections,
     router,
 )
+from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction
 
 from backends.backoff import Backoff as Delays
-from backends.base import flat
+from backends.base import flat, plural
 from backends.taskworker.recovery import release_claims
 from backends.taskworker.setup import log
 
@@ -80,6 +82,21 @@ def reason(exc: BaseException) -> str:
     return flat(exc) or type(exc).__name__
 
 
+def raised(traceback: str) -> str:
+    """The exception a formatted traceback ends with, on one line: ``ValueError: boom``.
+
+    Its message may span lines (psycopg's do), so this is the whole unindented block after the
+    last frame, not the last line; the class loses its module path, which the row keeps.
+    """
+    block: list[str] = []
+    for line in reversed(traceback.rstrip().splitlines()):
+        if line.startswith(" ") or line.startswith("Traceback"):
+            break
+        block.insert(0, line)
+    name, colon, message = flat("\n".join(block)).partition(": ")
+    return name.rpartition(".")[2] + colon + message
+
+
 class TaskLoop(Worker):
     """django-tasks-db's worker loop, made to live through database outages.
 
@@ -93,11 +110,14 @@ class TaskLoop(Worker):
     * Finishing: a task that ran keeps its outcome in memory, and the worker retries saving
       it, with the same backoff, until the database takes it. An outage while saving never
       turns a success into a failure and never re-runs the task, so the row ends SUCCESSFUL or
-      FAILED exactly once with the real ``finished_at``. A draining process also keeps trying:
-      SIGTERM waits for the save. Only if the process is killed before the save (the master's
-      ``--drain-timeout``, SIGKILL) does the row stay RUNNING under a dead pid; the master then
-      recovers it by its ``--on-crash`` rule (requeue: the task runs again), once the database
-      answers.
+      FAILED exactly once with the real ``finished_at``. A task whose own code met the outage
+      (its query raised) did fail, as it would have for any caller: it is saved FAILED with that
+      error, since nobody knows whether running it again is safe. The outcome is saved only to
+      a row still RUNNING under this thread's claim (`_store`). A draining process also keeps
+      trying: SIGTERM waits for the save. Only if the process is killed before the save (the
+      master's ``--drain-timeout``, SIGKILL) does the row stay RUNNING under a dead pid; the
+      master then recovers it by its ``--on-crash`` rule (requeue: the task runs again), once
+      the database answers.
     """
 
     def __init__(
@@ -133,7 +153,7 @@ class TaskLoop(Worker):
                 self.found()
                 self.run_task(task)
                 if self.max_tasks is not None and self._run_tasks >= self.max_tasks:
-                    log.info("ran %d tasks (max_tasks): recycling", self._run_tasks)
+                    log.info("ran %s (max_tasks): recycling", plural(self._run_tasks, "task"))
                     return
             elif self.batch:
                 log.info("no more tasks (batch): leaving")
@@ -159,29 +179,49 @@ class TaskLoop(Worker):
         """After an outage: a claim cut off at commit may have been written; undo it."""
         released = release_claims(self.worker_id, router.db_for_write(DBTaskResult))
         if released:
-            log.warning("requeued %d task(s) whose claim the outage cut off", released)
+            log.warning("requeued %s whose claim the outage cut off", plural(released, "task"))
 
     def run_task(self, db_task_result: DBTaskResult) -> None:
-        # django-tasks-db saves the outcome with these two; on this row they wait out an outage.
+        # django-tasks-db saves the outcome with these two; on this row they wait out an outage,
+        # and their save writes only to a row that is still this thread's claim.
         for setter in ("set_successful", "set_failed"):
             saving = self._until_saved(db_task_result, getattr(db_task_result, setter))
             setattr(db_task_result, setter, saving)
+        store = functools.partial(self._store, db_task_result)
+        db_task_result.save = store  # type: ignore[method-assign,assignment]
         started = time.monotonic()
         log.debug("start %s %s", db_task_result.task_path, db_task_result.id)
         super().run_task(db_task_result)
-        took = time.monotonic() - started
+        # Duration first and the id last: in a narrow pane the id is what gets cut off.
+        took = f"{time.monotonic() - started:.2f}s {db_task_result.task_path}"
         if db_task_result.status == "FAILED":
-            lines = db_task_result.traceback.strip().splitlines()
-            log.error(
-                "FAILED %s %s in %.2fs: %s",
-                db_task_result.task_path,
-                db_task_result.id,
-                took,
-                lines[-1] if lines else db_task_result.exception_class_path,
-            )
+            error = raised(db_task_result.traceback) or db_task_result.exception_class_path
+            log.error("FAILED %s: %s (%s)", took, error, db_task_result.id)
             log.debug("%s", db_task_result.traceback.rstrip())
         else:
-            log.info("done %s %s in %.2fs", db_task_result.task_path, db_task_result.id, took)
+            log.info("done %s %s", took, db_task_result.id)
+
+    def _store(self, row: DBTaskResult, **_: object) -> bool:
+        """Save the outcome only if the row is still the claim this thread ran: RUNNING, its
+        worker ids as the claim left them (this thread's last). Whether it was saved.
+
+        A row requeued meanwhile (recovery took this worker for dead, or someone did by hand)
+        belongs to whoever claims it next: writing over it would finish a task that is due to
+        run, or overwrite another worker's run. One conditional UPDATE, so nothing can change
+        the row between the check and the write.
+        """
+        changed = (
+            DBTaskResult.objects.using(row._state.db)
+            .filter(id=row.id, status=TaskResultStatus.RUNNING, worker_ids=row.worker_ids)
+            .update(**{field: getattr(row, field) for field in RESULT_FIELDS})
+        )
+        if not changed:
+            log.warning(
+                "result of task %s not saved: the task was requeued or changed by someone "
+                "else while it ran",
+                row.id,
+            )
+        return bool(changed)
 
     def _until_saved(self, row: DBTaskResult, setter: Callable[..., None]) -> Callable[..., None]:
         """``setter`` (which fills in the outcome, then saves), saving again until it sticks.
@@ -200,11 +240,11 @@ class TaskLoop(Worker):
             while True:
                 time.sleep(delay)
                 try:
-                    row.save(update_fields=RESULT_FIELDS)
+                    saved = self._store(row)
                 except OUTAGE as e:
                     delay = backoff.failed(e, f" saving the result of task {row.id}")
                 else:
-                    backoff.recovered(f": saved the result of task {row.id}")
+                    backoff.recovered(f": saved the result of task {row.id}" if saved else "")
                     return
 
         return save

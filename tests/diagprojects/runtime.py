@@ -21,7 +21,7 @@ import psutil
 from helpers import until
 
 from backends.diagnostics import Finding, Watch
-from backends.taskworker.ids import this_host
+from backends.taskworker import ids
 from tui.child import State
 from tui.project import discover, entries
 from tui.supervisor import Supervisor
@@ -49,7 +49,7 @@ def leave_running_for_dead_worker() -> None:
     row = DBTaskResult.objects.filter(queue_name="emails").order_by("enqueued_at").first()
     assert row is not None
     DBTaskResult.objects.filter(id=row.id).update(
-        status="RUNNING", started_at=timezone.now(), worker_ids=[f"{this_host()}:{dead.pid}:1"]
+        status="RUNNING", started_at=timezone.now(), worker_ids=[ids.make(dead.pid, 1)]
     )
     connections.close_all()
 

@@ -54,3 +54,23 @@ def record_slowly(path: str, token: str, seconds: float) -> str:
         f.write(token + "\n")
     time.sleep(seconds)
     return token
+
+
+@task()
+def use_database(path: str, token: str, seconds: float) -> int:
+    """Record the run, then write and read the database until ``seconds`` pass: a task whose
+    own code meets a database outage. Returns how many rows it wrote."""
+    from django.db import connection
+
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(token + "\n")
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS testapp_note (token varchar(100))")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute("INSERT INTO testapp_note (token) VALUES (%s)", [token])
+            cursor.execute("SELECT count(*) FROM testapp_note WHERE token = %s", [token])
+            (written,) = cursor.fetchone()
+        time.sleep(0.1)
+    return int(written)
