@@ -8,6 +8,7 @@ each pane draws: its newest line at the bottom, and no "⏸ N new (End)" in its 
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from conftest import fixture_argv
-from helpers import command, until
+from console_follow import all_follow
+from helpers import command, run_json, until
 from textual import events
 from textual.pilot import Pilot
 
@@ -24,10 +26,11 @@ from tui.app import ConsoleApp
 from tui.child import State
 from tui.project import Entry
 from tui.supervisor import Supervisor
-from tui.widgets.logview import LogView, plain
-from tui.widgets.pane import ProcessPane
+from tui.widgets.logview import plain
 
 Console = Callable[..., ConsoleApp]
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
 
 
 @pytest.fixture
@@ -48,39 +51,6 @@ async def console() -> AsyncIterator[Console]:
     for sup in made:
         sup.kill_all()
         await sup.stop_all()
-
-
-def bottom_row(log: LogView) -> str:
-    """The lowest row the log draws, as the terminal receives it, without the gutter."""
-    y = log.scrollable_content_region.height - 1
-    return "".join(segment.text for segment in log.render_line(y))[2:].rstrip()
-
-
-def follows(pane: ProcessPane) -> bool:
-    """The pane's log follows: its lowest row shows the newest line it has taken from the
-    ring, or one that came after it, and its title counts no new lines below the view."""
-    log = pane.log_view
-    newest = {plain(line.text) for line in log.ring.since(log._next - 1)}
-    return log.follow and bottom_row(log) in newest and "new (End)" not in str(pane.title_text())
-
-
-def seen(pane: ProcessPane) -> str:
-    log = pane.log_view
-    newest = [line.text for line in log.ring.since(log._next - 1)]
-    return (
-        f"{pane.child.name}: follow={log.follow} bottom={bottom_row(log)!r} "
-        f"newest={newest!r} title={str(pane.title_text())!r}"
-    )
-
-
-async def all_follow(app: ConsoleApp, what: str) -> None:
-    shown = [p for p in app.panes if p.display and p.region.height]
-    assert shown, what
-    try:
-        await until(lambda: all(map(follows, shown)), timeout=5)
-    except AssertionError:
-        details = "\n".join(map(seen, shown))
-        raise AssertionError(f"not every log follows {what}:\n{details}") from None
 
 
 async def started(app: ConsoleApp, pilot: Pilot[int]) -> None:
@@ -267,3 +237,11 @@ async def test_wrap_keeps_the_line_in_view_and_the_match(console: Console, tmp_p
         for _ in range(2):
             await pilot.press("w")
             assert match_on_screen(), f"wrap={log.wrap}"
+
+
+def test_the_task_panel_opening_and_closing_keeps_every_log_following(djproject: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    argv = [sys.executable, str(TESTS / "console_follow.py"), str(djproject)]
+    failed = run_json(argv, djproject, env, timeout=180)
+    assert failed == {}, "\n".join(failed.values())
