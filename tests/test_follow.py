@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from conftest import fixture_argv
+from conftest import FIXTURES, fixture_argv
 from console_follow import all_follow
-from helpers import command, run_json, until
+from helpers import command, run_json, tree, until, wait_gone
+from test_own_death import Terminal, console_argv, console_env
 from textual import events
 from textual.pilot import Pilot
 
@@ -245,3 +248,48 @@ def test_the_task_panel_opening_and_closing_keeps_every_log_following(djproject:
     argv = [sys.executable, str(TESTS / "console_follow.py"), str(djproject)]
     failed = run_json(argv, djproject, env, timeout=180)
     assert failed == {}, "\n".join(failed.values())
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (a real pty)")
+def test_a_resize_storm_while_a_child_floods_leaves_every_log_following(tmp_path: Path) -> None:
+    """The real console in a real terminal: 20 resizes in 2 s while one child floods and
+    three talk; when all have said their last line, every pane shows it."""
+    flood = f"{sys.executable} {FIXTURES / 'flood.py'} 3000000; echo FLOOD END; exec sleep 600"
+    talk = (
+        "import sys, time\nfor i in range(150): print(sys.argv[1], i, flush=True); time.sleep(0.03)"
+        "\nprint('END', sys.argv[1], flush=True); time.sleep(600)"
+    )
+    quiet = {name: [sys.executable, "-c", talk, name] for name in ("a", "b", "c")}
+    processes = {"flood": ["sh", "-c", flood], **quiet}
+    (tmp_path / "s.py").write_text(
+        "SECRET_KEY = 'x'\nPRODUCTION_PROCESSES = {\n"
+        + "".join(
+            f"    {name!r}: {{'BACKEND': 'backends.command.Command', 'ARGS': {argv!r}}},\n"
+            for name, argv in processes.items()
+        )
+        + "}\n"
+    )
+    terminal = Terminal(console_argv("s"), tmp_path, console_env(tmp_path / "unused.sqlite3"))
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not re.search(r"a \d+", screen := terminal.screen()):
+            assert time.monotonic() < deadline, screen
+            time.sleep(0.05)
+        pids = tree(terminal.pid)
+        sizes = [(80, 24), (160, 48), (120, 40), (200, 60), (100, 30)]
+        for i in range(20):
+            width, height = sizes[i % len(sizes)]
+            terminal.tmux("resize-window", "-x", str(width), "-y", str(height))
+            time.sleep(0.1)
+        terminal.tmux("resize-window", "-x", "160", "-y", "48")
+        ends = ("FLOOD END", "END a", "END b", "END c")
+        deadline = time.monotonic() + 60
+        while not all(end in (screen := terminal.screen()) for end in ends):
+            assert time.monotonic() < deadline, f"not every pane shows its last line:\n{screen}"
+            time.sleep(0.2)
+        assert "new (End)" not in screen, screen
+    finally:
+        pids = pids or tree(terminal.pid)
+        terminal.close()
+    assert wait_gone(pids, timeout=20) == []
