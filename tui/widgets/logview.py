@@ -205,8 +205,12 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
         target = self.scroll_target_y
         self.follow = target >= self.max_scroll_y and (self.follow or target > before)
 
+    def _before_user_move(self) -> float:
+        # Where the view was headed; a clamp moves scroll_y and leaves the target behind.
+        return min(self.scroll_target_y, self.max_scroll_y)
+
     def _user_moves(self, move: Callable[[], object]) -> None:
-        before = self.scroll_target_y
+        before = self._before_user_move()
         move()
         self._user_moved(before)
 
@@ -228,7 +232,7 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
     def _after_user_event(self) -> None:
         """Wheel and scrollbar events reach this class before Textual moves the view: judge
         the move once the event has been handled."""
-        self.call_next(self._user_moved, self.scroll_target_y)
+        self.call_next(self._user_moved, self._before_user_move())
 
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
         self._after_user_event()
