@@ -314,21 +314,22 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
         return True
 
     def _search(self, term: str) -> None:
-        """A new term: find its matches in every line taken from the ring so far."""
+        """A new term (an empty one ends the search): find its matches in every line taken
+        from the ring so far; sync finds them in the lines that come after."""
         self.search_term = term
         self._pattern = re.compile(re.escape(term), re.IGNORECASE) if term else None
         self._hits = array("q")
         self._match = None
         self._cache.clear()
         self.refresh()
-        start = self.ring.first_seq
-        self._find_in(self.ring.since(start, self._next - start))
+        if self._pattern is not None:
+            start = self.ring.first_seq
+            self._find_in(self.ring.since(start, self._next - start))
 
     def _find_in(self, lines: list[Line]) -> None:
-        pattern = self._pattern
-        assert pattern is not None
+        assert self._pattern is not None
         for line in lines:
-            found = len(pattern.findall(plain(line.text)))
+            found = len(self._pattern.findall(plain(line.text)))
             if found:
                 self._hits.extend([line.seq] * found)
 
