@@ -462,6 +462,7 @@ class ConsoleApp(App[int]):
         term = self.log_view.search_term
         if term and not self.log_view.find(term, forward):
             self.notify(f"{term!r} not found", severity="warning", markup=False)
+        self.current.update_info()
 
     def action_wrap(self) -> None:
         self.log_view.wrap = not self.log_view.wrap

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import bisect
 import re
+from array import array
+from collections.abc import Callable
 from itertools import accumulate
 from typing import ClassVar
 
 from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
+from textual.scrollbar import ScrollDown, ScrollTo, ScrollUp
 from textual.strip import Strip
 
 from tui.output import Line, Ring
@@ -56,6 +60,15 @@ def cells(text: str) -> int:
 
 
 class LogView(ScrollView, can_focus=True, inherit_bindings=False):
+    """Follows the newest line until the user scrolls up; End follows again.
+
+    Following is the user's decision, so only the handlers of the user's input change it:
+    keys, the mouse wheel, the scrollbar, End and searches (toolong's rule for tailing). It is
+    never read from ``scroll_y``: Textual clamps that on every layout (a resize, a zoom, a
+    banner appearing or going), and a clamp is not the user scrolling. Textual's own anchor is
+    not used for the same reason: it re-engages whenever a clamp lands on the bottom.
+    """
+
     DEFAULT_CSS = """
     LogView { background: $surface; overflow-y: scroll; overflow-x: auto; }
     LogView:focus { background-tint: $foreground 4%; }
@@ -81,13 +94,18 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
         self.ring = ring
         self.follow = True
         self.search_term = ""
+        self._pattern: re.Pattern[str] | None = None
+        # The seq of every match in the lines taken from the ring, once per match, in order;
+        # evicted ones are dropped as the ring moves on. An array: a one-letter search of a
+        # full ring finds millions.
+        self._hits = array("q")
+        self._match: tuple[int, int] | None = None  # current match: seq, and which in its line
         self._first = ring.first_seq  # the ring as of the last sync
         self._next = ring.first_seq
         self._widest = 0
         self._heights: list[int] = []  # wrapped rows per kept line (wrap mode only)
-        self._offsets: list[int] = []  # first row of each kept line (wrap mode only)
+        self._offsets: list[int] = []  # first row of each kept line (wrap mode only, else [])
         self._cache: LRUCache[tuple[int, int, str], list[Strip]] = LRUCache(_MIN_CACHED)
-        self._adjusting = False
 
     # -- keeping up with the ring ------------------------------------------------------------
 
@@ -103,18 +121,15 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
         new = ring.since(max(self._next, first))
         removed_rows = self._forget(evicted)
         self._measure(new)
+        if self._pattern is not None:
+            del self._hits[: bisect.bisect_left(self._hits, first)]
+            self._find_in(new)
         self._first, self._next = first, nxt
         self._resize()
-        self._adjusting = True
-        try:
-            if self.follow:
-                self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
-            elif removed_rows:
-                self.scroll_to(
-                    y=max(0, self.scroll_y - removed_rows), animate=False, immediate=True
-                )
-        finally:
-            self._adjusting = False
+        if self.follow:
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+        elif removed_rows:
+            self.scroll_to(y=max(0, self.scroll_y - removed_rows), animate=False, immediate=True)
         self.refresh()
         return True
 
@@ -141,16 +156,26 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
             rows = self._offsets[-1]
             self.virtual_size = Size(self.scrollable_content_region.width, rows)
         else:
+            self._offsets = []
             self.virtual_size = Size(self._widest, len(self.ring))
 
     def _remeasure(self) -> None:
+        """Measure every kept line again (wrap toggled, or the width changed) and keep the view
+        where it was: at the bottom when following, else on the current match if it was in
+        view, else on the line at the top. The old row map is still in place until here."""
+        top = self._row_seq(int(self.scroll_y))
+        bottom = self._row_seq(int(self.scroll_y) + self.size.height - 1)
+        on_match = self._match is not None and top <= self._match[0] <= bottom
         self._heights = []
         self._first = self.ring.first_seq
-        self._measure(self.ring.since(self._first))
-        self._next = self.ring.next_seq
+        self._measure(self.ring.since(self._first, self._next - self._first))
         self._resize()
         if self.follow:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+        elif on_match:
+            self._show_match()
+        else:
+            self.scroll_to(x=0, y=self._seq_row(top), animate=False, immediate=True)
         self.refresh()
 
     def watch_wrap(self) -> None:
@@ -169,22 +194,67 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
             self._cache.clear()
             self._remeasure()
         elif self.follow:
-            self._adjusting = True
-            try:
-                self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
-            finally:
-                self._adjusting = False
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
 
-    def watch_scroll_y(self, old: float, new: float) -> None:
-        """Scrolling up leaves follow mode, scrolling down to the bottom again resumes it.
-        Only a move down resumes: a search that lands on the last screen stays put."""
-        super().watch_scroll_y(old, new)
-        if self._adjusting:
-            return
-        if new > old and new >= self.max_scroll_y:
-            self.follow = True
-        elif new < old:
-            self.follow = False
+    # -- the user moving the view: the only place following changes -----------------------
+
+    def _user_moved(self, before: float) -> None:
+        """After a move by the user: a move that left the view above the bottom stops
+        following, a move down to the bottom follows again, anything else changes nothing
+        (e.g. Up in a log shorter than its pane)."""
+        target = self.scroll_target_y
+        self.follow = target >= self.max_scroll_y and (self.follow or target > before)
+
+    def _before_user_move(self) -> float:
+        # Where the view was headed; a clamp moves scroll_y and leaves the target behind.
+        return min(self.scroll_target_y, self.max_scroll_y)
+
+    def _user_moves(self, move: Callable[[], object]) -> None:
+        before = self._before_user_move()
+        move()
+        self._user_moved(before)
+
+    def action_scroll_up(self) -> None:
+        self._user_moves(super().action_scroll_up)
+
+    def action_scroll_down(self) -> None:
+        self._user_moves(super().action_scroll_down)
+
+    def action_page_up(self) -> None:
+        self._user_moves(super().action_page_up)
+
+    def action_page_down(self) -> None:
+        self._user_moves(super().action_page_down)
+
+    def action_scroll_home(self) -> None:
+        self._user_moves(super().action_scroll_home)
+
+    def _after_user_event(self) -> None:
+        """Wheel and scrollbar events reach this class before Textual moves the view: judge
+        the move once the event has been handled."""
+        self.call_next(self._user_moved, self._before_user_move())
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        self._after_user_event()
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        self._after_user_event()
+
+    def on_scroll_to(self, message: ScrollTo) -> None:  # dragging the scrollbar
+        self._after_user_event()
+
+    def on_scroll_up(self, message: ScrollUp) -> None:  # a click on the scrollbar
+        self._after_user_event()
+
+    def on_scroll_down(self, message: ScrollDown) -> None:
+        self._after_user_event()
+
+    def action_resume(self) -> None:
+        self.resume()
+
+    def resume(self) -> None:
+        self.follow = True
+        self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
 
     # -- what the pane shows about the view --------------------------------------------------
 
@@ -196,12 +266,17 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
         bottom = self._row_seq(int(self.scroll_y) + self.size.height - 1)
         return max(0, self.ring.next_seq - 1 - bottom)
 
-    def action_resume(self) -> None:
-        self.resume()
-
-    def resume(self) -> None:
-        self.follow = True
-        self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+    @property
+    def search_status(self) -> str | None:
+        """Where the search is: "match 3 of 17", or how many matches there are."""
+        if self._pattern is None:
+            return None
+        live = bisect.bisect_left(self._hits, self.ring.first_seq)
+        total = len(self._hits) - live
+        index = self._match_index()
+        if index is not None and index >= live:
+            return f"match {index - live + 1} of {total}"
+        return f"{total} matches" if total != 1 else "1 match"
 
     def visible_text(self) -> str:
         top = self._row_seq(int(self.scroll_y))
@@ -211,46 +286,98 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
     # -- search ------------------------------------------------------------------------------
 
     def find(self, term: str, forward: bool = True) -> bool:
-        """Move to the next (or previous) line containing term; False when there is none."""
+        """Move to the next (or previous) match; False when there is none.
+
+        A new term starts from the middle of the view. Every match is a step, several in one
+        line too, and the view moves to show it: down to its line, sideways to it in a long
+        line. A search is the user moving the view: it stops following."""
+        if term != self.search_term:
+            self._search(term)
+        hits = self._hits
+        live = bisect.bisect_left(hits, self.ring.first_seq)
+        if not term or live == len(hits):
+            return False
+        index = self._match_index()
+        if index is None or index < live:  # a new search, or its match was evicted
+            middle = self._row_seq(int(self.scroll_y) + self.size.height // 2)
+            index = bisect.bisect_right(hits, middle)  # the first match below the middle line
+            if not forward:
+                index = bisect.bisect_left(hits, middle) - 1  # the last one above it
+        else:
+            index += 1 if forward else -1
+        if index >= len(hits) or index < live:  # round the ends
+            index = live if forward else len(hits) - 1
+        seq = hits[index]
+        self._match = (seq, index - bisect.bisect_left(hits, seq))
+        self.follow = False
+        self._show_match()
+        return True
+
+    def _search(self, term: str) -> None:
+        """A new term (an empty one ends the search): find its matches in every line taken
+        from the ring so far; sync finds them in the lines that come after."""
         self.search_term = term
+        self._pattern = re.compile(re.escape(term), re.IGNORECASE) if term else None
+        self._hits = array("q")
+        self._match = None
         self._cache.clear()
         self.refresh()
-        if not term:
-            return False
-        needle = term.casefold()
-        current = self._row_seq(int(self.scroll_y) + self.size.height // 2)
-        lines = self.ring.since(self.ring.first_seq)
-        order = (
-            [ln for ln in lines if ln.seq > current] + [ln for ln in lines if ln.seq <= current]
-            if forward
-            else [ln for ln in reversed(lines) if ln.seq < current]
-            + [ln for ln in reversed(lines) if ln.seq >= current]
-        )
-        for line in order:
-            if needle in plain(line.text).casefold():
-                self.follow = False
-                row = self._seq_row(line.seq)
-                self._adjusting = True
-                try:
-                    self.scroll_to(
-                        y=max(0, row - self.size.height // 2), animate=False, immediate=True
-                    )
-                finally:
-                    self._adjusting = False
-                return True
-        return False
+        if self._pattern is not None:
+            start = self.ring.first_seq
+            self._find_in(self.ring.since(start, self._next - start))
+
+    def _find_in(self, lines: list[Line]) -> None:
+        assert self._pattern is not None
+        for line in lines:
+            found = len(self._pattern.findall(plain(line.text)))
+            if found:
+                self._hits.extend([line.seq] * found)
+
+    def _match_index(self) -> int | None:
+        if self._match is None:
+            return None
+        seq, nth = self._match
+        return bisect.bisect_left(self._hits, seq) + nth
+
+    def _show_match(self) -> None:
+        """Scroll so the current match is on screen: its row mid-view, and sideways when it
+        lies beyond either edge of a long line (wrapped, its row within the line instead)."""
+        assert self._match is not None and self._pattern is not None
+        seq, nth = self._match
+        line = self.ring.at(seq)
+        if line is None:
+            return
+        text = plain(line.text)
+        found = list(self._pattern.finditer(text))[nth]
+        start = 2 + cell_len(text[: found.start()])  # after the gutter
+        end = start + cell_len(found.group())
+        width = self.scrollable_content_region.width
+        row = self._seq_row(seq)
+        x: float | None = None
+        if self.wrap:
+            row += start // max(1, width)
+        elif start < self.scroll_x or end > self.scroll_x + width:
+            x = max(0, start - width // 4)  # a little of what comes before it too
+            if end > x + width:
+                x = max(0, min(start, end - width))
+        y = max(0, row - self.size.height // 2)
+        # Forced: right after wrap is turned off, Textual allows no sideways scrolling until
+        # its next layout has shown the horizontal scrollbar.
+        self.scroll_to(x=x, y=y, animate=False, immediate=True, force=True)
 
     # -- drawing -----------------------------------------------------------------------------
 
     def _row_seq(self, row: int) -> int:
-        if not self.wrap:
+        if not self._offsets:
             return self.ring.first_seq + row
         index = max(0, bisect.bisect_right(self._offsets, row) - 1)
         return self._first + index
 
     def _seq_row(self, seq: int) -> int:
+        if not self._offsets:
+            return seq - self.ring.first_seq
         index = seq - self._first
-        return self._offsets[index] if self.wrap and index < len(self._offsets) else index
+        return self._offsets[min(max(0, index), len(self._offsets) - 1)]
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
@@ -287,8 +414,8 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
         body.expand_tabs(8)
         if line.stream == "sys":
             body.stylize(_SYS_STYLE)
-        if self.search_term:
-            body.highlight_regex(re.compile(re.escape(self.search_term), re.I), _MATCH_STYLE)
+        if self._pattern is not None:
+            body.highlight_regex(self._pattern, _MATCH_STYLE)
         text.append_text(body)
         strip = Strip(text.render(self.app.console))
         if wrap_width:  # fold at the cell, so a line takes exactly the rows measured for it

@@ -157,6 +157,9 @@ class ProcessPane(Vertical):
         waiting = self.log_view.waiting
         if waiting:
             parts.append((f"⏸ {waiting} new (End)", "bold yellow", fmt.HIGH))
+        found = self.log_view.search_status
+        if found:
+            parts.append((found, "bold", fmt.HIGH))
         backend = c.entry.backend
         url = backend.web_url() if backend else None
         if url and c.state in (State.STARTING, State.RUNNING):
@@ -260,6 +263,7 @@ class ProcessPane(Vertical):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         found = self.log_view.find(event.value)
+        self.update_info()
         if not found and event.value:
             self.app.notify(
                 f"{event.value!r} not found in {self.child.name}", severity="warning", markup=False
