@@ -328,6 +328,18 @@ class Backend:
         the server's."""
         return self.declared_url or self.url()
 
+    def probe_host(self) -> str | None:
+        """The Host the readiness probe names: one the site accepts. Django answers any other
+        with 400 and logs DisallowedHost at ERROR, which default LOGGING mails to ADMINS: every
+        10 s. None: the probed address will do (no settings, DEBUG's defaults, or ``*``)."""
+        allowed = getattr(self.project.settings, "ALLOWED_HOSTS", None) or []
+        for host in allowed:
+            if not isinstance(host, str) or host == "*":
+                return None
+            if "*" not in host:
+                return host.lstrip(".")  # ".example.com" allows example.com itself
+        return None
+
     def notes(self) -> list[str]:
         """Lines the pane shows at each start: what the backend did with the entry."""
         return []

@@ -51,7 +51,10 @@ def entry(djproject: Path, name: str, backend: str, args: Any, **extra: Any) -> 
         "djproject.settings",
         str(djproject),
         pythonpath=(str(djproject),),
-        settings=SimpleNamespace(WSGI_APPLICATION="djproject.wsgi.application"),
+        settings=SimpleNamespace(
+            WSGI_APPLICATION="djproject.wsgi.application",
+            ALLOWED_HOSTS=os.environ.get("DJPROJECT_ALLOWED_HOSTS", "*").split(","),
+        ),
     )
     built = build_entry(name, {"BACKEND": backend, "ARGS": args, **extra}, project)
     assert built.error is None, built.error

@@ -187,6 +187,27 @@ async def test_an_idle_server_counts_no_requests_from_the_probe(
     assert child.events.per_second(over=60) == 0
 
 
+async def test_the_probe_names_a_host_the_site_allows(
+    djproject: Path, supervise: Supervise, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A site that allows only its own domain answers a probe naming 127.0.0.1 with 400 and logs
+    DisallowedHost at ERROR (mailed to ADMINS by default LOGGING) on every probe: the probe
+    names the first host ALLOWED_HOSTS gives instead."""
+    monkeypatch.setenv("DJPROJECT_ALLOWED_HOSTS", ".example.com,www.example.org")
+    monkeypatch.setattr(child_module, "HEALTH_EVERY", 0.2)
+    port = free_port()
+    args = {"bind": f"127.0.0.1:{port}", "workers": "1", "access-logfile": "-"}
+    web = entry(djproject, "web", "django_prodserver.backends.gunicorn.GunicornServer", args)
+    sup = await supervise(web)
+    child = sup["web"]
+
+    def probes() -> list[str]:
+        return [line.text for line in child.ring.since(0) if '"HEAD / HTTP/1.0"' in line.text]
+
+    await until(lambda: len(probes()) >= 3, timeout=30, what="several probes in the access log")
+    assert not [text for text in probes() if '" 400 ' in text], probes()
+
+
 async def test_the_pane_shows_not_answering_and_waits_for_nothing_without_a_probe(
     listener: Listener, quick: None
 ) -> None:

@@ -248,6 +248,8 @@ class Child:
         """
         started = time.monotonic()
         delay = 0.1
+        backend = self.entry.backend
+        host = backend.probe_host() if backend else None
         while self.pid == pid:
             starting = self.state is State.STARTING
             left = READY_TIMEOUT - (time.monotonic() - started)
@@ -257,7 +259,7 @@ class Child:
                 self._set(State.RUNNING)
                 ok = False
             else:
-                ok = await answers(*address, path, left if starting else PROBE_TIMEOUT)
+                ok = await answers(*address, path, left if starting else PROBE_TIMEOUT, host)
             if self.pid != pid:
                 return
             if ok and self.ready_after is None:

@@ -45,15 +45,18 @@ def request_line(path: str) -> str:
     return rf'"HEAD {re.escape(bare)}(?:\?\S*)? HTTP/\d(?:\.\d)?"'
 
 
-async def answers(host: str, port: int, path: str, timeout: float) -> bool:
-    """One request, answered within ``timeout`` or abandoned (closed)."""
+async def answers(
+    host: str, port: int, path: str, timeout: float, host_header: str | None = None
+) -> bool:
+    """One request, answered within ``timeout`` or abandoned (closed). ``host_header`` names
+    a host the site allows when the probed address is not one of them."""
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(host, port)
             try:
-                name = f"[{host}]" if ":" in host else host
+                name = host_header or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
                 writer.write(
-                    f"HEAD {path} HTTP/1.0\r\nHost: {name}:{port}\r\n"
+                    f"HEAD {path} HTTP/1.0\r\nHost: {name}\r\n"
                     f"User-Agent: {USER_AGENT}\r\n\r\n".encode()
                 )
                 await writer.drain()

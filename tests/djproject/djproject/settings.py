@@ -12,7 +12,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = "test-only-insecure-key-not-a-secret"
 DEBUG = False
-ALLOWED_HOSTS = ["*"]
+ALLOWED_HOSTS = os.environ.get("DJPROJECT_ALLOWED_HOSTS", "*").split(",")
 
 # On Django 5.2 the tasks framework is the django-tasks backport; Django 6 has it built in.
 _TASKS_APPS = ["django_tasks_db"]
