@@ -28,6 +28,21 @@ class Usage:
     pids: frozenset[int]  # the tree, to attribute task statistics to this entry
 
 
+IDLE_CPU = 1.0  # % of one core: below it a tree only wakes for timers (one 10 ms tick a second)
+
+
+def quiet(before: Usage | None, now: Usage) -> bool:
+    """An idle tree that did not change since the previous sample: it may be sampled less
+    often. Memory is left out: a process that does not run does not grow."""
+    return (
+        before is not None
+        and now.cpu < IDLE_CPU
+        and before.cpu < IDLE_CPU
+        and now.pids == before.pids
+        and now.threads == before.threads
+    )
+
+
 class Sampler:
     USS_EVERY = 5  # USS reads /proc/PID/smaps_rollup, the costliest read: every 5th sample
 

@@ -25,7 +25,7 @@ from tui.child import Child, State
 from tui.output import Line, Ring
 from tui.project import Entry
 from tui.redact import Redactor
-from tui.sampler import Sampler, Usage
+from tui.sampler import Sampler, Usage, quiet
 
 if TYPE_CHECKING:
     from backends.diagnostics import Finding, Watch, Worker
@@ -46,6 +46,7 @@ class Supervisor:
         ring_lines: int = 10_000,
         watchdog: bool = True,
         sample_every: float = 1.0,
+        idle_sample_every: float = 5.0,
         stats_every: float = 1.5,
         redact: Redactor | None = None,
         project: Project | None = None,
@@ -59,6 +60,10 @@ class Supervisor:
         self._use_watchdog = watchdog
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._sample_every = sample_every
+        self._idle_sample_every = max(sample_every, idle_sample_every)
+        self._sample_wait = sample_every  # grows while nothing changes, see _sample_forever
+        self._stirred = asyncio.Event()  # something happened: sample at the normal pace
+        self.sampled = 0  # counts samples that changed some entry's usage: redraw then
         self._sampling: asyncio.Task[None] | None = None
         self.stats: Snapshot | None = None  # task statistics, when an entry is a task worker
         self._stats_every = stats_every
@@ -113,6 +118,7 @@ class Supervisor:
         await self.children[name].restart()
 
     def scale(self, name: str, knob: str, value: object) -> Awaitable[bool]:
+        self.stir()
         return self.children[name].scale(knob, value)
 
     async def wait_for(self, condition: Callable[[], bool], every: float = 0.05) -> None:
@@ -158,6 +164,7 @@ class Supervisor:
             self._watchdog.stdin.flush()
 
     def emit_lines(self, child: Child, stream: str, lines: list[str]) -> None:
+        self.stir()
         first = child.ring.next_seq
         child.ring.append(stream, lines)
         if self._listeners or child.events is not None or child.waits_for_line:
@@ -168,6 +175,7 @@ class Supervisor:
                 listener.on_lines(child, kept)
 
     def emit_state(self, child: Child) -> None:
+        self.stir()
         if child.state is State.RUNNING:  # it listens now: whatever held its port let go
             held = ("port-in-use", child.name, "")
             if any(f.key == held for f in self._setup_findings):
@@ -180,14 +188,41 @@ class Supervisor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def stir(self) -> None:
+        """Output, a state change or a scale: sample at the normal pace again, from now."""
+        self._sample_wait = self._sample_every
+        self._stirred.set()
+
     async def _sample_forever(self) -> None:
+        """Every ``sample_every`` seconds, and less often while nothing happens.
+
+        Reading /proc for every tree is most of what an idle console does, so while every
+        tree is idle and unchanged the pause doubles up to ``idle_sample_every``; output, a
+        state change, a scale or a tree that changed brings it back to ``sample_every``.
+        """
         loop = asyncio.get_running_loop()
         while True:
             roots = {c.name: c.pid for c in self.children.values() if c.pid is not None}
+            self._stirred.clear()
             usage = await loop.run_in_executor(None, self.sampler.sample, roots)
+            calm = True
             for child in self.children.values():
-                child.usage = usage.get(child.name) if child.pid is not None else None
+                now = usage.get(child.name) if child.pid is not None else None
+                if child.pid is not None:
+                    calm = calm and now is not None and quiet(child.usage, now)
+                if now != child.usage:
+                    child.usage = now
+                    self.sampled += 1
+            calm = calm and not self._stirred.is_set()
+            self._sample_wait = (
+                min(2 * self._sample_wait, self._idle_sample_every) if calm else self._sample_every
+            )
             await asyncio.sleep(self._sample_every)
+            if self._sample_wait > self._sample_every:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._stirred.wait(), self._sample_wait - self._sample_every
+                    )
 
     async def _stats_forever(self) -> None:
         """Task statistics from the database, off the loop; attributed to entries by pid."""
