@@ -126,7 +126,6 @@ class ConsoleApp(App[int]):
         self.quitting = False
         self.zoomed = False
         self._lines_came = asyncio.Event()  # set by on_lines, waited for by follow_logs
-        self._numbers_seen: tuple[int, object] = (-1, None)  # supervisor's sample and stats
         supervisor.subscribe(self)
 
     # -- layout -------------------------------------------------------------------------------
@@ -216,20 +215,16 @@ class ConsoleApp(App[int]):
 
     def tick_info(self) -> None:
         """Once a second: sparklines move on; texts are rebuilt only where they may differ."""
-        numbers = (self.supervisor.sampled, self.supervisor.stats)
-        fresh = numbers != self._numbers_seen
-        self._numbers_seen = numbers
         now = self.clock()
         due = False
         for pane in self.panes:
             pane.sample()
-            if fresh or pane.stale(now):
+            if pane.stale(now):
                 due = True
                 pane.update_info()
         if due and self.process_list.display:
             self.process_list.refresh()
-        if fresh:
-            show(self.query_one("#header", Static), self.header_text())
+        show(self.query_one("#header", Static), self.header_text())
 
     def header_text(self) -> Text:
         """Most useful first: states and totals survive a narrow terminal, names go first."""

@@ -63,7 +63,6 @@ class Supervisor:
         self._idle_sample_every = max(sample_every, idle_sample_every)
         self._sample_wait = sample_every  # grows while nothing changes, see _sample_forever
         self._stirred = asyncio.Event()  # something happened: sample at the normal pace
-        self.sampled = 0  # counts samples that changed some entry's usage: redraw then
         self._sampling: asyncio.Task[None] | None = None
         self.stats: Snapshot | None = None  # task statistics, when an entry is a task worker
         self._stats_every = stats_every
@@ -210,9 +209,8 @@ class Supervisor:
                 now = usage.get(child.name) if child.pid is not None else None
                 if child.pid is not None:
                     calm = calm and now is not None and quiet(child.usage, now)
-                if now != child.usage:
+                if now != child.usage:  # kept while equal: panes redraw when it is replaced
                     child.usage = now
-                    self.sampled += 1
             calm = calm and not self._stirred.is_set()
             self._sample_wait = (
                 min(2 * self._sample_wait, self._idle_sample_every) if calm else self._sample_every

@@ -80,7 +80,7 @@ class ProcessPane(Vertical):
         self._cpu_spark = Sparkline(list(self.cpu_history), id="cpu-spark")
         self._rate_spark = Sparkline(list(self.rate_history), id="rate-spark")
         self.due = 0.0  # clock time when the texts change by themselves (see ``stale``)
-        self._drawn_for: tuple[int, int] = (-1, -1)
+        self._drawn_for: tuple[object, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield self._title
@@ -133,13 +133,21 @@ class ProcessPane(Vertical):
 
     def stale(self, now: float) -> bool:
         """Whether the texts may show something new, without building them (the app asks
-        every second; a new sample or state redraws every pane anyway): the clock passed the
-        unit of a shown countdown or uptime, the log's "N new" count moved, or lines came
-        that the pane counts as requests or tasks."""
+        every second; a change of state redraws the pane at once): the clock passed the unit
+        of a shown countdown or uptime, or what they are made of changed: a new sample (the
+        supervisor keeps the old one while equal), task statistics, the log's "N new" count,
+        lines that the pane counts as requests or tasks."""
         return now >= self.due or self._inputs() != self._drawn_for
 
-    def _inputs(self) -> tuple[int, int]:
-        return self.log_view.waiting, self.child.ring.next_seq if self.child.events else 0
+    def _inputs(self) -> tuple[object, ...]:
+        c = self.child
+        return (
+            c.usage,
+            c.tasks,
+            c.sup_stats() if c.kind == "tasks" else None,
+            self.log_view.waiting,
+            c.ring.next_seq if c.events else 0,
+        )
 
     def _ticking(self, every: float, since: float) -> None:
         """A shown figure changes every ``every`` seconds counted from ``since``."""
