@@ -126,12 +126,13 @@ class ConsoleApp(App[int]):
         self.quitting = False
         self.zoomed = False
         self._lines_came = asyncio.Event()  # set by on_lines, waited for by follow_logs
+        self.header = Static(id="header", markup=False)  # kept: the tick may outlive the screen
         supervisor.subscribe(self)
 
     # -- layout -------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static(id="header", markup=False)
+        yield self.header
         yield Static(id="findings", markup=False)
         yield self.process_list
         with Container(id="panes"):
@@ -185,7 +186,6 @@ class ConsoleApp(App[int]):
                 pane.update_info()
         if self.process_list.is_mounted:
             self.process_list.refresh()
-            show(self.query_one("#header", Static), self.header_text())
 
     def on_findings(self, findings: list[Finding]) -> None:
         """Each diagnostic in its entry's pane; the project-wide ones under the header."""
@@ -224,7 +224,7 @@ class ConsoleApp(App[int]):
                 pane.update_info()
         if due and self.process_list.display:
             self.process_list.refresh()
-        show(self.query_one("#header", Static), self.header_text())
+        show(self.header, self.header_text())
 
     def header_text(self) -> Text:
         """Most useful first: states and totals survive a narrow terminal, names go first."""
