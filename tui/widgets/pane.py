@@ -22,6 +22,7 @@ from tui import format as fmt
 from tui.child import Child, State
 from tui.widgets.logview import LogView
 
+SEARCH_PLACEHOLDER = "search this log (Enter: find, Esc: close)"
 HISTORY = 120  # samples kept for the sparklines: two minutes at one a second
 
 
@@ -93,7 +94,6 @@ class ProcessPane(Vertical):
                 yield self._rate_spark
         yield Static(classes="findings", markup=False)
         yield self.log_view
-        yield Input(placeholder="search this log (Enter: find, Esc: close)")
 
     def on_mount(self) -> None:
         self.update_info()
@@ -295,7 +295,12 @@ class ProcessPane(Vertical):
     # -- search --------------------------------------------------------------------------------
 
     def open_search(self) -> None:
-        search = self.query_one(Input)
+        """The field is made on first use: one in every pane cost 55 KB each, 3 MB with 60
+        entries, for a search most panes never see."""
+        found = self.query(Input)
+        search = found.first() if found else Input(placeholder=SEARCH_PLACEHOLDER)
+        if not found:
+            self.mount(search)
         search.add_class("open")
         search.focus()
 
@@ -310,6 +315,5 @@ class ProcessPane(Vertical):
         self.log_view.focus()
 
     def close_search(self) -> None:
-        search = self.query_one(Input)
-        search.remove_class("open")
+        self.query(Input).remove_class("open")
         self.log_view.focus()
