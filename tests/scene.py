@@ -37,7 +37,7 @@ ENTRIES = {
 
 
 def usage(cpu: float, rss_mb: int, processes: int, children: int) -> Usage:
-    return Usage(cpu, rss_mb * MB, None, processes, children, processes * 2, frozenset())
+    return Usage(cpu, rss_mb * MB, processes, children, processes * 2, frozenset())
 
 
 def scene() -> ConsoleApp:

@@ -1,8 +1,10 @@
 """The console: a pane per process, live output and numbers, keys to act on them.
 
 The app only drives the supervisor's API (start, stop, restart, scale, states, rings) and
-polls what it shows on timers: logs ten times a second for visible panes, numbers once a
-second. Every supervisor call runs as a worker, so no key ever waits for a process.
+redraws what changed: logs of visible panes when lines arrive (at most ten times a second),
+numbers when a new sample or state does, clock texts (uptimes, countdowns) when the figure
+shown changes. An idle console so costs next to nothing. Every supervisor call runs as a
+worker, so no key ever waits for a process.
 """
 
 from __future__ import annotations
@@ -52,8 +54,7 @@ KEY_NAMES = {
     "right": "→",
     "ctrl+c": "Ctrl+C",
 }
-LOG_POLL = 0.1  # seconds between looks at the rings while lines arrive
-LOG_POLL_QUIET = 0.5  # after a second without a new line
+LOG_POLL = 0.1  # at least this long between two looks at the rings while lines arrive
 
 
 def hang_up(supervisor: Supervisor) -> Callable[[int, object], None]:
@@ -131,12 +132,14 @@ class ConsoleApp(App[int]):
         self.current = self.panes[0]
         self.quitting = False
         self.zoomed = False
+        self._lines_came = asyncio.Event()  # set by on_lines, waited for by follow_logs
+        self.header = Static(id="header", markup=False)  # kept: the tick may outlive the screen
         supervisor.subscribe(self)
 
     # -- layout -------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static(id="header", markup=False)
+        yield self.header
         yield Static(id="findings", markup=False)
         yield self.process_list
         with Container(id="panes"):
@@ -185,7 +188,8 @@ class ConsoleApp(App[int]):
     # -- the supervisor's events (same loop, same thread) --------------------------------------
 
     def on_lines(self, child: Child, lines: list[Line]) -> None:
-        """Output is pulled by the log views on their timer: nothing to do per batch."""
+        """Output is pulled by the log views, batched: only wake the loop that pulls it."""
+        self._lines_came.set()
 
     def on_state(self, child: Child) -> None:
         if not self.is_running:  # the supervisor outlives the app (it stops processes after)
@@ -211,21 +215,29 @@ class ConsoleApp(App[int]):
     # -- timers --------------------------------------------------------------------------------
 
     async def follow_logs(self) -> None:
-        """Pull new lines ten times a second while output flows, twice when all is quiet."""
-        quiet = 0
+        """Pull new lines when some arrived, never while none do; during a flood at most
+        ten times a second, so it costs ten redraws a second, not one per line. A pane
+        coming into view catches up by itself (``ProcessPane.on_show``)."""
         while True:
-            changed = [
-                pane.log_view.sync() for pane in self.panes if pane.display and pane.region.height
-            ]
-            quiet = 0 if any(changed) else quiet + 1
-            await asyncio.sleep(LOG_POLL if quiet < 10 else LOG_POLL_QUIET)
+            await self._lines_came.wait()
+            self._lines_came.clear()
+            for pane in self.panes:
+                if pane.display and pane.region.height:
+                    pane.log_view.sync()
+            await asyncio.sleep(LOG_POLL)
 
     def tick_info(self) -> None:
+        """Once a second: sparklines move on; texts are rebuilt only where they may differ."""
+        now = self.clock()
+        due = False
         for pane in self.panes:
             pane.sample()
-            pane.update_info()
-        self.process_list.refresh()
-        show(self.query_one("#header", Static), self.header_text())
+            if pane.stale(now):
+                due = True
+                pane.update_info()
+        if due and self.process_list.display:
+            self.process_list.refresh()
+        show(self.header, self.header_text())
 
     def header_text(self) -> Text:
         """Most useful first: states and totals survive a narrow terminal, names go first."""

@@ -36,16 +36,23 @@ def size(n: float | None) -> str:
 
 
 def duration(seconds: float | None) -> str:
+    """Seconds only in the first minute: an uptime then changes once a minute, so an idle
+    pane is redrawn once a minute instead of every second (see ``duration_step``)."""
     if seconds is None:
         return "-"
     s = int(max(0, seconds))
     if s < 60:
         return f"{s}s"
     if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
+        return f"{s // 60}m"
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def duration_step(seconds: float) -> int:
+    """The unit of the last figure ``duration`` shows: how often its text changes."""
+    return 1 if seconds < 60 else 60 if seconds < 86400 else 3600
 
 
 def rate(per_second: float | None) -> str:

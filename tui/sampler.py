@@ -5,11 +5,14 @@ what a user pays for is the tree, not the one pid the console started. psutil ``
 objects are cached per pid because ``cpu_percent`` measures against the previous call. The
 descendants seen here are remembered, so a grandchild that left the process group (or whose
 parent died) can still be killed when its entry stops.
+
+A console left open for days samples mostly idle trees, so a sample reads as little as it
+can: the kernel's lists of children rather than every process on the machine, three small
+files per process, and no check of a process the kernel has just listed in the tree.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 from dataclasses import dataclass
@@ -21,19 +24,29 @@ import psutil
 class Usage:
     cpu: float  # percent of one core, summed over the tree
     rss: int  # bytes, summed
-    uss: int | None  # bytes unique to the tree, where the OS lets us read it
     processes: int  # size of the tree
     children: int  # direct children of the main process: gunicorn's workers, our worker's
     threads: int  # OS threads over the tree
     pids: frozenset[int]  # the tree, to attribute task statistics to this entry
 
 
-class Sampler:
-    USS_EVERY = 5  # USS reads /proc/PID/smaps_rollup, the costliest read: every 5th sample
+IDLE_CPU = 1.0  # % of one core: below it a tree only wakes for timers (one 10 ms tick a second)
 
+
+def quiet(before: Usage | None, now: Usage) -> bool:
+    """An idle tree that did not change since the previous sample: it may be sampled less
+    often. Memory is left out: a process that does not run does not grow."""
+    return (
+        before is not None
+        and now.cpu < IDLE_CPU
+        and before.cpu < IDLE_CPU
+        and now.pids == before.pids
+        and now.threads == before.threads
+    )
+
+
+class Sampler:
     def __init__(self) -> None:
-        self._uss: dict[str, int | None] = {}
-        self._samples = 0
         self._cache: dict[int, psutil.Process] = {}
         self._trees: dict[int, set[psutil.Process]] = {}  # root pid -> descendants seen
         self._lock = threading.Lock()
@@ -42,16 +55,14 @@ class Sampler:
         """Blocking (reads /proc): call it from a thread."""
         usage = {}
         live: set[int] = set()
-        children = children_map()  # one scan of /proc for every entry, not one each
-        with_uss = self._samples % self.USS_EVERY == 0
-        self._samples += 1
+        # The kernel's lists of children where it keeps them; else one scan of /proc for
+        # every entry, not one each.
+        children = None if KERNEL_CHILDREN else children_map()
         for name, pid in roots.items():
             tree = self._tree(pid, children)
             live.update(p.pid for p in tree)
-            measured = _measure(tree, pid, with_uss)
-            if with_uss or name not in self._uss:
-                self._uss[name] = measured.uss
-            usage[name] = dataclasses.replace(measured, uss=self._uss[name])
+            direct = kernel_children(pid) if children is None else children.get(pid, [])
+            usage[name] = _measure(tree, set(direct))
         with self._lock:
             self._cache = {pid: p for pid, p in self._cache.items() if pid in live}
         return usage
@@ -71,22 +82,25 @@ class Sampler:
             self._cache.pop(pid, None)
         return found
 
-    def _tree(self, pid: int, children_of: dict[int, list[int]]) -> list[psutil.Process]:
+    def _tree(self, pid: int, children_of: dict[int, list[int]] | None) -> list[psutil.Process]:
         root = self._process(pid)
         if root is None:
             return []
-        children = self._children(pid, children_of)
+        children = set(self._children(pid, children_of))
         with self._lock:
             seen = self._trees.setdefault(pid, set())
-            seen.update(children)
-            seen -= {p for p in seen if not _running(p)}
+            # Listed by the kernel just now: in the tree. Only those that left it are checked.
+            seen -= {p for p in seen - children if not _running(p)}
+            seen |= children
             tree = [root, *seen]
         return tree
 
     def _process(self, pid: int) -> psutil.Process | None:
+        """Cached: the root cannot be reused before we reap it, and a descendant is listed
+        by the kernel each sample (``descendants`` checks every one before a kill)."""
         with self._lock:
             proc = self._cache.get(pid)
-        if proc is not None and _running(proc):
+        if proc is not None:
             return proc
         try:
             proc = psutil.Process(pid)
@@ -96,9 +110,39 @@ class Sampler:
             self._cache[pid] = proc
         return proc
 
-    def _children(self, pid: int, children_of: dict[int, list[int]]) -> list[psutil.Process]:
-        found = (self._process(child) for child in descendant_pids(pid, children_of))
+    def _children(self, pid: int, children_of: dict[int, list[int]] | None) -> list[psutil.Process]:
+        pids = kernel_descendants(pid) if children_of is None else descendant_pids(pid, children_of)
+        found = (self._process(child) for child in pids)
         return [proc for proc in found if proc is not None]
+
+
+def kernel_children(pid: int) -> list[int]:
+    """Direct children of ``pid`` as the kernel lists them per thread (Linux): a few small
+    reads per tree instead of a pass over every process on the machine, which for a few
+    idle entries was nearly all of a sample's cost. The kernel warns that the lists may miss
+    a process being created or exiting meanwhile: the next sample sees it, and stopping an
+    entry (``Sampler.descendants``) scans every process instead."""
+    found: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children", "rb", buffering=0) as listed:
+                found += map(int, listed.read().split())
+    except (OSError, ValueError):  # gone meanwhile
+        pass
+    return found
+
+
+def kernel_descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    todo = kernel_children(pid)
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo += kernel_children(child)
+    return found
+
+
+KERNEL_CHILDREN = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
 
 
 def children_map() -> dict[int, list[int]]:
@@ -117,7 +161,7 @@ def children_map() -> dict[int, list[int]]:
         if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{name}/stat", "rb") as stat:
+            with open(f"/proc/{name}/stat", "rb", buffering=0) as stat:
                 ppid = int(stat.read().rpartition(b")")[2].split()[1])
         except (OSError, IndexError, ValueError):  # gone meanwhile, or unreadable
             continue
@@ -143,10 +187,11 @@ def _running(proc: psutil.Process) -> bool:
         return False
 
 
-def _measure(tree: list[psutil.Process], root: int, with_uss: bool) -> Usage:
+def _measure(tree: list[psutil.Process], direct: set[int]) -> Usage:
+    """``direct``: the root's children as listed now (psutil's ``ppid`` checks the pid for
+    reuse, which costs more than the rest of a process's reading)."""
     cpu = 0.0
     rss = 0
-    uss: int | None = 0 if with_uss else None
     count = children = threads = 0
     pids = set()
     for proc in tree:
@@ -155,20 +200,14 @@ def _measure(tree: list[psutil.Process], root: int, with_uss: bool) -> Usage:
                 cpu += proc.cpu_percent(None)
                 rss += proc.memory_info().rss
                 threads += proc.num_threads()
-                children += proc.ppid() == root
+                children += proc.pid in direct
                 pids.add(proc.pid)
-                if uss is not None:
-                    try:
-                        uss += proc.memory_full_info().uss
-                    except psutil.AccessDenied:
-                        uss = None
             count += 1
         except psutil.Error:
             continue
     return Usage(
         cpu=cpu,
         rss=rss,
-        uss=uss,
         processes=count,
         children=children,
         threads=threads,

@@ -24,7 +24,7 @@ from tui.child import Child, State
 from tui.output import Line, Ring
 from tui.project import Entry
 from tui.redact import Redactor
-from tui.sampler import Sampler, Usage
+from tui.sampler import Sampler, Usage, quiet
 from tui.watchdog_client import Watchdog
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ class Supervisor:
         ring_lines: int = 10_000,
         watchdog: bool = True,
         sample_every: float = 1.0,
+        idle_sample_every: float = 5.0,
         stats_every: float = 1.5,
         redact: Redactor | None = None,
         project: Project | None = None,
@@ -60,6 +61,9 @@ class Supervisor:
         self._watchdog: Watchdog | None = None
         self.stopping = False  # stop_all began: no start may spawn a process any more
         self._sample_every = sample_every
+        self._idle_sample_every = max(sample_every, idle_sample_every)
+        self._sample_wait = sample_every  # grows while nothing changes, see _sample_forever
+        self._stirred = asyncio.Event()  # something happened: sample at the normal pace
         self._sampling: asyncio.Task[None] | None = None
         self.stats: Snapshot | None = None  # task statistics, when an entry is a task worker
         self._stats_every = stats_every
@@ -115,6 +119,7 @@ class Supervisor:
         await self.children[name].restart()
 
     def scale(self, name: str, knob: str, value: object) -> Awaitable[bool]:
+        self.stir()
         return self.children[name].scale(knob, value)
 
     async def wait_for(self, condition: Callable[[], bool], every: float = 0.05) -> None:
@@ -183,6 +188,7 @@ class Supervisor:
             child.note(text)
 
     def emit_lines(self, child: Child, stream: str, lines: list[str]) -> None:
+        self.stir()
         first = child.ring.next_seq
         child.ring.append(stream, lines)
         if self._listeners or child.events is not None or child.waits_for_line:
@@ -193,6 +199,7 @@ class Supervisor:
                 listener.on_lines(child, kept)
 
     def emit_state(self, child: Child) -> None:
+        self.stir()
         # it listens now: whatever held its port let go
         if child.state is State.RUNNING and child.healthy is not False:
             held = ("port-in-use", child.name, "")
@@ -207,18 +214,44 @@ class Supervisor:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def stir(self) -> None:
+        """Output, a state change or a scale: sample at the normal pace again, from now."""
+        self._sample_wait = self._sample_every
+        self._stirred.set()
+
     async def _sample_forever(self) -> None:
+        """Every ``sample_every`` seconds, and less often while nothing happens.
+
+        Reading /proc for every tree is most of what an idle console does, so while every
+        tree is idle and unchanged the pause doubles up to ``idle_sample_every``; output, a
+        state change, a scale or a tree that changed brings it back to ``sample_every``.
+        """
         loop = asyncio.get_running_loop()
         while True:
             roots = {c.name: c.pid for c in self.children.values() if c.pid is not None}
+            self._stirred.clear()
             usage = await loop.run_in_executor(None, self.sampler.sample, roots)
+            calm = True
             for child in self.children.values():
-                child.usage = usage.get(child.name) if child.pid is not None else None
+                now = usage.get(child.name) if child.pid is not None else None
+                if child.pid is not None:
+                    calm = calm and now is not None and quiet(child.usage, now)
+                if now != child.usage:  # kept while equal: panes redraw when it is replaced
+                    child.usage = now
             if self._watchdog is not None:
                 self._watchdog.descendants(
                     {c.pid: c.usage.pids for c in self.children.values() if c.pid and c.usage}
                 )
+            calm = calm and not self._stirred.is_set()
+            self._sample_wait = (
+                min(2 * self._sample_wait, self._idle_sample_every) if calm else self._sample_every
+            )
             await asyncio.sleep(self._sample_every)
+            if self._sample_wait > self._sample_every:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._stirred.wait(), self._sample_wait - self._sample_every
+                    )
 
     async def _stats_forever(self) -> None:
         """Task statistics from the database, off the loop; attributed to entries by pid."""

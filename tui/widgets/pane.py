@@ -7,6 +7,7 @@ Sparklines: CPU and task throughput over the last minutes. Then the live log.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from tui.child import Child, State
 from tui.scaling import KnobView
 from tui.widgets.logview import LogView
 
+SEARCH_PLACEHOLDER = "search this log (Enter: find, Esc: close)"
 HISTORY = 120  # samples kept for the sparklines: two minutes at one a second
 
 
@@ -91,26 +93,38 @@ class ProcessPane(Vertical):
         self.cpu_history: deque[float] = deque([0.0] * HISTORY, maxlen=HISTORY)
         self.rate_history: deque[float] = deque([0.0] * HISTORY, maxlen=HISTORY)
         self.log_view = LogView(child.ring)
+        # Kept rather than queried: the app's tick visits every pane every second.
+        self._title = Static(classes="title", markup=False)
+        self._stats = Static(classes="stats", markup=False)
+        self._sparks = Horizontal(classes="sparks")
+        self._cpu_spark = Sparkline(list(self.cpu_history), id="cpu-spark")
+        self._rate_spark = Sparkline(list(self.rate_history), id="rate-spark")
+        self.due = 0.0  # clock time when the texts change by themselves (see ``stale``)
+        self._drawn_for: tuple[object, ...] = ()
 
     def compose(self) -> ComposeResult:
-        yield Static(classes="title", markup=False)
-        yield Static(classes="stats", markup=False)
-        with Horizontal(classes="sparks"):
+        yield self._title
+        yield self._stats
+        with self._sparks:
             yield Static("cpu", markup=False)
-            yield Sparkline(list(self.cpu_history), id="cpu-spark")
+            yield self._cpu_spark
             if self.child.kind == "tasks":
                 yield Static("tasks/s", markup=False)
-                yield Sparkline(list(self.rate_history), id="rate-spark")
+                yield self._rate_spark
         yield Static(classes="findings", markup=False)
         yield self.log_view
-        yield Input(placeholder="search this log (Enter: find, Esc: close)")
 
     def on_mount(self) -> None:
         self.update_info()
 
     def on_resize(self) -> None:
-        """Refit the title and stats to the new width now, not at the next sample."""
+        """The lines are fitted to the width: refit them now, not at the next sample."""
         self.update_info()
+
+    def on_show(self) -> None:
+        """A pane coming into view (zoom, compact list, resize) catches up with its log now:
+        the app syncs logs only when lines arrive."""
+        self.log_view.sync()
 
     def on_click(self) -> None:
         self.app.pick(self)  # type: ignore[attr-defined]
@@ -121,18 +135,45 @@ class ProcessPane(Vertical):
         """Once a second: push the newest sample into the sparklines."""
         usage = self.child.usage
         self.cpu_history.append(usage.cpu if usage else 0.0)
-        plot(self.query_one("#cpu-spark", Sparkline), self.cpu_history)
+        plot(self._cpu_spark, self.cpu_history)
         if self.child.kind == "tasks":
             tasks = self.child.tasks
             self.rate_history.append((tasks.succeeded_1m + tasks.failed_1m) / 60 if tasks else 0.0)
-            plot(self.query_one("#rate-spark", Sparkline), self.rate_history)
+            plot(self._rate_spark, self.rate_history)
 
     def update_info(self) -> None:
         """Redraw the title and stats lines, and only what changed: an idle console must
         not relayout the screen every second (that alone cost 2 % of a core)."""
-        self.query_one(".sparks").display = self.child.state is not State.CONFIG_ERROR
-        show(self.query_one(".title", Static), self.title_text())
-        show(self.query_one(".stats", Static), self.stats_text())
+        self.due = math.inf  # the texts lower it for each part that follows the clock
+        self._drawn_for = self._inputs()
+        self._sparks.display = self.child.state is not State.CONFIG_ERROR
+        show(self._title, self.title_text())
+        show(self._stats, self.stats_text())
+
+    def stale(self, now: float) -> bool:
+        """Whether the texts may show something new, without building them (the app asks
+        every second; a change of state redraws the pane at once): the clock passed the unit
+        of a shown countdown or uptime, or what they are made of changed: a new sample (the
+        supervisor keeps the old one while equal), task statistics, the log's "N new" count and
+        search position, lines that the pane counts as requests or tasks, a scale's progress."""
+        return now >= self.due or self._inputs() != self._drawn_for
+
+    def _inputs(self) -> tuple[object, ...]:
+        c = self.child
+        return (
+            c.usage,
+            c.tasks,
+            c.sup_stats() if c.kind == "tasks" else None,
+            self.log_view.waiting,
+            self.log_view.search_status,
+            c.ring.next_seq if c.events else 0,
+            tuple(c.scaler.views()),  # "scaling 2→4" until the process has it
+        )
+
+    def _ticking(self, every: float, since: float) -> None:
+        """A shown figure changes every ``every`` seconds counted from ``since``."""
+        now = self.clock()
+        self.due = min(self.due, now + every - (now - since) % every)
 
     @property
     def width(self) -> int:
@@ -151,9 +192,11 @@ class ProcessPane(Vertical):
         detail = c.detail
         if c.state is State.STOPPING:
             parts.append((detail, "bold yellow", fmt.CRITICAL))
+            self._ticking(1, 0)  # its countdown to SIGKILL
         elif c.state is State.BACKOFF and c.next_try_at is not None:
             retry = f"retry in {max(0, c.next_try_at - self.clock()):.0f}s"
             parts.append((retry, "yellow", fmt.HIGH))
+            self._ticking(1, c.next_try_at)
         waiting = self.log_view.waiting
         if waiting:
             parts.append((f"⏸ {waiting} new (End)", "bold yellow", fmt.HIGH))
@@ -173,7 +216,9 @@ class ProcessPane(Vertical):
         if c.pid is not None:
             parts.append((f"pid {c.pid}", "", fmt.LOW))
             if c.started_at is not None:
-                parts.append((f"up {fmt.duration(self.clock() - c.started_at)}", "", fmt.LOW))
+                up = self.clock() - c.started_at
+                parts.append((f"up {fmt.duration(up)}", "", fmt.LOW))
+                self._ticking(fmt.duration_step(up), c.started_at)
         if c.restarts:
             parts.append((f"↻{c.restarts}", "dark_orange", fmt.CRITICAL))
         if c.last_exit is not None:
@@ -226,6 +271,8 @@ class ProcessPane(Vertical):
         clock = self.clock()
         rate = fmt.rate(self.child.events.per_second(now=clock))
         kinds = self.child.events.by_kind(now=clock)
+        if kinds:  # rates and counts over the last minute fall as seconds pass
+            self._ticking(1, 0)
         if self.child.kind == "celery":
             return [
                 (f"tasks {rate}", "bold"),
@@ -256,7 +303,12 @@ class ProcessPane(Vertical):
     # -- search --------------------------------------------------------------------------------
 
     def open_search(self) -> None:
-        search = self.query_one(Input)
+        """The field is made on first use: one in every pane cost 55 KB each, 3 MB with 60
+        entries, for a search most panes never see."""
+        found = self.query(Input)
+        search = found.first() if found else Input(placeholder=SEARCH_PLACEHOLDER)
+        if not found:
+            self.mount(search)
         search.add_class("open")
         search.focus()
 
@@ -272,6 +324,5 @@ class ProcessPane(Vertical):
         self.log_view.focus()
 
     def close_search(self) -> None:
-        search = self.query_one(Input)
-        search.remove_class("open")
+        self.query(Input).remove_class("open")
         self.log_view.focus()
