@@ -81,12 +81,12 @@ def scene() -> ConsoleApp:
     worker.ring.append(
         "out",
         [
-            f"host:{4251 + i % 2}:{1 + i % 2} done shop.tasks.send_receipt {i:04d} in 0.0{i % 9}s"
+            f"host:{4251 + i % 2}:{1 + i % 2} done 0.0{i % 9}s shop.tasks.send_receipt {i:04d}"
             for i in range(40)
         ],
     )
     worker.ring.append(
-        "out", ["host:4251:2 FAILED shop.tasks.charge 0041 in 1.20s: CardError: declined"]
+        "out", ["host:4251:2 FAILED 1.20s shop.tasks.charge: CardError: declined (0041)"]
     )
     css.ring.append("err", ["Error: Cannot find module 'tailwindcss'"])
     css.ring.append("sys", ["-- backoff: exited with code 1, restarting in 0 s"])
