@@ -13,7 +13,7 @@ What it measures
 ----------------
 1. idle: four children that sleep (``python -c "import time; time.sleep(10**6)"``, as four
    ``backends.command.Command`` entries of a throwaway settings module); after 5 s of
-   start-up, 30 s of: CPU time (user + system, psutil) of the console process itself, as %
+   start-up, 20 s of: CPU time (user + system, psutil) of the console process itself, as %
    of one core, its own children excluded, and its RSS (the largest of one sample a second).
    The ``tui.watchdog`` child is reported on its own row. The same for ``honcho start``
    (a Procfile of the four sleepers, output to /dev/null; its per-child forks and ``sh``
@@ -33,8 +33,8 @@ What it measures
    that tells a lone Escape from the start of a key sequence. Then the same without the flood,
    as a baseline. Median and p95; target p95 under 100 ms (a change that fast feels instant;
    not a project requirement).
-3. ingest: the console runs ``flood.py 1000000`` as its only entry (its pane on screen);
-   lines/s = 1,000,000 / (the flood child's exit - its start, from psutil create_time). It
+3. ingest: the console runs ``flood.py 500000`` as its only entry (its pane on screen);
+   lines/s = 500,000 / (the flood child's exit - its start, from psutil create_time). It
    can only exit once its last write went into the 64 KiB pipe, so by then the console has
    read all but the last 64 KiB; the exit is polled every 5 ms (create_time has a 10 ms
    resolution). The console restarts a child that exits: measuring stops at the first exit.
@@ -491,8 +491,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3, help="runs of idle and ingest (%(default)s)")
     p.add_argument("--probes", type=int, default=20, help="key presses per latency run")
     p.add_argument("--settle", type=float, default=5.0, help="seconds of start-up before measuring")
-    p.add_argument("--idle-seconds", type=float, default=30.0, help="idle window (%(default)s s)")
-    p.add_argument("--lines", type=int, default=1_000_000, help="lines of the ingest flood")
+    p.add_argument("--idle-seconds", type=float, default=20.0, help="idle window (%(default)s s)")
+    p.add_argument("--lines", type=int, default=500_000, help="lines of the ingest flood")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per ingest run")
     p.add_argument("--quick", action="store_true", help="1 run, 10 probes, 15 s idle")
     p.add_argument(

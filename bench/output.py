@@ -5,7 +5,7 @@ Why this exists
 A process console sits between every child and the person reading its output, so a chatty
 child (a debug log, a runaway loop) must not make it slow, drop lines or eat memory. This script
 makes that cost a number: one child, ``tests/fixtures/flood.py``, writes N lines of 80 bytes as
-fast as it can (1,000,000 by default), and each tool runs it in turn:
+fast as it can (500,000 by default), and each tool runs it in turn:
 
 * ``prodserver-tui --headless``, with a generated settings module holding one ``flood`` entry;
 * ``honcho start``, with a one-line Procfile;
@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description="Lines/s and peak RSS of process consoles under a 1M-line flood."
     )
-    p.add_argument("--lines", type=int, default=1_000_000, help="lines flood.py writes")
+    p.add_argument("--lines", type=int, default=500_000, help="lines flood.py writes")
     p.add_argument("--runs", type=int, default=3, help="runs per tool (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="1 run of 300,000 lines")
     p.add_argument(
