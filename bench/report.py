@@ -78,49 +78,88 @@ def num(value: Any, fmt: str = "{:,.0f}") -> str:
 
 
 def summary(results: dict[str, dict[str, Any]]) -> str:
-    """One short table: ours and the peers measured beside it in the same run."""
+    """One short table: ours and the peers measured beside it in the same run, and the ratio."""
     out = rows_of(results, "output")
     con = rows_of(results, "console")
     wide = rows_of(results, "taskworker", 1)
 
+    def rate(tool: str) -> Any:
+        return pick(out, "rate", tool=tool)
+
     def ingest(tool: str) -> str:
-        rate, rss = pick(out, "rate", tool=tool), pick(out, "rss", tool=tool)
-        if rate is None:
-            return f"{tool.split()[0]}: {pick(out, 'received', tool=tool) or 'not measured'}"
-        return f"{num(rate)} ({num(rss, '{:.0f}')} MB)"
+        if rate(tool) is None:
+            return str(pick(out, "received", tool=tool) or "not measured")
+        return f"{num(rate(tool))} ({num(pick(out, 'rss', tool=tool), '{:.0f}')} MB)"
 
-    def idle(tool: str) -> str:
+    def idle(tool: str) -> Any:
         cpu = pick(con, "value", what="idle CPU", tool=tool)
-        return num(cpu, "{:.2f}") if cpu is not None else str(pick(con, "ok", tool=tool))
+        return cpu if cpu is not None else pick(con, "ok", tool=tool)
 
-    def tasks(db: str, column: str) -> str:
-        return num(pick(wide, column, database=db, workload="noop"))
+    def shown(tool: str) -> Any:
+        return pick(con, "value", what="ingest", tool=tool)
 
+    def tasks(db: str, column: str) -> Any:
+        return pick(wide, column, database=db, workload="noop")
+
+    def ratio(ours: Any, theirs: Any, what: str) -> str:
+        if isinstance(ours, int | float) and isinstance(theirs, int | float) and theirs:
+            return f"{ours / theirs:.1f}x {what}"
+        return ""
+
+    def joined(*texts: str) -> str:
+        return ", ".join(t for t in texts if t)
+
+    headless = joined(
+        ratio(rate("prodserver-tui"), rate("honcho"), "honcho"),
+        ratio(rate("prodserver-tui"), rate("mprocs"), "mprocs"),
+    )
+    ours_idle = idle("prodserver-tui")
+    watchdog = idle("prodserver-tui: tui.watchdog")
+    both = ours_idle + watchdog if isinstance(ours_idle, float) and watchdog else None
     lines = [
-        "| measured side by side | prodserver-tui | peers, same run |",
-        "|---|---|---|",
+        "| measured side by side | prodserver-tui | peers, same run | ratio |",
+        "|---|---|---|---|",
         f"| headless ingest, lines/s (peak RSS of the tree, watchdog included) "
         f"| {ingest('prodserver-tui')} | honcho {ingest('honcho')}; mprocs {ingest('mprocs')}; "
-        f"`cat` {ingest('flood | cat')} |",
+        f"`cat` {ingest('flood | cat')} "
+        f"| {headless} |",
         f"| full-screen ingest, lines/s (pane on screen) "
-        f"| {num(pick(con, 'value', what='ingest', tool='prodserver-tui'))} "
-        f"| mprocs {num(pick(con, 'value', what='ingest', tool='mprocs'))} |",
+        f"| {num(shown('prodserver-tui'))} | mprocs {num(shown('mprocs'))} "
+        f"| {ratio(shown('prodserver-tui'), shown('mprocs'), 'mprocs')} |",
         f"| idle CPU, % of a core, 4 idle children "
-        f"| {idle('prodserver-tui')} + {idle('prodserver-tui: tui.watchdog')} watchdog "
-        f"| honcho {idle('honcho start')}; bare Textual app {idle('bare Textual')}; "
-        f"mprocs {idle('mprocs')} |",
+        f"| {num(ours_idle, '{:.2f}')} + {num(watchdog, '{:.2f}')} watchdog "
+        f"| honcho {num(idle('honcho start'), '{:.2f}')}; "
+        f"bare Textual app {num(idle('bare Textual'), '{:.2f}')}; "
+        f"mprocs {num(idle('mprocs'), '{:.2f}')} "
+        f"| {ratio(both, idle('bare Textual'), 'a bare Textual app')} |",
     ]
     for db, name in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+        ours, theirs = tasks(db, "ours1x1@0"), tasks(db, "db_worker1x1@0")
+        persistent = tasks(db, "db_worker1x1@600")
         lines.append(
             f"| task worker, noop tasks/s, {name}: 1 x 1 / 2 x 1 "
-            f"| {tasks(db, 'ours1x1@0')} / {tasks(db, 'ours2x1@0')} "
-            f"| `db_worker` x 1 / x 2: {tasks(db, 'db_worker1x1@0')} / "
-            f"{tasks(db, 'db_worker2x1@0')} (`CONN_MAX_AGE=0`), "
-            f"{tasks(db, 'db_worker1x1@600')} / {tasks(db, 'db_worker2x1@600')} (600) |"
+            f"| {num(ours)} / {num(tasks(db, 'ours2x1@0'))} "
+            f"| `db_worker` x 1 / x 2: {num(theirs)} / {num(tasks(db, 'db_worker2x1@0'))} "
+            f"(`CONN_MAX_AGE=0`), {num(tasks(db, 'db_worker1x1@600'))} / "
+            f"{num(tasks(db, 'db_worker2x1@600'))} (600) "
+            f"| {joined(ratio(ours, theirs, 'db_worker'), ratio(ours, persistent, 'persistent'))} |"
         )
-    dates = sorted({describe_environment(d["env"]) for d in results.values()})
-    note = "; ".join(f"_{d}_" for d in dates)
-    return "\n".join(lines) + f"\n\n{note}\n"
+    return "\n".join(lines) + "\n\n" + measured(results) + "\n"
+
+
+def measured(results: dict[str, dict[str, Any]]) -> str:
+    """When and on what, once: the versions of the first result, each script's date and load."""
+    env = next(iter(results.values()))["env"]
+    runs = ", ".join(
+        f"{name} {data['env']['date']} (load {data['env']['load'].split(',')[0]})"
+        for name, data in results.items()
+        if name in ("output", "console", "taskworker")
+    )
+    return (
+        f"_{env['machine']}; Python {env['python']}, Django {env['django']}, "
+        f"Textual {env['textual']}, gunicorn {env['gunicorn']}, psycopg {env['psycopg']}, "
+        f"PostgreSQL {env['postgresql']}. Measured: {runs}._"
+    )
 
 
 def main() -> int:
