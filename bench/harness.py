@@ -355,6 +355,18 @@ class Reaper:
         return left_behind(list(self.ever.values()), wait)
 
 
+def terminate(procs: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
+    """SIGTERM to each process group, then SIGKILL to the groups left after ``timeout``."""
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        kill_group(proc)
+
+
 def left_behind(procs: list[psutil.Process], wait: float = 2.0) -> list[str]:
     deadline = time.monotonic() + wait
     while True:

@@ -53,7 +53,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -66,7 +65,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import PG_DSN, Column, Report, Table, log, median, trap_signals, tree_cpu
+from bench.harness import (
+    PG_DSN,
+    Column,
+    Reaper,
+    Report,
+    Table,
+    log,
+    median,
+    terminate,
+    trap_signals,
+    tree_cpu,
+)
 from bench.harness import REPO as ROOT
 
 TABLE = "django_tasks_database_dbtaskresult"
@@ -305,7 +315,7 @@ def postgres_database(folder: Path) -> Iterator[Database | str]:
 
 # -- workers ------------------------------------------------------------------------------------
 
-LIVE: set[subprocess.Popen[bytes]] = set()  # every worker started and not yet reaped
+REAPER = Reaper()  # every worker started: killed on any exit
 
 
 @dataclass(frozen=True)
@@ -340,47 +350,21 @@ class Config:
         ]
 
 
-def start(database: Database, config: Config, interval: float | None, log: Path) -> list[int]:
-    pids = []
+def start(
+    database: Database, config: Config, interval: float | None, log: Path
+) -> list[subprocess.Popen[bytes]]:
     with log.open("ab") as out:
-        for argv in config.argvs(interval):
-            proc = subprocess.Popen(
+        return [
+            REAPER.start(
                 argv,
                 cwd=database.folder,
                 env=database.env(config.age),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
-            LIVE.add(proc)
-            pids.append(proc.pid)
-    return pids
-
-
-def stop(pids: list[int], timeout: float = 15.0) -> None:
-    """SIGTERM to each group, then SIGKILL to what is left after ``timeout``."""
-    procs = [p for p in LIVE if p.pid in pids]
-    for proc in procs:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for proc in procs:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the group: stray children too
-        proc.wait()
-        LIVE.discard(proc)
-
-
-def kill_all() -> None:
-    for proc in list(LIVE):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            proc.wait(5)
-        LIVE.discard(proc)
+            for argv in config.argvs(interval)
+        ]
 
 
 # -- measuring ----------------------------------------------------------------------------------
@@ -406,8 +390,8 @@ class Mark:
     worker_cpu: float  # user + system of the worker trees
 
     @classmethod
-    def take(cls, at: float, done: int, pids: list[int]) -> Mark:
-        return cls(at, done, sum(tree_cpu(pids).values()))
+    def take(cls, at: float, done: int, procs: list[subprocess.Popen[bytes]]) -> Mark:
+        return cls(at, done, sum(tree_cpu([p.pid for p in procs]).values()))
 
 
 def throughput(
@@ -419,28 +403,28 @@ def throughput(
     lo: Mark | None = None
     hi: Mark | None = None
     t0 = time.monotonic()
-    pids = start(database, config, 0.1, log)
+    procs = start(database, config, 0.1, log)
     try:
         while True:
             ok, failed = database.finished()
             now = time.monotonic() - t0
             done = run.done = ok + failed
             if lo is None and done >= 0.1 * count:
-                lo = Mark.take(now, done, pids)
+                lo = Mark.take(now, done, procs)
             if hi is None and done >= 0.9 * count:
-                hi = Mark.take(now, done, pids)
+                hi = Mark.take(now, done, procs)
             if done >= count:
                 run.wall = now
                 break
             if now > timeout:
                 run.error = f"timeout after {timeout:.0f} s ({done}/{count} done)"
                 break
-            if all(p.poll() is not None for p in LIVE if p.pid in pids):
+            if all(p.poll() is not None for p in procs):
                 run.error = f"worker exited ({done}/{count} done), see {log}"
                 break
             time.sleep(POLL)
     finally:
-        stop(pids)
+        terminate(procs)
     if lo and hi and hi.at > lo.at and hi.done > lo.done:
         run.steady = (hi.done - lo.done) / (hi.at - lo.at)
         run.cpu_ms = 1000 * (hi.worker_cpu - lo.worker_cpu) / (hi.done - lo.done)
@@ -451,7 +435,8 @@ def throughput(
 def idle_cpu(database: Database, config: Config, settle: float, span: float, log: Path) -> float:
     """% of one core used by the worker trees on an empty queue, default interval."""
     database.reset()
-    pids = start(database, config, None, log)
+    procs = start(database, config, None, log)
+    pids = [p.pid for p in procs]
     try:
         time.sleep(settle)
         before = tree_cpu(pids)
@@ -460,7 +445,7 @@ def idle_cpu(database: Database, config: Config, settle: float, span: float, log
         after = tree_cpu(pids)
         elapsed = time.monotonic() - t0
     finally:
-        stop(pids)
+        terminate(procs)
     return sum(100.0 * (after[pid] - before.get(pid, 0.0)) / elapsed for pid in after)
 
 
@@ -648,7 +633,7 @@ def main() -> int:
         rows.notes.append("INTERRUPTED: rows so far")
         code = 130
     finally:
-        kill_all()
+        REAPER.kill_all()
         if options.keep:
             log(f"kept {folder}")
         else:
