@@ -20,9 +20,7 @@ What it measures
    wrappers on a "helpers" row), for mprocs, under the same pty, when it is available, and
    for a bare Textual app of three static panes (what any Textual screen costs at rest).
    The RSS growth of the console over the window is printed too (a leak shows there).
-   Targets: console under 1 % of a core, RSS under 60 MB. Earlier reference on this
-   machine: a bare Textual app with 3 static panes 0.13 % and 34.5 MB, honcho 0.13 %,
-   mprocs below 0.03 %.
+   Targets: console under 1 % of a core, RSS under 60 MB.
 2. key latency: the console runs a ``flood`` entry (``tests/fixtures/flood.py 100000000``,
    80-byte lines as fast as it can, pane on screen) and three sleepers. After start-up,
    ``--probes`` (20) times: press ``?`` and time until the help screen's title
@@ -39,7 +37,7 @@ What it measures
    read all but the last 64 KiB; the exit is polled every 5 ms (create_time has a 10 ms
    resolution). The console restarts a child that exits: measuring stops at the first exit.
    The same for mprocs (``--on-all-finished '{c: quit}'``), until its flood child exits.
-   Target: at least mprocs' rate (earlier reference: 93k lines/s). The console's CPU and
+   Target: at least mprocs' rate, measured in the same run. The console's CPU and
    peak RSS while it ingests are printed too.
 
 The console is quit with ``q`` (graceful); if it has not exited 10 s later its process group

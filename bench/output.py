@@ -46,9 +46,7 @@ Run from the repository root with the project's virtualenv::
     .venv/bin/python bench/output.py --lines 200000 --runs 1 --tools prodserver-tui,cat
     .venv/bin/python bench/output.py --json /tmp/output.json     # for bench/report.py
 
-Reference numbers measured earlier on the 2-core benchmark machine: honcho 44k lines/s with
-297 MB peak RSS for its tree, mprocs 93k lines/s, cat 1.7M lines/s. Targets for prodserver-tui:
-at least twice mprocs' lines/s, and peak RSS under 80 MB.
+Targets for prodserver-tui: at least twice mprocs' lines/s, and peak RSS under 80 MB.
 """
 
 from __future__ import annotations
