@@ -49,13 +49,12 @@ from bench.harness import (
     Reaper,
     Report,
     Table,
+    TreeSampler,
     console_argv,
-    cpu_seconds,
     flood_argv,
     in_pty,
     is_flood,
     log,
-    rss,
     trap_signals,
     workdir,
 )
@@ -107,17 +106,18 @@ def load_window(reaper: Reaper, settle: float, seconds: float) -> dict[str, floa
         kids = reaper.tree(s.root)
         flood = next(p for p in kids if is_flood(p))
         lines0 = written_lines(flood)
-        cpu0, t0 = cpu_seconds(s.root) or 0.0, time.monotonic()
-        samples = [rss(s.root)]
-        while time.monotonic() - t0 < seconds:
-            time.sleep(0.5)
-            samples.append(rss(s.root))
-        took = time.monotonic() - t0
+        t0 = time.monotonic()
+        sampler = TreeSampler(
+            reaper, s.root.pid, lambda _p, is_root: "console" if is_root else None, 0.5
+        )
+        sampler.start()
+        time.sleep(seconds)
+        console = sampler.stop()["console"]
         got = {
-            "flood_rate": (written_lines(flood) - lines0) / took,
-            "cpu": 100.0 * ((cpu_seconds(s.root) or 0.0) - cpu0) / took,
-            "rss_max": max(samples),
-            "rss_growth": samples[-1] - samples[0],
+            "flood_rate": (written_lines(flood) - lines0) / (time.monotonic() - t0),
+            "cpu": console.cpu,
+            "rss_max": console.rss_max,
+            "rss_growth": console.rss_last - console.rss_first,
             "children": len(kids),
         }
         after_quit(reaper, s, reaper.tree(s.root), "load20")
