@@ -16,10 +16,12 @@ what and with which command they were measured. ``<!-- bench:summary -->`` is th
 one short table, picked from the output, console and taskworker results. A block whose JSON
 is missing is left as it is and named on stderr. Nothing outside the markers changes.
 
-    .venv/bin/python bench/output.py --json bench/results/output.json       # ~3 min
-    .venv/bin/python bench/console.py --json bench/results/console.json     # ~6 min
-    .venv/bin/python bench/taskworker.py --json bench/results/taskworker.json  # ~7 min
+    .venv/bin/python bench/output.py --json bench/results/output.json
+    .venv/bin/python bench/console.py --json bench/results/console.json
+    .venv/bin/python bench/taskworker.py --quick --json bench/results/taskworker.json
     .venv/bin/python bench/report.py
+
+(durations and the longer scripts: docs/benchmarks.md, "Regenerating").
 """
 
 from __future__ import annotations

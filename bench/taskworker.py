@@ -34,10 +34,11 @@ What it does
   with ``--no-startup-delay --interval 0.1``, output to a log file, each in its own session,
   stopped at the end of its run and killed on any exit, Ctrl-C included.
 * Idle overhead: ours 1 x 2 and 2 x 8, and one db_worker, on an empty queue at the default
-  ``--interval`` (1 s): after 3 s of settling, the CPU time of the whole process tree over
-  ``--idle`` seconds, as % of a core. The database server's own CPU is not counted.
+  ``--interval`` (1 s): after 5 s of settling (start-up done), the CPU time of the whole
+  process tree over ``--idle`` seconds, as % of a core. The database's CPU is not counted.
 
-Run from the repository root (about 10 minutes; ``--quick``, one run per row, about 4)::
+Run from the repository root (about 12 minutes on a quiet 2-core machine, 31 at a load
+average of 8-10; ``--quick``, one run per row, a third of that)::
 
     .venv/bin/python bench/taskworker.py --json /tmp/taskworker.json
     .venv/bin/python bench/taskworker.py --quick --no-postgres
@@ -589,7 +590,7 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--noop", type=int, default=600, help="noop tasks per run (%(default)s)")
     p.add_argument("--sleep", type=int, default=120, help="50 ms tasks per run (%(default)s)")
     p.add_argument("--idle", type=float, help="idle CPU window, s (default 10, quick 5)")
-    p.add_argument("--settle", type=float, default=3.0, help="idle: wait before measuring, s")
+    p.add_argument("--settle", type=float, default=5.0, help="idle: wait before measuring, s")
     p.add_argument("--repeat", type=int, help="runs per row, median reported (default 3)")
     p.add_argument("--timeout", type=float, default=300.0, help="give up on a run after, s")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
