@@ -139,8 +139,9 @@ def environment() -> dict[str, str]:
 
 
 def describe_environment(env: dict[str, str]) -> str:
+    end = f", {env['load_end']} at the end" if "load_end" in env else ""
     return (
-        f"{env['date']}; {env['machine']}; load average {env['load']} (at the start); "
+        f"{env['date']}; {env['machine']}; load average {env['load']} at the start{end}; "
         f"Python {env['python']}, Django {env['django']}, Textual {env['textual']}, "
         f"gunicorn {env['gunicorn']}, psycopg {env['psycopg']}, PostgreSQL {env['postgresql']}"
     )
@@ -237,6 +238,7 @@ class Report:
 
     def finish(self, json_path: str | None) -> int:
         """Print every table (stdout), write the JSON if asked; 1 if a check failed."""
+        self.env["load_end"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
         print(f"{self.script}: {describe_environment(self.env)}")
         for table in self.tables:
             print(f"\n{table.name}\n{table.text()}")
