@@ -149,11 +149,17 @@ def summary(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n\n" + measured(results) + "\n"
 
 
+def load(env: dict[str, str]) -> str:
+    """The 1-minute load average at the start, and at the end where it was recorded."""
+    first = env["load"].split(",")[0]
+    return f"{first} to {env['load_end'].split(',')[0]}" if "load_end" in env else first
+
+
 def measured(results: dict[str, dict[str, Any]]) -> str:
     """When and on what, once: the versions of the first result, each script's date and load."""
     env = next(iter(results.values()))["env"]
     runs = ", ".join(
-        f"{name} {data['env']['date']} (load {data['env']['load'].split(',')[0]})"
+        f"{name} {data['env']['date']} (load average {load(data['env'])})"
         for name, data in results.items()
         if name in ("output", "console", "taskworker")
     )
