@@ -443,8 +443,8 @@ def latency_rows(table: Table, tag: str, lat: Latency) -> None:
         table.add(
             what=what,
             tool="prodserver-tui",
-            value=median(ms),
-            worst=p95,
+            value=round(median(ms) or 0),
+            worst=round(p95),
             target=f"p95 < {TARGET_LATENCY_MS:g}" if target else "",
             ok=verdict(p95 < TARGET_LATENCY_MS) if target else "",
         )
