@@ -29,6 +29,7 @@ Run from the repository root with the project's virtualenv::
     .venv/bin/python bench/chaos.py                  # 60 s
     .venv/bin/python bench/chaos.py --seconds 300 --rate 20
     .venv/bin/python bench/chaos.py --postgres
+    .venv/bin/python bench/chaos.py --json /tmp/chaos.json    # for bench/report.py
 
 The test project rather than the bundled demo (``tui/demo``): its ``record_slowly`` task
 records every run with the pid that ran it, which is what tells a duplicate from a re-run.
@@ -45,10 +46,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from chaos.scenario import FAULTS, Report, prepare, run, tally
 
-MB = 1024 * 1024
+from bench import harness
+from bench.harness import MB, Column
 
 
 def rows(report: Report) -> list[tuple[str, str]]:
@@ -83,15 +86,6 @@ def rows(report: Report) -> list[tuple[str, str]]:
     return out
 
 
-def table(cells: list[tuple[str, str]]) -> str:
-    width = max(len(name) for name, _ in cells)
-    vwidth = max(len(value) for _, value in cells)
-    head = f"{'measurement'.ljust(width)}  {'value'.rjust(vwidth)}"
-    lines = [head, f"{'-' * width}  {'-' * vwidth}"]
-    lines += [f"{name.ljust(width)}  {value.rjust(vwidth)}" for name, value in cells]
-    return "\n".join(lines)
-
-
 @contextlib.contextmanager
 def scratch_postgres() -> Iterator[None]:
     """A database of its own on the local server (127.0.0.1:5432, user postgres), dropped after;
@@ -117,21 +111,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=10.0, help="tasks enqueued per second")
     p.add_argument("--task-seconds", type=float, default=0.2, help="each task sleeps this long")
     p.add_argument("--postgres", action="store_true", help="a scratch PostgreSQL database")
+    p.add_argument("--json", metavar="PATH", help="also write the table as JSON")
     args = p.parse_args(argv)
+    books = harness.Report("chaos")
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     database = scratch_postgres() if args.postgres else contextlib.nullcontext()
     with tempfile.TemporaryDirectory(prefix="prodserver-chaos-") as tmp, database:
         project = prepare(Path(tmp))
         report = run(project, args.seconds, seed, args.rate, args.task_seconds)
-    print(table(rows(report)))
-    for line in report.errors + report.late + [f"orphan: {o}" for o in report.orphans]:
-        print(line)
+    where = "PostgreSQL" if args.postgres else "SQLite"
+    table = books.table(
+        f"Chaos, {args.seconds:.0f} s on {where}",
+        [Column("what", "measurement"), Column("value", "value", right=True)],
+    )
+    for what, value in rows(report):
+        table.add(what=what, value=value)
+    table.notes += report.errors + report.late + [f"orphan: {o}" for o in report.orphans]
     t = tally(report)
     ok = not (t.duplicated or t.lost or t.requeued_from_live or report.errors or report.late)
     ok = ok and not report.orphans and report.web_answers and report.stopped_cleanly
     print("fault log:", *report.fault_log, sep="\n  ", file=sys.stderr)
-    print("verdict:", "every check passed" if ok else "SOMETHING WENT WRONG (see above)")
-    return 0 if ok else 1
+    if not ok:
+        books.failed.append("duplicates, losses, errors, late retries or orphans (see above)")
+    return books.finish(args.json)
 
 
 if __name__ == "__main__":

@@ -42,30 +42,26 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.console import (
-    SLEEPER,
-    Row,
-    Tracker,
-    after_quit,
+from bench.console import COLUMNS, SLEEPER, after_quit, latency_rows, probe_latency, verdict
+from bench.harness import (
+    FLOOD,
+    MB,
+    Reaper,
+    Report,
+    Table,
+    TreeSampler,
     console_argv,
-    cpu_seconds,
+    flood_argv,
     in_pty,
     is_flood,
-    latency_rows,
-    left_behind,
     log,
-    probe_latency,
-    rss,
-    table,
-    tree,
-    verdict,
+    trap_signals,
+    workdir,
 )
-from bench.output import FLOOD, flood_argv, workdir
 
 FIXTURES = FLOOD.parent
 DJPROJECT = FIXTURES.parent / "djproject"
 LINE_BYTES = 80  # flood.py's lines
-MB = 1024 * 1024
 TARGET_RSS_MB = 200.0
 TOOL = "prodserver-tui x20"
 
@@ -104,44 +100,43 @@ def written_lines(proc: psutil.Process) -> float:
         return 0.0
 
 
-def load_window(tracker: Tracker, settle: float, seconds: float) -> dict[str, float]:
-    with workdir("load20") as tmp, in_pty(tracker, console_argv(tmp, twenty()), tmp) as s:
+def load_window(reaper: Reaper, settle: float, seconds: float) -> dict[str, float]:
+    with workdir("load20") as tmp, in_pty(reaper, console_argv(tmp, twenty()), tmp) as s:
         time.sleep(settle)
-        kids = tree(s.root, tracker)
+        kids = reaper.tree(s.root)
         flood = next(p for p in kids if is_flood(p))
         lines0 = written_lines(flood)
-        cpu0, t0 = cpu_seconds(s.root) or 0.0, time.monotonic()
-        samples = [rss(s.root)]
-        while time.monotonic() - t0 < seconds:
-            time.sleep(0.5)
-            samples.append(rss(s.root))
-        took = time.monotonic() - t0
+        t0 = time.monotonic()
+        sampler = TreeSampler(
+            reaper, s.root.pid, lambda _p, is_root: "console" if is_root else None, 0.5
+        )
+        sampler.start()
+        time.sleep(seconds)
+        console = sampler.stop()["console"]
         got = {
-            "flood_rate": (written_lines(flood) - lines0) / took,
-            "cpu": 100.0 * ((cpu_seconds(s.root) or 0.0) - cpu0) / took,
-            "rss_max": max(samples),
-            "rss_growth": samples[-1] - samples[0],
+            "flood_rate": (written_lines(flood) - lines0) / (time.monotonic() - t0),
+            "cpu": console.cpu,
+            "rss_max": console.rss_max,
+            "rss_growth": console.rss_last - console.rss_first,
             "children": len(kids),
         }
-        after_quit(tracker, s, tree(s.root, tracker), "load20")
+        after_quit(reaper, s, reaper.tree(s.root), "load20")
     return got
 
 
-def load_rows(load: dict[str, float]) -> list[Row]:
+def load_rows(table: Table, load: dict[str, float]) -> None:
     rss_mb = load["rss_max"] / MB
-    return [
-        ["flood lines/s ingested", TOOL, f"{load['flood_rate']:,.0f}", "", "", ""],
-        ["console CPU under load, %", TOOL, f"{load['cpu']:.0f}", "", "", ""],
-        [
-            "console RSS, MB (max; growth)",
-            TOOL,
-            f"{rss_mb:.1f}",
-            f"+{load['rss_growth'] / MB:.1f}",
-            f"< {TARGET_RSS_MB:g}",
-            verdict(rss_mb < TARGET_RSS_MB),
-        ],
-        ["processes under the console", TOOL, f"{load['children']:.0f}", "", "", ""],
-    ]
+    table.add(what="flood lines/s ingested", tool=TOOL, value=round(load["flood_rate"]))
+    table.add(what="console CPU under load, %", tool=TOOL, value=load["cpu"])
+    table.add(
+        what="console RSS, MB (max; growth)",
+        tool=TOOL,
+        value=rss_mb,
+        worst=f"+{load['rss_growth'] / MB:.1f}",
+        target=f"< {TARGET_RSS_MB:g}",
+        ok=verdict(rss_mb < TARGET_RSS_MB),
+    )
+    table.add(what="processes under the console", tool=TOOL, value=int(load["children"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,27 +144,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probes", type=int, default=20)
     p.add_argument("--seconds", type=float, default=20.0, help="load window (default 20)")
     p.add_argument("--settle", type=float, default=8.0, help="start-up before measuring")
+    p.add_argument("--json", metavar="PATH", help="also write the table as JSON (bench/report.py)")
     args = p.parse_args(argv)
-    tracker = Tracker()
+    trap_signals()
+    report = Report("load20")
+    reaper = Reaper()
     try:
         log(f"key latency, {args.probes} probes ...")
-        lat = probe_latency(tracker, True, args.probes, args.settle, entries=twenty())
-        tracker.kill_all()
+        lat = probe_latency(reaper, True, args.probes, args.settle, entries=twenty())
+        reaper.kill_all()
         log(f"load window, {args.seconds:.0f} s ...")
-        load = load_window(tracker, args.settle, args.seconds)
+        load = load_window(reaper, args.settle, args.seconds)
     finally:
-        tracker.kill_all()
-        strays = left_behind(list(tracker.ever.values()), wait=3.0)
-    problems = [*lat.problems, *([f"{lat.misses} probes timed out"] if lat.misses else [])]
-    print(table(latency_rows("20 processes, flood", lat) + load_rows(load)))
-    for problem in problems:
-        print(f"problem: {problem}")
-    print(
-        f"STRAY processes: {'; '.join(strays)}"
-        if strays
-        else f"no stray process: all {len(tracker.ever)} processes seen here are gone"
-    )
-    return 1 if problems or strays else 0
+        reaper.kill_all()
+        strays = reaper.strays()
+    table = report.table("20 processes, one flooding, 160x48", COLUMNS)
+    latency_rows(table, "20 processes, flood", lat)
+    load_rows(table, load)
+    report.failed += lat.problems + ([f"{lat.misses} probes timed out"] if lat.misses else [])
+    if strays:
+        report.failed.append(f"STRAY processes: {'; '.join(strays)}")
+    else:
+        table.notes.append(f"no stray process: all {len(reaper.ever)} processes seen are gone")
+    return report.finish(args.json)
 
 
 if __name__ == "__main__":

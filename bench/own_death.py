@@ -10,7 +10,7 @@ reported by ``recovery.find_stuck``), other (anything else: requeued or lost); "
 start-up, from launch until the task ran. The last row gives the worker a 1 s grace and a
 60 s task besides, so both tasks outlive it.
 
-    .venv/bin/python bench/own_death.py [--rounds N]
+    .venv/bin/python bench/own_death.py [--rounds N] [--json PATH]
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ import time
 import uuid
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
 import test_own_death as scenario
 from helpers import enqueue
+
+from bench.harness import Column, Report
 
 PATHS = [(False, death) for death in scenario.DEATHS] + [(True, death) for death in scenario.DEATHS]
 
@@ -53,25 +55,41 @@ def one(template: Path, headless: bool, death: str, long_task: bool) -> tuple[fl
         return up, gone.seconds, counts
 
 
-def main() -> None:
+def main() -> int:
     args = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     args.add_argument("--rounds", type=int, default=3)
-    rounds = args.parse_args().rounds
+    args.add_argument("--json", metavar="PATH", help="also write the table as JSON")
+    options = args.parse_args()
+    report = Report("own_death")
+    table = report.table(
+        f"Seconds until nothing is left, median of {options.rounds}",
+        [
+            Column("path", "how it died"),
+            Column("busy", "busy s", "{:.2f}", right=True),
+            Column("gone", "gone s (median)", "{:.2f}", right=True),
+            Column("worst", "gone s (max)", "{:.2f}", right=True),
+            Column("finished", "finished", right=True),
+            Column("stuck", "stuck", right=True),
+            Column("other", "other", right=True),
+        ],
+    )
     with tempfile.TemporaryDirectory() as tmp:
         template = scenario.make_template(Path(tmp))
-        print(f"{'path':<30} {'busy s':>6} {'gone s (median / max)':>22}  finished stuck other")
         for headless, death, long_task in [(*p, False) for p in PATHS] + [(False, "SIGKILL", True)]:
-            runs = [one(template, headless, death, long_task) for _ in range(rounds)]
+            runs = [one(template, headless, death, long_task) for _ in range(options.rounds)]
             gone = [r[1] for r in runs]
             name = f"{'headless' if headless else 'console'} {death}"
             name += ", task > grace" if long_task else ""
             total = {k: sum(r[2][k] for r in runs) for k in ("finished", "stuck", "other")}
-            print(
-                f"{name:<30} {statistics.median(r[0] for r in runs):6.2f} "
-                f"{statistics.median(gone):10.2f} / {max(gone):5.2f}      "
-                f"{total['finished']:>8} {total['stuck']:>5} {total['other']:>5}"
+            table.add(
+                path=name,
+                busy=statistics.median(r[0] for r in runs),
+                gone=statistics.median(gone),
+                worst=max(gone),
+                **total,
             )
+    return report.finish(options.json)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,14 +3,19 @@
 Feeds 1,000,000 lines of 80 bytes in 64 KiB chunks (lines straddle chunks, as from a pipe)
 through Sanitiser.feed and Ring.append, best of three runs. Run from the repository root:
 
-    .venv/bin/python -m bench.sanitiser
+    .venv/bin/python -m bench.sanitiser [--json PATH]
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.harness import Column, Report
 from tui.output import Ring, Sanitiser
 
 LINES = 1_000_000
@@ -45,15 +50,26 @@ CASES: dict[str, Callable[[int], str]] = {
 }
 
 
-def main() -> None:
-    print(f"{LINES:,} lines of 80 bytes in {CHUNK // 1024} KiB chunks, best of {RUNS}\n")
-    print(f"{'case':<26}{'feed+append lines/s':>22}{'MB/s':>8}{'feed only lines/s':>20}")
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--json", metavar="PATH", help="also write the table as JSON")
+    args = p.parse_args()
+    report = Report("sanitiser")
+    table = report.table(
+        f"{LINES:,} lines of 80 bytes in {CHUNK // 1024} KiB chunks, best of {RUNS}",
+        [
+            Column("case", "case"),
+            Column("both", "feed+append lines/s", "{:,.0f}", right=True),
+            Column("mb", "MB/s", "{:,.0f}", right=True),
+            Column("feed", "feed only lines/s", "{:,.0f}", right=True),
+        ],
+    )
     for name, make in CASES.items():
         chunks = stream(make)
         both, feed = best(chunks, ring=True), best(chunks, ring=False)
-        mb = 80 * LINES / both / 1e6
-        print(f"{name:<26}{LINES / both:>22,.0f}{mb:>8.0f}{LINES / feed:>20,.0f}")
+        table.add(case=name, both=LINES / both, mb=80 * LINES / both / 1e6, feed=LINES / feed)
+    return report.finish(args.json)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

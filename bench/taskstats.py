@@ -33,6 +33,7 @@ Run from the repository root::
 
     .venv/bin/python bench/taskstats.py
     .venv/bin/python bench/taskstats.py --rows 200000 --databases sqlite --explain
+    .venv/bin/python bench/taskstats.py --json /tmp/taskstats.json     # for bench/report.py
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.harness import Column, Report, Table, log, percentile  # noqa: E402
+
 TABLE = "django_tasks_database_dbtaskresult"
 COLUMNS = (
     "id",
@@ -300,12 +304,11 @@ def time_polls(alias: str, calls: int, explain: bool) -> dict[str, Any]:
     per_poll = len(captured.captured_queries) // calls
     if explain:
         show_plans(alias, captured.captured_queries[:per_poll])
-    timings.sort()
     default = next(q for q in snap.queues if q.queue == "default")
     return {
         "first": first_ms,
         "median": statistics.median(timings),
-        "p95": timings[min(len(timings) - 1, round(0.95 * (len(timings) - 1)))],
+        "p95": percentile(timings, 95),
         "queries": per_poll,
         "check": f"ready={default.ready} sched={default.scheduled} run={default.running} "
         f"ok1m={default.succeeded_1m} fail1m={default.failed_1m} "
@@ -327,7 +330,7 @@ def show_plans(alias: str, queries: list[dict[str, str]]) -> None:
                 print("   ", " | ".join(str(c) for c in row))
 
 
-def bench(alias: str, label: str, count: int, calls: int, explain: bool) -> list[list[str]]:
+def bench(table: Table, alias: str, label: str, count: int, calls: int, explain: bool) -> None:
     from django.core.management import call_command
 
     from backends import taskstats
@@ -339,44 +342,53 @@ def bench(alias: str, label: str, count: int, calls: int, explain: bool) -> list
         call_command("migrate", "django_tasks_database", database="default", verbosity=0)
     call_command("migrate", "django_tasks_database", database=alias, verbosity=0)
     seconds, stamped = load(alias, count, ids.this_host())
-    print(f"{label}: loaded {count:,} rows in {seconds:.1f} s", flush=True)
-    table = []
+    log(f"{label}: loaded {count:,} rows in {seconds:.1f} s")
     for index in ("no", "yes"):
         if index == "yes":
             started = time.perf_counter()
             call_command("migrate", "prodserver_tui", database=alias, verbosity=0)
-            print(f"{label}: index built in {time.perf_counter() - started:.1f} s", flush=True)
+            log(f"{label}: index built in {time.perf_counter() - started:.1f} s")
         assert taskstats.has_index(alias) == (index == "yes")
         stamped = refresh_tail(alias, stamped)
         result = time_polls(alias, calls, explain)
-        print(f"{label} index={index}: {result['check']}", flush=True)
-        table.append(
-            [
-                label,
-                f"{count:,}",
-                index,
-                f"{result['first']:.1f}",
-                f"{result['median']:.1f}",
-                f"{result['p95']:.1f}",
-                str(result["queries"]),
-            ]
+        log(f"{label} index={index}: {result['check']}")
+        table.add(
+            database=label,
+            rows=count,
+            index=index,
+            first=result["first"],
+            median=result["median"],
+            p95=result["p95"],
+            queries=result["queries"],
         )
-    return table
 
 
-def main() -> None:
+SHOWN = [
+    Column("database", "database"),
+    Column("rows", "rows", "{:,}", right=True),
+    Column("index", "backends.taskworker indexes"),
+    Column("first", "first poll ms", "{:,.1f}", right=True),
+    Column("median", "poll median ms", "{:,.1f}", right=True),
+    Column("p95", "poll p95 ms", "{:,.1f}", right=True),
+    Column("queries", "queries", right=True),
+]
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--explain", action="store_true", help="print each query's plan")
+    parser.add_argument("--json", metavar="PATH", help="also write the table as JSON")
     args = parser.parse_args()
     wanted = set(args.databases.split(","))
+    report = Report("taskstats")
+    table = report.table(f"One statistics poll on {args.rows:,} task results", SHOWN)
 
     tmp = Path(tempfile.mkdtemp(prefix="prodserver-stats-bench-"))
     pg, why_not = find_postgres() if "postgresql" in wanted else (None, "not requested")
     pg_name = f"prodserver_stats_bench_{os.getpid()}"
-    table: list[list[str]] = []
     try:
         if pg is not None:
             admin_sql(pg, f"CREATE DATABASE {pg_name}")
@@ -388,11 +400,11 @@ def main() -> None:
 
         django.setup()
         if "sqlite" in wanted:
-            table += bench("default", "sqlite", args.rows, args.calls, args.explain)
+            bench(table, "default", "sqlite", args.rows, args.calls, args.explain)
         if pg is not None:
-            table += bench("pg", "postgresql", args.rows, args.calls, args.explain)
+            bench(table, "pg", "postgresql", args.rows, args.calls, args.explain)
         elif "postgresql" in wanted:
-            table.append(["postgresql", "-", "-", "skipped", why_not, "", ""])
+            table.add(database="postgresql", index=f"skipped: {why_not}")
     finally:
         with contextlib.suppress(Exception):
             from django.db import connections
@@ -401,21 +413,8 @@ def main() -> None:
         if pg is not None:
             admin_sql(pg, f"DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")
         shutil.rmtree(tmp, ignore_errors=True)
-
-    head = [
-        "database",
-        "rows",
-        "index",
-        "first poll ms",
-        "poll median ms",
-        "poll p95 ms",
-        "queries",
-    ]
-    widths = [max(len(r[i]) for r in [head, *table]) for i in range(len(head))]
-    print()
-    for r in [head, ["-" * w for w in widths], *table]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return report.finish(args.json)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

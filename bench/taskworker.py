@@ -5,11 +5,13 @@ Why this exists
 The console ships its own django-tasks worker: a prefork master with processes x threads of
 django-tasks-db's own ``Worker`` loop, with persistent, health-checked connections forced on
 (``CONN_MAX_AGE=None``) whatever the settings say. This measures whether that pays off against
-the reference, ``manage.py db_worker``, in ONE run, on the SAME database, with Django's default
-``CONN_MAX_AGE=0`` (with it db_worker opens a new connection for every task). Targets:
+the reference, ``manage.py db_worker``, in ONE run, on the SAME database, with db_worker both at
+Django's default ``CONN_MAX_AGE=0`` (a new connection for every task) and with persistent
+connections (``CONN_MAX_AGE=600``), and checks that every task ran exactly once. Targets:
 
-* PostgreSQL, noop tasks: ours with 1 process >= 3x one db_worker;
-* noop, both databases: K processes x 1 thread never slower than K db_workers (K = 1, 2);
+* PostgreSQL, noop tasks: ours with 1 process >= 3x one db_worker at ``CONN_MAX_AGE=0``;
+* noop, both databases: K processes x 1 thread never slower than K db_workers (K = 1, 2) at
+  the same ``CONN_MAX_AGE=0``;
 * 50 ms tasks: 1 x 8 >= 6x one db_worker, 2 x 8 >= 10x;
 * idle (empty queue, default ``--interval`` of 1 s): ours under 1 % of one core.
 
@@ -18,60 +20,69 @@ What it does
 * Databases: SQLite (a file in a temporary folder, ``OPTIONS={"timeout": 20}``) and PostgreSQL
   on 127.0.0.1:5432 (trust auth, user postgres) in a scratch database ``prodserver_bench_<pid>``
   created here and dropped at the end. No server or no psycopg: a skip row says why.
-* A throwaway settings module and a tiny app ``benchapp`` (tasks ``noop`` and ``sleep50``) are
-  written to the temporary folder and migrated with ``python -m django migrate``.
+* A throwaway project with a tiny app ``benchapp`` (tasks ``noop(n)`` and ``sleep50(n)``) and one
+  settings module per ``CONN_MAX_AGE``, migrated with ``python -m django migrate``.
 * Each run empties the result table, enqueues the workload with the real ``.enqueue()`` in one
-  transaction (a helper script), then starts the worker(s) and polls the number of finished
-  tasks every 50 ms over a direct connection until all are done. Wall time counts from the
-  worker start (start-up included); the main number is the steady throughput between 10 % and
-  90 % completion.
-* Workers: ``db_worker --no-reload --no-startup-delay --interval 0.1 --queue-name default`` x K
-  (K separate processes), ours ``--processes K --threads 1`` (K = 1, 2) and, for 50 ms tasks,
-  ``1 x 8`` and ``2 x 8``, with ``--no-startup-delay --interval 0.1``. Both at their default
-  verbosity, output to a log file. Every worker runs in its own session; its process group is
+  transaction, then starts the worker(s) and polls the number of finished tasks every 50 ms
+  until all are done. The main number is the steady throughput between 10 % and 90 % done.
+* Exactly once, every row: each task appends its number to a runs file (``O_APPEND``, one
+  small write, so the database work of a task stays what it was), and after the run every
+  result must be SUCCESSFUL with exactly one worker id, and the runs file must hold each
+  number once. A row failing this says so in its ``exactly once`` cell and the script exits 1.
+* Workers: ``db_worker --no-reload --no-startup-delay --interval 0.1`` x K (K processes, at
+  ``CONN_MAX_AGE`` 0 and 600), ours ``--processes K --threads T`` (1 x 1, 2 x 1, 1 x 8, 2 x 8)
+  with ``--no-startup-delay --interval 0.1``, output to a log file, each in its own session,
   stopped at the end of its run and killed on any exit, Ctrl-C included.
-* Idle overhead: ours 1 x 2 and 2 x 8, and one db_worker, on an empty queue: after 3 s of
-  settling, the CPU time (user + system) of the whole process tree over 20 s, as % of a core,
-  at the default ``--interval`` (1 s, the target) and at 0.1 s (information). The database
-  server's own CPU is not counted.
+* Idle overhead: ours 1 x 2 and 2 x 8, and one db_worker, on an empty queue at the default
+  ``--interval`` (1 s): after 5 s of settling (start-up done), the CPU time of the whole
+  process tree over ``--idle`` seconds, as % of a core. The database's CPU is not counted.
 
-Run from the repository root (about 11 minutes; ``--repeat 3`` about 35; ``--quick`` 3)::
+Run from the repository root (about 12 minutes on a quiet 2-core machine, 31 at a load
+average of 8-10; ``--quick``, one run per row, a third of that)::
 
-    .venv/bin/python bench/taskworker.py
+    .venv/bin/python bench/taskworker.py --json /tmp/taskworker.json
     .venv/bin/python bench/taskworker.py --quick --no-postgres
-    .venv/bin/python bench/taskworker.py --repeat 3          # median of 3 runs per row
 
-The table goes to stdout, progress to stderr. The machine should be otherwise idle: on a busy
-machine the ratios move by tens of percent.
+The table goes to stdout, progress to stderr. On a busy machine the ratios move by tens of
+percent: compare the columns of one run, not runs of different days.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
+import json
 import os
 import shutil
-import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, Protocol
 
-import psutil
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.harness import (
+    PG_DSN,
+    Column,
+    Reaper,
+    Report,
+    Table,
+    log,
+    median,
+    terminate,
+    trap_signals,
+    tree_cpu,
+)
+from bench.harness import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TABLE = "django_tasks_database_dbtaskresult"
 POLL = 0.05
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+AGES = (0, 600)  # db_worker's CONN_MAX_AGE: Django's default, and persistent connections
 
 # -- the throwaway project ----------------------------------------------------------------------
 
@@ -89,6 +100,7 @@ DATABASES = {{"default": {database!r}}}
 """
 
 TASKS = """\
+import os
 import time
 
 try:
@@ -97,14 +109,24 @@ except ImportError:
     from django_tasks import task
 
 
-@task()
-def noop():
-    return None
+def ran(n):
+    \"\"\"One line per run in the runs file: what tells a task run twice from one run once.\"\"\"
+    fd = os.open(os.environ["BENCH_RUNS"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b"%d\\n" % n)
+    finally:
+        os.close(fd)
 
 
 @task()
-def sleep50():
+def noop(n):
+    ran(n)
+
+
+@task()
+def sleep50(n):
     time.sleep(0.05)
+    ran(n)
 """
 
 ENQUEUE = """\
@@ -120,8 +142,8 @@ from benchapp import tasks
 
 task, count = getattr(tasks, sys.argv[1]), int(sys.argv[2])
 with transaction.atomic():
-    for _ in range(count):
-        task.enqueue()
+    for n in range(count):
+        task.enqueue(n)
 """
 
 MANAGE = """\
@@ -149,23 +171,32 @@ class Conn(Protocol):
 
 @dataclass
 class Database:
-    """One database under test: its settings module and a direct connection for polling."""
+    """One database under test: a settings module per CONN_MAX_AGE, a connection for polling."""
 
     name: str
     folder: Path
-    module: str
     connect: Callable[[], Conn]
     truncate: str
     conn: Conn | None = None
 
-    def env(self) -> dict[str, str]:
+    def write_settings(self, database: dict[str, Any]) -> None:
+        for age in AGES:
+            module = self.folder / f"settings_{self.name}_{age}.py"
+            module.write_text(SETTINGS.format(database={**database, "CONN_MAX_AGE": age}))
+
+    def env(self, age: int = 0) -> dict[str, str]:
         env = dict(os.environ)
-        env["DJANGO_SETTINGS_MODULE"] = self.module
+        env["DJANGO_SETTINGS_MODULE"] = f"settings_{self.name}_{age}"
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(self.folder), str(ROOT), env.get("PYTHONPATH", "")) if p
         )
         env["PYTHONUNBUFFERED"] = "1"
+        env["BENCH_RUNS"] = str(self.runs_file)
         return env
+
+    @property
+    def runs_file(self) -> Path:
+        return self.folder / f"runs-{self.name}.txt"
 
     def django(self, *args: str) -> None:
         subprocess.run(
@@ -199,6 +230,30 @@ class Database:
         )
         return int(counts.get("SUCCESSFUL", 0)), int(counts.get("FAILED", 0))
 
+    def reset(self) -> None:
+        self.query(self.truncate)
+        self.runs_file.unlink(missing_ok=True)
+
+    def exactly_once(self, count: int) -> str:
+        """ "" when every task is SUCCESSFUL, ran by one worker id and recorded one run."""
+        problems = []
+        results = self.query(f"SELECT status, worker_ids FROM {TABLE}")
+        statuses = Counter(status for status, _ in results)
+        if statuses != Counter({"SUCCESSFUL": count}):
+            problems.append(", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
+        ids = [w if isinstance(w, list) else json.loads(w) for _, w in results]
+        several = sum(1 for w in ids if len(w) != 1)
+        if several:
+            problems.append(f"{several} without exactly one worker id")
+        text = self.runs_file.read_text() if self.runs_file.exists() else ""
+        runs = Counter(int(n) for n in text.split())
+        twice = sum(1 for n in runs.values() if n > 1)
+        if twice:
+            problems.append(f"{twice} ran twice")
+        if len(runs) != count:
+            problems.append(f"{count - len(runs)} never ran")
+        return "; ".join(problems)
+
     def close(self) -> None:
         if self.conn is not None:
             with contextlib.suppress(Exception):
@@ -208,18 +263,15 @@ class Database:
 
 def sqlite_database(folder: Path) -> Database:
     path = folder / "bench.sqlite3"
-    settings = {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": str(path),
-        "OPTIONS": {"timeout": 20},
-    }
-    (folder / "settings_sqlite.py").write_text(SETTINGS.format(database=settings))
 
     def connect() -> Conn:
-        conn = sqlite3.connect(path, timeout=20, isolation_level=None)
-        return conn
+        return sqlite3.connect(path, timeout=20, isolation_level=None)
 
-    return Database("sqlite", folder, "settings_sqlite", connect, f"DELETE FROM {TABLE}")
+    database = Database("sqlite", folder, connect, f"DELETE FROM {TABLE}")
+    database.write_settings(
+        {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path), "OPTIONS": {"timeout": 20}}
+    )
+    return database
 
 
 @contextlib.contextmanager
@@ -231,27 +283,27 @@ def postgres_database(folder: Path) -> Iterator[Database | str]:
         yield "psycopg not installed (.venv/bin/pip install 'psycopg[binary]')"
         return
     name = f"prodserver_bench_{os.getpid()}"
-    dsn = f"host={PG_HOST} port={PG_PORT} user={PG_USER}"
     try:
-        admin = psycopg.connect(f"{dsn} dbname=postgres", autocommit=True, connect_timeout=3)
+        admin = psycopg.connect(f"{PG_DSN} dbname=postgres", autocommit=True, connect_timeout=3)
     except psycopg.Error as e:
-        yield f"no server at {PG_HOST}:{PG_PORT}: {str(e).strip().splitlines()[0]}"
+        yield f"no server ({PG_DSN}): {str(e).strip().splitlines()[0]}"
         return
     try:
         admin.execute(f'CREATE DATABASE "{name}"')
-        settings = {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": name,
-            "USER": PG_USER,
-            "HOST": PG_HOST,
-            "PORT": str(PG_PORT),
-        }
-        (folder / "settings_postgres.py").write_text(SETTINGS.format(database=settings))
 
         def connect() -> Conn:
-            return psycopg.connect(f"{dsn} dbname={name}", autocommit=True)
+            return psycopg.connect(f"{PG_DSN} dbname={name}", autocommit=True)
 
-        database = Database("postgresql", folder, "settings_postgres", connect, f"TRUNCATE {TABLE}")
+        database = Database("postgresql", folder, connect, f"TRUNCATE {TABLE}")
+        database.write_settings(
+            {
+                "ENGINE": "django.db.backends.postgresql",
+                "NAME": name,
+                "USER": "postgres",
+                "HOST": "127.0.0.1",
+                "PORT": "5432",
+            }
+        )
         try:
             yield database
         finally:
@@ -264,7 +316,7 @@ def postgres_database(folder: Path) -> Iterator[Database | str]:
 
 # -- workers ------------------------------------------------------------------------------------
 
-LIVE: set[subprocess.Popen[bytes]] = set()  # every worker started and not yet reaped
+REAPER = Reaper()  # every worker started: killed on any exit
 
 
 @dataclass(frozen=True)
@@ -272,12 +324,13 @@ class Config:
     worker: str  # "db_worker" or "ours"
     processes: int
     threads: int = 1
+    age: int = 0  # CONN_MAX_AGE in the settings (ours forces persistent connections anyway)
 
     @property
     def label(self) -> str:
         if self.worker == "db_worker":
-            return f"x {self.processes}"
-        return f"{self.processes} x {self.threads}"
+            return f"db_worker x {self.processes}, CONN_MAX_AGE={self.age}"
+        return f"ours {self.processes} x {self.threads}"
 
     def argvs(self, interval: float | None) -> list[list[str]]:
         every = [] if interval is None else ["--interval", str(interval)]
@@ -298,47 +351,21 @@ class Config:
         ]
 
 
-def start(database: Database, config: Config, interval: float | None, log: Path) -> list[int]:
-    pids = []
+def start(
+    database: Database, config: Config, interval: float | None, log: Path
+) -> list[subprocess.Popen[bytes]]:
     with log.open("ab") as out:
-        for argv in config.argvs(interval):
-            proc = subprocess.Popen(
+        return [
+            REAPER.start(
                 argv,
                 cwd=database.folder,
-                env=database.env(),
+                env=database.env(config.age),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
-            LIVE.add(proc)
-            pids.append(proc.pid)
-    return pids
-
-
-def stop(pids: list[int], timeout: float = 15.0) -> None:
-    """SIGTERM to each group, then SIGKILL to what is left after ``timeout``."""
-    procs = [p for p in LIVE if p.pid in pids]
-    for proc in procs:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for proc in procs:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the group: stray children too
-        proc.wait()
-        LIVE.discard(proc)
-
-
-def kill_all() -> None:
-    for proc in list(LIVE):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            proc.wait(5)
-        LIVE.discard(proc)
+            for argv in config.argvs(interval)
+        ]
 
 
 # -- measuring ----------------------------------------------------------------------------------
@@ -348,14 +375,11 @@ def kill_all() -> None:
 class Run:
     tasks: int
     done: int = 0
-    failed: int = 0
     wall: float = float("nan")  # worker start -> all finished
-    first: float = float("nan")  # worker start -> first finished
     steady: float = float("nan")  # tasks/s between 10 % and 90 % done
     cpu_ms: float = float("nan")  # worker CPU per task, steady window
-    machine_cores: float = float("nan")  # CPUs busy machine-wide (the database's too), steady
-    workers_seen: int = 0
-    error: str = ""
+    error: str = ""  # the run did not finish
+    once: str = ""  # what the exactly-once check found wrong
 
 
 @dataclass(frozen=True)
@@ -365,85 +389,55 @@ class Mark:
     at: float
     done: int
     worker_cpu: float  # user + system of the worker trees
-    machine_busy: float  # all CPUs, everything but idle and iowait
 
     @classmethod
-    def take(cls, at: float, done: int, pids: list[int]) -> Mark:
-        total = psutil.cpu_times()
-        busy = sum(total) - total.idle - getattr(total, "iowait", 0.0)
-        return cls(at, done, sum(tree_cpu(pids).values()), busy)
+    def take(cls, at: float, done: int, procs: list[subprocess.Popen[bytes]]) -> Mark:
+        return cls(at, done, sum(tree_cpu([p.pid for p in procs]).values()))
 
 
 def throughput(
     database: Database, config: Config, task: str, count: int, log: Path, timeout: float
 ) -> Run:
-    database.query(database.truncate)
+    database.reset()
     database.django("enqueue.py", task, str(count))
     run = Run(count)
     lo: Mark | None = None
     hi: Mark | None = None
     t0 = time.monotonic()
-    pids = start(database, config, 0.1, log)
+    procs = start(database, config, 0.1, log)
     try:
         while True:
             ok, failed = database.finished()
             now = time.monotonic() - t0
             done = run.done = ok + failed
-            run.failed = failed
-            if done and run.first != run.first:
-                run.first = now
             if lo is None and done >= 0.1 * count:
-                lo = Mark.take(now, done, pids)
+                lo = Mark.take(now, done, procs)
             if hi is None and done >= 0.9 * count:
-                hi = Mark.take(now, done, pids)
+                hi = Mark.take(now, done, procs)
             if done >= count:
                 run.wall = now
                 break
             if now > timeout:
                 run.error = f"timeout after {timeout:.0f} s ({done}/{count} done)"
                 break
-            if all(p.poll() is not None for p in LIVE if p.pid in pids):
+            if all(p.poll() is not None for p in procs):
                 run.error = f"worker exited ({done}/{count} done), see {log}"
                 break
             time.sleep(POLL)
     finally:
-        stop(pids)
+        terminate(procs)
     if lo and hi and hi.at > lo.at and hi.done > lo.done:
         run.steady = (hi.done - lo.done) / (hi.at - lo.at)
         run.cpu_ms = 1000 * (hi.worker_cpu - lo.worker_cpu) / (hi.done - lo.done)
-        run.machine_cores = (hi.machine_busy - lo.machine_busy) / (hi.at - lo.at)
-    if not run.error:
-        (seen,) = database.query(f"SELECT COUNT(DISTINCT worker_ids) FROM {TABLE}")[0]
-        run.workers_seen = int(seen)
-    if run.failed:
-        run.error = f"{run.failed} task(s) FAILED, see {log}"
+    run.once = database.exactly_once(count)
     return run
 
 
-def tree_cpu(pids: list[int]) -> dict[int, float]:
-    """user + system seconds of each process in the trees rooted at ``pids``."""
-    seen: dict[int, float] = {}
-    for pid in pids:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            root = psutil.Process(pid)
-            for proc in [root, *root.children(recursive=True)]:
-                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                    times = proc.cpu_times()
-                    seen[proc.pid] = times.user + times.system
-    return seen
-
-
-def idle_cpu(
-    database: Database,
-    config: Config,
-    interval: float | None,
-    settle: float,
-    span: float,
-    log: Path,
-) -> list[float]:
-    """% of one core used by each process of the worker trees on an empty queue, root first."""
-    database.query(database.truncate)
-    pids = start(database, config, interval, log)
+def idle_cpu(database: Database, config: Config, settle: float, span: float, log: Path) -> float:
+    """% of one core used by the worker trees on an empty queue, default interval."""
+    database.reset()
+    procs = start(database, config, None, log)
+    pids = [p.pid for p in procs]
     try:
         time.sleep(settle)
         before = tree_cpu(pids)
@@ -452,187 +446,137 @@ def idle_cpu(
         after = tree_cpu(pids)
         elapsed = time.monotonic() - t0
     finally:
-        stop(pids)
-    return [100.0 * (after[pid] - before.get(pid, 0.0)) / elapsed for pid in after]
-
-
-# -- the table ----------------------------------------------------------------------------------
-
-HEADERS = (
-    "database",
-    "workload",
-    "worker",
-    "config",
-    "tasks",
-    "wall s",
-    "tasks/s (steady)",
-    "vs 1 db_worker",
-    "cpu ms/task",
-    "target",
-    "ok",
-)
-
-
-@dataclass
-class Table:
-    rows: list[tuple[str, ...]] = field(default_factory=list)
-    misses: list[str] = field(default_factory=list)
-
-    def add(self, *cells: str) -> None:
-        self.rows.append(tuple(cells) + ("",) * (len(HEADERS) - len(cells)))
-        if cells[-1] == "NO":
-            self.misses.append(" ".join(c for c in cells[:4] if c))
-
-    def render(self) -> str:
-        rows = [HEADERS, *self.rows]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS))]
-        right = {4, 5, 6, 7, 8}
-
-        def line(row: tuple[str, ...]) -> str:
-            cells = (
-                c.rjust(w) if i in right else c.ljust(w)
-                for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-            return "  ".join(cells).rstrip()
-
-        rule = "  ".join("-" * w for w in widths)
-        return "\n".join([line(HEADERS), rule, *(line(r) for r in self.rows)])
-
-
-def ratio(value: float, reference: float) -> str:
-    if value != value or reference != reference or reference <= 0:
-        return "-"
-    return f"{value / reference:.2f}x"
-
-
-def judge(passed: bool | None) -> str:
-    return "-" if passed is None else ("yes" if passed else "NO")
+        terminate(procs)
+    return sum(100.0 * (after[pid] - before.get(pid, 0.0)) / elapsed for pid in after)
 
 
 # -- the plan -----------------------------------------------------------------------------------
 
-NOOP_CONFIGS = [
-    Config("db_worker", 1),
-    Config("db_worker", 2),
-    Config("ours", 1),
-    Config("ours", 2),
+REFERENCE = [Config("db_worker", k, 1, age) for age in AGES for k in (1, 2)]
+OURS = [Config("ours", 1), Config("ours", 2), Config("ours", 1, 8), Config("ours", 2, 8)]
+CONFIGS = [*REFERENCE, *OURS]
+IDLE_CONFIGS = [Config("db_worker", 1), Config("ours", 1, 2), Config("ours", 2, 8)]
+WORKLOADS = {"noop": "noop", "sleep50": "50 ms"}
+
+ROWS = [
+    Column("database", "database"),
+    Column("workload", "workload"),
+    Column("worker", "worker"),
+    Column("tasks", "tasks", right=True),
+    Column("wall", "wall s", "{:.2f}", right=True),
+    Column("rate", "tasks/s (steady)", "{:,.1f}", right=True),
+    Column("ratio", "vs db_worker x 1, CONN_MAX_AGE=0", "{:.2f}x", right=True),
+    Column("ratio600", "vs db_worker x 1, CONN_MAX_AGE=600", "{:.2f}x", right=True),
+    Column("cpu", "cpu ms/task", "{:.2f}", right=True),
+    Column("once", "exactly once"),
+    Column("target", "target"),
+    Column("ok", "ok"),
 ]
-SLEEP_CONFIGS = [*NOOP_CONFIGS, Config("ours", 1, 8), Config("ours", 2, 8)]
-IDLE_CONFIGS = [
-    (Config("db_worker", 1), None),
-    (Config("ours", 1, 2), None),
-    (Config("ours", 2, 8), None),
-    (Config("db_worker", 1), 0.1),
-    (Config("ours", 1, 2), 0.1),
-    (Config("ours", 2, 8), 0.1),
+WIDE = [
+    Column("database", "database"),
+    Column("workload", "workload"),
+    *(
+        Column(f"{c.worker}{c.processes}x{c.threads}@{c.age}", title, "{:,.0f}", right=True)
+        for c, title in zip(
+            CONFIGS,
+            [
+                "db_worker x 1",
+                "db_worker x 2",
+                "db_worker x 1, persistent",
+                "db_worker x 2, persistent",
+                "ours 1 x 1",
+                "ours 2 x 1",
+                "ours 1 x 8",
+                "ours 2 x 8",
+            ],
+            strict=True,
+        )
+    ),
 ]
 
 
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def bench_database(database: Database, options: argparse.Namespace, table: Table) -> None:
-    say(f"{database.name}: migrating")
-    database.django("-m", "django", "migrate", "--noinput", "-v", "0")
-    logs = database.folder / f"logs-{database.name}"
-    logs.mkdir()
-    for task, count, configs in (
-        ("noop", options.noop, NOOP_CONFIGS),
-        ("sleep50", options.sleep, SLEEP_CONFIGS),
-    ):
-        runs: dict[Config, list[Run]] = {c: [] for c in configs}
-        for attempt in range(options.repeat):  # interleaved: drift hits every config alike
-            for config in configs:
-                log = logs / f"{task}-{config.worker}-{config.processes}x{config.threads}.log"
-                run = throughput(database, config, task, count, log, options.timeout)
-                runs[config].append(run)
-                say(
-                    f"  {task:<8}{config.worker:>10} {config.label:<7} #{attempt + 1}: "
-                    + (
-                        run.error
-                        or f"wall {run.wall:6.2f} s, first done {run.first:5.2f} s, "
-                        f"steady {run.steady:7.1f}/s, worker cpu {run.cpu_ms:5.2f} ms/task, "
-                        f"machine {run.machine_cores:4.2f} cores busy, "
-                        f"{run.workers_seen} worker ids"
-                    )
-                )
-        steady = {c: median([r.steady for r in rs]) for c, rs in runs.items()}
-        one = steady[Config("db_worker", 1)]
-        for config in configs:
-            rs = runs[config]
-            errors = [r.error for r in rs if r.error]
-            target, passed = target_for(database.name, task, config, steady)
-            cells = [database.name, f"{task}", config.worker, config.label, f"{count:,}"]
-            if errors:
-                table.add(
-                    *cells, "-", errors[0], "-", "-", target, judge(False if target else None)
-                )
-                continue
-            rate = steady[config]
-            table.add(
-                *cells,
-                f"{median([r.wall for r in rs]):.2f}",
-                f"{rate:,.1f}",
-                ratio(rate, one),
-                f"{median([r.cpu_ms for r in rs]):.2f}",
-                target or "-",
-                judge(passed),
-            )
-    idle_reference: dict[float | None, float] = {}
-    for config, interval in IDLE_CONFIGS:
-        log = logs / f"idle-{config.worker}-{config.processes}x{config.threads}-{interval}.log"
-        each = idle_cpu(database, config, interval, options.settle, options.idle, log)
-        cpu, procs = sum(each), len(each)
-        every = "1 s (default)" if interval is None else f"{interval} s"
-        parts = ", ".join(f"{c:.2f}" for c in each)
-        say(
-            f"  idle {config.worker:>10} {config.label:<7} interval {every}: "
-            f"{cpu:.2f}% of a core (per process, master first: {parts})"
-        )
-        if config.worker == "db_worker":
-            idle_reference[interval] = cpu
-        target = "< 1% core" if config.worker == "ours" and interval is None else ""
-        table.add(
-            database.name,
-            f"idle, interval {every}",
-            config.worker,
-            config.label,
-            f"{procs} proc",
-            f"{options.idle:.0f}",
-            f"cpu {cpu:.2f}%",
-            ratio(cpu, idle_reference.get(interval, float("nan"))) + " cpu"
-            if config.worker == "ours"
-            else "-",
-            "-",
-            target or "-",
-            judge(cpu < 1.0 if target else None),
-        )
-
-
-def median(values: list[float]) -> float:
-    good = [v for v in values if v == v]
-    return statistics.median(good) if good else float("nan")
+def key(config: Config) -> str:
+    return f"{config.worker}{config.processes}x{config.threads}@{config.age}"
 
 
 def target_for(
-    db: str, task: str, config: Config, steady: dict[Config, float]
+    db: str, task: str, config: Config, steady: dict[Config, float | None]
 ) -> tuple[str, bool | None]:
-    if config.worker != "ours":
-        return "", None
     rate = steady[config]
     one = steady[Config("db_worker", 1)]
+    if config.worker != "ours" or rate is None or one is None:
+        return "", None
     if config.threads == 1 and task == "noop":
-        same = steady[Config("db_worker", config.processes)]
-        target = f">= db_worker x {config.processes}"
-        passed = rate >= same
         if db == "postgresql" and config.processes == 1:
-            target, passed = ">= 3x db_worker", rate >= 3 * one
-        return target, passed
+            return ">= 3x db_worker", rate >= 3 * one
+        same = steady[Config("db_worker", config.processes)]
+        return f">= db_worker x {config.processes}", same is not None and rate >= same
     if task == "sleep50" and config.threads == 8:
         need = 6 if config.processes == 1 else 10
         return f">= {need}x db_worker", rate >= need * one
     return "", None
+
+
+def bench_database(
+    database: Database, options: argparse.Namespace, report: Report, rows: Table, wide: Table
+) -> None:
+    log(f"{database.name}: migrating")
+    database.django("-m", "django", "migrate", "--noinput", "-v", "0")
+    logs = database.folder / f"logs-{database.name}"
+    logs.mkdir()
+    for task, count in (("noop", options.noop), ("sleep50", options.sleep)):
+        runs: dict[Config, list[Run]] = {c: [] for c in CONFIGS}
+        for attempt in range(options.repeat):  # interleaved: drift hits every config alike
+            for config in CONFIGS:
+                log_file = logs / f"{task}-{key(config)}.log"
+                run = throughput(database, config, task, count, log_file, options.timeout)
+                runs[config].append(run)
+                log(
+                    f"  {task:<8}{config.label:<36} #{attempt + 1}: "
+                    + (run.error or f"wall {run.wall:6.2f} s, steady {run.steady:7.1f}/s, ")
+                    + f"worker cpu {run.cpu_ms:5.2f} ms/task"
+                    + (f"; NOT EXACTLY ONCE: {run.once}" if run.once else "")
+                )
+        steady = {c: median([r.steady for r in rs]) for c, rs in runs.items()}
+        line: dict[str, Any] = {"database": database.name, "workload": WORKLOADS[task]}
+        for config in CONFIGS:
+            rs = runs[config]
+            errors = [r.error for r in rs if r.error]
+            once = "; ".join(sorted({r.once for r in rs if r.once}))
+            if once:
+                report.failed.append(f"{database.name} {task} {config.label}: {once}")
+            target, passed = target_for(database.name, task, config, steady)
+            rate = steady[config]
+            one, one600 = steady[Config("db_worker", 1)], steady[Config("db_worker", 1, 1, 600)]
+            line[key(config)] = rate if not errors else "error"
+            rows.add(
+                database=database.name,
+                workload=WORKLOADS[task],
+                worker=config.label,
+                tasks=count,
+                wall=median([r.wall for r in rs]),
+                rate=errors[0] if errors else rate,
+                ratio=rate / one if rate and one else None,
+                ratio600=rate / one600 if rate and one600 else None,
+                cpu=median([r.cpu_ms for r in rs]),
+                once=f"NO: {once}" if once else "yes",
+                target=target,
+                ok="" if passed is None else "yes" if passed else "NO",
+            )
+        wide.add(**line)
+    for config in IDLE_CONFIGS:
+        log_file = logs / f"idle-{key(config)}.log"
+        cpu = idle_cpu(database, config, options.settle, options.idle, log_file)
+        log(f"  idle {config.label}: {cpu:.2f}% of a core")
+        ours = config.worker == "ours"
+        rows.add(
+            database=database.name,
+            workload="idle, interval 1 s",
+            worker=config.label,
+            rate=f"cpu {cpu:.2f}%",
+            target="< 1% core" if ours else "",
+            ok=("yes" if cpu < 1.0 else "NO") if ours else "",
+        )
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -640,72 +584,62 @@ def target_for(
 
 def arguments() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--quick", action="store_true", help="smaller counts, shorter idle window")
+    p.add_argument("--quick", action="store_true", help="one run per row, shorter idle window")
     p.add_argument("--no-postgres", action="store_true", help="SQLite only")
     p.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
-    p.add_argument("--noop", type=int, help="noop tasks per run (default 2000, quick 400)")
-    p.add_argument("--sleep", type=int, help="50 ms tasks per run (default 400, quick 120)")
-    p.add_argument("--idle", type=float, help="idle CPU window, s (default 20, quick 5)")
-    p.add_argument("--settle", type=float, default=3.0, help="idle: wait before measuring, s")
-    p.add_argument("--repeat", type=int, default=1, help="runs per row, median reported")
+    p.add_argument("--noop", type=int, default=600, help="noop tasks per run (%(default)s)")
+    p.add_argument("--sleep", type=int, default=120, help="50 ms tasks per run (%(default)s)")
+    p.add_argument("--idle", type=float, help="idle CPU window, s (default 10, quick 5)")
+    p.add_argument("--settle", type=float, default=5.0, help="idle: wait before measuring, s")
+    p.add_argument("--repeat", type=int, help="runs per row, median reported (default 3)")
     p.add_argument("--timeout", type=float, default=300.0, help="give up on a run after, s")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
+    p.add_argument("--json", metavar="PATH", help="also write the tables as JSON")
     options = p.parse_args()
-    options.noop = options.noop or (400 if options.quick else 2000)
-    options.sleep = options.sleep or (120 if options.quick else 400)
-    options.idle = options.idle or (5.0 if options.quick else 20.0)
+    options.repeat = options.repeat or (1 if options.quick else 3)
+    options.idle = options.idle or (5.0 if options.quick else 10.0)
     return options
-
-
-def interrupted(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.strsignal(signum))
 
 
 def main() -> int:
     options = arguments()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGINT: even if inherited ignored
-        signal.signal(sig, interrupted)
+    trap_signals()
+    report = Report("taskworker")
+    caption = (
+        f"{options.noop:,} noop / {options.sleep:,} x 50 ms tasks per run, "
+        f"median of {options.repeat}, --interval 0.1"
+    )
+    rows = report.table(f"Task workers, every run ({caption})", ROWS)
+    wide = report.table(f"Task workers, steady tasks/s ({caption})", WIDE)
+    rows.notes += [
+        "tasks/s (steady) = between 10 % and 90 % done; wall s = worker start to all done;",
+        "cpu ms/task = CPU of the worker processes per task in the steady window;",
+        "exactly once = every result SUCCESSFUL with one worker id, each task's run recorded once.",
+    ]
     folder = Path(tempfile.mkdtemp(prefix="taskworker-bench-"))
-    table = Table()
-    interrupted_at = ""
-    cpus = os.cpu_count()
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    django_world = "django.tasks" if importlib.util.find_spec("django.tasks") else "django_tasks"
+    code = 0
     try:
         write_project(folder)
         if not options.no_sqlite:
-            bench_database(sqlite_database(folder), options, table)
+            bench_database(sqlite_database(folder), options, report, rows, wide)
         if not options.no_postgres:
             with postgres_database(folder) as pg:
                 if isinstance(pg, str):
-                    say(f"postgresql: skipped: {pg}")
-                    table.add("postgresql", "-", "-", "-", "-", "-", f"skipped: {pg}")
+                    log(f"postgresql: skipped: {pg}")
+                    rows.add(database="postgresql", worker=f"skipped: {pg}")
                 else:
-                    bench_database(pg, options, table)
+                    bench_database(pg, options, report, rows, wide)
     except KeyboardInterrupt:
-        say("interrupted: stopping workers, removing the scratch database and folder")
-        interrupted_at = " (INTERRUPTED: rows so far)"
+        log("interrupted: stopping workers, removing the scratch database and folder")
+        rows.notes.append("INTERRUPTED: rows so far")
+        code = 130
     finally:
-        kill_all()
+        REAPER.kill_all()
         if options.keep:
-            say(f"kept {folder}")
+            log(f"kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
-    print(
-        textwrap.dedent(f"""
-        Task workers, CONN_MAX_AGE=0 in settings (ours forces persistent connections),
-        {options.noop:,} noop / {options.sleep:,} x 50 ms tasks per run, median of {options.repeat},
-        poll interval 0.1 s; {cpus} CPUs, load average at start {load}; tasks from {django_world}.
-        tasks/s (steady) = between 10 % and 90 % done; wall s = worker start to all done;
-        cpu ms/task = CPU of the worker processes per task in the steady window.
-        """).strip()
-        + interrupted_at
-    )
-    print()
-    print(table.render())
-    if table.misses:
-        print("\nmissed targets: " + "; ".join(table.misses))
-    return 130 if interrupted_at else 1 if table.misses else 0
+    return report.finish(options.json) or code
 
 
 if __name__ == "__main__":

@@ -188,7 +188,7 @@ class Child:
         try:
             await loop.subprocess_exec(
                 lambda: _Pipes(self),
-                *guarded(launch.argv),
+                *guarded(launch.argv, launch.stop_group, launch.stop_signal),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -1,10 +1,11 @@
 """A parent-death signal for every child, set without ``preexec_fn``.
 
 If the console and its watchdog are both SIGKILLed, nothing is left to stop the children; the
-kernel still can: ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` in a child makes its parent's death kill
-it. Setting it needs code between fork and exec, and ``preexec_fn`` is unsafe in a process with
-threads (the console has several), so each child starts as a tiny Python shim that sets the
-signal and then execs the real program in place (same pid, same fds, same environment).
+kernel still can: ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` in a child makes its parent's death
+kill it (``guarded`` says which children get their stop signal instead). Setting it needs
+code between fork and exec, and ``preexec_fn`` is unsafe in a process with threads (the
+console has several), so each child starts as a tiny Python shim that sets the signal and
+then execs the real program in place (same pid, same fds, same environment).
 ``setpriv --pdeathsig`` does the same but is missing on some systems and cannot do the check
 that closes the race: if the console died between fork and ``prctl``, the shim's parent is no
 longer the console, and it dies at once instead of running unguarded.
@@ -26,26 +27,32 @@ import signal
 import sys
 from collections.abc import Sequence
 
-SHIM = f"""\
+SHIM = """\
 import ctypes, os, signal, sys
 try:
-    ctypes.CDLL(None, use_errno=True).prctl(1, {int(signal.SIGKILL)}, 0, 0, 0)  # PR_SET_PDEATHSIG
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(sys.argv[2]), 0, 0, 0)  # PR_SET_PDEATHSIG
 except (AttributeError, OSError):
     pass
 if os.getppid() != int(sys.argv[1]):  # the console died before the prctl: follow it
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), int(sys.argv[2]))
 for name in ("SIGPIPE", "SIGXFSZ"):  # Python ignores them at start-up; exec keeps that
     signal.signal(getattr(signal, name), signal.SIG_DFL)
 try:
-    os.execvp(sys.argv[2], sys.argv[2:])
+    os.execvp(sys.argv[3], sys.argv[3:])
 except OSError as e:
-    sys.stderr.write(f"cannot start {{sys.argv[2]}}: {{e.strerror or e}}\\n")
+    sys.stderr.write(f"cannot start {sys.argv[3]}: {e.strerror or e}\\n")
     os._exit(127)
 """
 
 
-def guarded(argv: Sequence[str]) -> list[str]:
-    """``argv`` run under a parent-death SIGKILL, where the system has one (Linux)."""
+def guarded(argv: Sequence[str], stop_group: bool, stop_signal: int) -> list[str]:
+    """``argv`` run under a parent-death signal, where the system has one (Linux).
+
+    SIGKILL, unless the program stops gracefully only through its main process
+    (``stop_group`` False: Celery's warm shutdown, whose pool dies with a SIGKILLed main and
+    takes its running tasks along): that one gets its stop signal, and the watchdog, while it
+    lives, escalates after the grace period as for every other tree."""
     if not sys.platform.startswith("linux"):
         return list(argv)
-    return [sys.executable, "-I", "-S", "-c", SHIM, str(os.getpid()), *argv]
+    sig = signal.SIGKILL if stop_group else stop_signal
+    return [sys.executable, "-I", "-S", "-c", SHIM, str(os.getpid()), str(int(sig)), *argv]

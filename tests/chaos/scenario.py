@@ -61,7 +61,7 @@ WORKER_ARGS = {
     "drain-timeout": "15",
 }
 RING_LINES = 300  # small enough that the task workers' logs hit it in a short run
-REQUEUED = re.compile(r"master requeued (\d+) stuck task")
+REQUEUED = re.compile(r"requeued (\d+) stuck tasks? ")
 TIMER_SLACK = 2.0  # a retry may start this much later than its backoff said (a busy loop)
 COME_BACK = 60.0  # from a retry's start to RUNNING, on a machine shared with other work
 STOP_HOLD = (0.5, 2.0)  # seconds a SIGSTOPped process stays stopped

@@ -1,0 +1,201 @@
+"""Rewrite the benchmark tables of README.md and docs/*.md from the bench scripts' JSON.
+
+Why this exists
+---------------
+A figure in the documentation is worth what its measurement is: every table there is
+generated from what a script in ``bench/`` wrote with ``--json``, with the date, the
+machine and the versions it ran with, so re-running the scripts and then this one brings
+every number up to date and none can drift from its script.
+
+What it does
+------------
+Reads ``bench/results/NAME.json`` (``--results`` elsewhere) for each script NAME, and in
+README.md and every ``docs/*.md`` replaces the text between ``<!-- bench:NAME -->`` and the
+next ``<!-- /bench -->`` with NAME's tables as Markdown, preceded by a line saying when, on
+what and with which command they were measured. ``<!-- bench:summary -->`` is the README's
+one short table, picked from the output, console and taskworker results. A block whose JSON
+is missing is left as it is and named on stderr. Nothing outside the markers changes.
+
+    .venv/bin/python bench/output.py --json bench/results/output.json
+    .venv/bin/python bench/console.py --json bench/results/console.json
+    .venv/bin/python bench/taskworker.py --quick --json bench/results/taskworker.json
+    .venv/bin/python bench/report.py
+
+(durations and the longer scripts: docs/benchmarks.md, "Regenerating").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.harness import REPO, Table, describe_environment, log
+
+BLOCK = re.compile(r"(<!-- bench:([a-z0-9_]+) -->\n)(.*?)(<!-- /bench -->)", re.S)
+
+
+def caption(data: dict[str, Any]) -> str:
+    minutes = data["seconds"] / 60
+    return (
+        f"_Measured {describe_environment(data['env'])}; `{data['command']}`, {minutes:.0f} min._"
+    )
+
+
+def render(data: dict[str, Any]) -> str:
+    parts = [caption(data)]
+    for raw in data["tables"]:
+        table = Table.load(raw)
+        parts.append(f"**{table.name}**\n\n{table.markdown()}")
+        if table.notes:
+            parts.append("\n".join(f"{n}  " for n in table.notes if n).rstrip())
+    parts += [f"**Check failed:** {f}" for f in data["failed"]]
+    return "\n\n".join(parts) + "\n"
+
+
+# -- the README's one table ---------------------------------------------------------------------
+
+
+def rows_of(results: dict[str, dict[str, Any]], script: str, index: int = 0) -> list[dict]:
+    data = results.get(script)
+    return data["tables"][index]["rows"] if data and len(data["tables"]) > index else []
+
+
+def pick(rows: list[dict], field: str, **match: str) -> Any:
+    """The field of the first row whose cells start with the given values, or None."""
+    for row in rows:
+        if all(str(row.get(k, "")).startswith(v) for k, v in match.items()):
+            return row.get(field)
+    return None
+
+
+def num(value: Any, fmt: str = "{:,.0f}") -> str:
+    if isinstance(value, int | float) and value == value:
+        return fmt.format(value)
+    return str(value) if value else "not measured"
+
+
+def summary(results: dict[str, dict[str, Any]]) -> str:
+    """One short table: ours and the peers measured beside it in the same run, and the ratio."""
+    out = rows_of(results, "output")
+    con = rows_of(results, "console")
+    wide = rows_of(results, "taskworker", 1)
+
+    def rate(tool: str) -> Any:
+        return pick(out, "rate", tool=tool)
+
+    def ingest(tool: str) -> str:
+        if rate(tool) is None:
+            return str(pick(out, "received", tool=tool) or "not measured")
+        return f"{num(rate(tool))} ({num(pick(out, 'rss', tool=tool), '{:.0f}')} MB)"
+
+    def idle(tool: str) -> Any:
+        cpu = pick(con, "value", what="idle CPU", tool=tool)
+        return cpu if cpu is not None else pick(con, "ok", tool=tool)
+
+    def shown(tool: str) -> Any:
+        return pick(con, "value", what="ingest", tool=tool)
+
+    def tasks(db: str, column: str) -> Any:
+        return pick(wide, column, database=db, workload="noop")
+
+    def ratio(ours: Any, theirs: Any, what: str) -> str:
+        if isinstance(ours, int | float) and isinstance(theirs, int | float) and theirs:
+            return f"{ours / theirs:.1f}x {what}"
+        return ""
+
+    def joined(*texts: str) -> str:
+        return ", ".join(t for t in texts if t)
+
+    headless = joined(
+        ratio(rate("prodserver-tui"), rate("honcho"), "honcho"),
+        ratio(rate("prodserver-tui"), rate("mprocs"), "mprocs"),
+    )
+    ours_idle = idle("prodserver-tui")
+    watchdog = idle("prodserver-tui: tui.watchdog")
+    both = ours_idle + watchdog if isinstance(ours_idle, float) and watchdog else None
+    lines = [
+        "| measured side by side | prodserver-tui | peers, same run | ratio |",
+        "|---|---|---|---|",
+        f"| headless ingest, lines/s (peak RSS of the tree, watchdog included) "
+        f"| {ingest('prodserver-tui')} | honcho {ingest('honcho')}; mprocs {ingest('mprocs')}; "
+        f"`cat` {ingest('flood | cat')} "
+        f"| {headless} |",
+        f"| full-screen ingest, lines/s (pane on screen) "
+        f"| {num(shown('prodserver-tui'))} | mprocs {num(shown('mprocs'))} "
+        f"| {ratio(shown('prodserver-tui'), shown('mprocs'), 'mprocs')} |",
+        f"| idle CPU, % of a core, 4 idle children "
+        f"| {num(ours_idle, '{:.2f}')} + {num(watchdog, '{:.2f}')} watchdog "
+        f"| honcho {num(idle('honcho start'), '{:.2f}')}; "
+        f"bare Textual app {num(idle('bare Textual'), '{:.2f}')}; "
+        f"mprocs {num(idle('mprocs'), '{:.2f}')} "
+        f"| {ratio(both, idle('bare Textual'), 'a bare Textual app')} |",
+    ]
+    for db, name in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+        ours, theirs = tasks(db, "ours1x1@0"), tasks(db, "db_worker1x1@0")
+        persistent = tasks(db, "db_worker1x1@600")
+        lines.append(
+            f"| task worker, noop tasks/s, {name}: 1 x 1 / 2 x 1 "
+            f"| {num(ours)} / {num(tasks(db, 'ours2x1@0'))} "
+            f"| `db_worker` x 1 / x 2: {num(theirs)} / {num(tasks(db, 'db_worker2x1@0'))} "
+            f"(`CONN_MAX_AGE=0`), {num(tasks(db, 'db_worker1x1@600'))} / "
+            f"{num(tasks(db, 'db_worker2x1@600'))} (600) "
+            f"| {joined(ratio(ours, theirs, 'db_worker'), ratio(ours, persistent, 'persistent'))} |"
+        )
+    return "\n".join(lines) + "\n\n" + measured(results) + "\n"
+
+
+def load(env: dict[str, str]) -> str:
+    """The 1-minute load average at the start, and at the end where it was recorded."""
+    first = env["load"].split(",")[0]
+    return f"{first} to {env['load_end'].split(',')[0]}" if "load_end" in env else first
+
+
+def measured(results: dict[str, dict[str, Any]]) -> str:
+    """When and on what, once: the versions of the first result, each script's date and load."""
+    env = next(iter(results.values()))["env"]
+    runs = ", ".join(
+        f"{name} {data['env']['date']} (load average {load(data['env'])})"
+        for name, data in results.items()
+        if name in ("output", "console", "taskworker")
+    )
+    return (
+        f"_{env['machine']}; Python {env['python']}, Django {env['django']}, "
+        f"Textual {env['textual']}, gunicorn {env['gunicorn']}, psycopg {env['psycopg']}, "
+        f"PostgreSQL {env['postgresql']}. Measured: {runs}._"
+    )
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--results", type=Path, default=REPO / "bench" / "results")
+    args = p.parse_args()
+    results = {f.stem: json.loads(f.read_text()) for f in sorted(args.results.glob("*.json"))}
+    blocks = {name: render(data) for name, data in results.items()}
+    if results.keys() & {"output", "console", "taskworker"}:
+        blocks["summary"] = summary(results)
+    missing: set[str] = set()
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = doc.read_text()
+
+        def fill(m: re.Match[str]) -> str:
+            if m.group(2) not in blocks:
+                missing.add(m.group(2))
+                return m.group(0)
+            return m.group(1) + "\n" + blocks[m.group(2)] + "\n" + m.group(4)
+
+        new = BLOCK.sub(fill, text)
+        if new != text:
+            doc.write_text(new)
+            log(f"rewrote {doc.relative_to(REPO)}")
+    for name in sorted(missing):
+        log(f"no results for <!-- bench:{name} --> (run bench/{name}.py --json ...): left as is")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
