@@ -20,6 +20,7 @@ import pytest
 from conftest import FIXTURES, fixture_argv
 from console_follow import all_follow
 from helpers import command, run_json, tree, until, wait_gone
+from needs import needs
 from test_own_death import Terminal, console_argv, console_env
 from textual import events
 from textual.pilot import Pilot
@@ -250,7 +251,7 @@ def test_the_task_panel_opening_and_closing_keeps_every_log_following(djproject:
     assert failed == {}, "\n".join(failed.values())
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (a real pty)")
+@needs("tmux", lambda: None if shutil.which("tmux") else "not on PATH (a real pty)")
 def test_a_resize_storm_while_a_child_floods_leaves_every_log_following(tmp_path: Path) -> None:
     """The real console in a real terminal: 20 resizes in 2 s while one child floods and
     three talk; when all have said their last line, every pane shows it."""

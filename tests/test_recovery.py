@@ -19,6 +19,7 @@ from typing import Any
 
 import psutil
 import pytest
+from needs import require
 
 from backends.taskworker import ids, recovery
 
@@ -192,8 +193,7 @@ subprocess.run([sys.executable, "-c", code])
 def other_namespace() -> Iterator[str]:
     """The worker id of a live process in another pid namespace with our hostname (as in a
     second container) whose pid, in our namespace, is dead."""
-    if not shutil.which("unshare"):
-        pytest.skip("unshare is not on PATH: no second pid namespace")
+    require("unshare", None if shutil.which("unshare") else "not on PATH (a second pid namespace)")
     pid = dead_pid()
     unshare = ["unshare", "--pid", "--fork", "--mount-proc"]
     proc = subprocess.Popen(
@@ -207,7 +207,7 @@ def other_namespace() -> Iterator[str]:
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     if not line:
-        pytest.skip(f"cannot make a pid namespace here: {proc.communicate()[1].strip()[:200]}")
+        require("a pid namespace", f"cannot make one here: {proc.communicate()[1].strip()[:200]}")
     yield line
     proc.communicate("", timeout=10)
 
@@ -422,8 +422,7 @@ def test_importing_recovery_loads_no_ui_and_needs_no_settings() -> None:
 def test_worker_ids_fit_django_tasks_db_and_parse_back(djproject: Path) -> None:
     """On a host whose name is as long as Linux allows (its own UTS namespace), the longest
     id still passes db_worker's validate_worker_id and parses back to what was made."""
-    if not shutil.which("unshare"):
-        pytest.skip("unshare is not on PATH: no UTS namespace for a long hostname")
+    require("unshare", None if shutil.which("unshare") else "not on PATH (a UTS namespace)")
     code = (
         "import django; django.setup()\n"
         "from django_tasks_db.management.commands.db_worker import validate_worker_id\n"
@@ -452,7 +451,7 @@ def test_worker_ids_fit_django_tasks_db_and_parse_back(djproject: Path) -> None:
         },
     )
     if done.returncode and ("hostname" in done.stderr or "unshare" in done.stderr):
-        pytest.skip(f"cannot set a hostname in a UTS namespace here: {done.stderr.strip()[:200]}")
+        require("a UTS namespace", f"cannot set a hostname here: {done.stderr.strip()[:200]}")
     assert done.returncode == 0, done.stderr
     made, label, same_scope, local = done.stdout.split()
     assert len(made) <= ids.MAX_LENGTH and made.startswith("hhhh")

@@ -93,7 +93,12 @@ class Master:
         for sig in self.actions:
             signal.signal(sig, self._record)
         path = os.environ.pop(control.ENV, None)  # ours alone: worker processes have none
-        self.control = control.Listener(path) if path else None
+        self.control: control.Listener | None = None
+        if path:
+            try:
+                self.control = control.Listener(path)
+            except OSError as e:  # the console's folder is gone: work on, scale by signals
+                log.warning("no control channel at %s (%s): scaling by signals only", path, e)
         self.asked: set[str] = set()  # consoles waiting for our counts
 
     def _record(self, signum: int, _frame: FrameType | None) -> None:
