@@ -13,6 +13,7 @@ import pytest
 from helpers import migrated_copy
 from needs import needs, pytest_configure, pytest_runtest_setup  # noqa: F401  (the plugin's hooks)
 
+from tui.app import ConsoleApp
 from tui.project import Entry
 from tui.supervisor import Supervisor
 
@@ -87,6 +88,26 @@ async def supervise() -> AsyncIterator[Callable[..., Awaitable[Supervisor]]]:
         return sup
 
     yield start
+    for sup in made:
+        sup.kill_all()
+        await sup.stop_all()
+
+
+Console = Callable[..., ConsoleApp]
+
+
+@pytest.fixture
+async def console() -> AsyncIterator[Console]:
+    """A console over real entries (Supervisor options as keywords; statistics every 0.5 s
+    unless told); whatever a test leaves running is killed afterwards."""
+    made: list[Supervisor] = []
+
+    def make(*entries: Entry, **options: Any) -> ConsoleApp:
+        sup = Supervisor(list(entries), watchdog=False, **{"stats_every": 0.5, **options})
+        made.append(sup)
+        return ConsoleApp(sup, "test.settings", host="testhost")
+
+    yield make
     for sup in made:
         sup.kill_all()
         await sup.stop_all()

@@ -4,41 +4,22 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-import pytest
-from conftest import fixture_argv
+from conftest import Console, fixture_argv
 from helpers import command, enqueue, gunicorn, is_alive, run_json, tree, until
 
 from tui.app import ConsoleApp
 from tui.child import State
 from tui.keep_scale import snippet
 from tui.project import Entry
-from tui.supervisor import Supervisor
 from tui.widgets.dialogs import HelpScreen, ScaleScreen
 from tui.widgets.pane import ProcessPane
 
-Console = Callable[..., ConsoleApp]
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
-
-
-@pytest.fixture
-async def console() -> AsyncIterator[Console]:
-    """A console over real entries; whatever a test leaves running is killed afterwards."""
-    made: list[Supervisor] = []
-
-    def make(*entries: Entry) -> ConsoleApp:
-        sup = Supervisor(list(entries), watchdog=False, stats_every=0.5)
-        made.append(sup)
-        return ConsoleApp(sup, "test.settings", host="testhost")
-
-    yield make
-    for sup in made:
-        sup.kill_all()
-        await sup.stop_all()
 
 
 def running(app: ConsoleApp, *names: str) -> Callable[[], bool]:

@@ -13,11 +13,10 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, fixture_argv
+from conftest import FIXTURES, Console, fixture_argv
 from console_follow import all_follow
 from helpers import command, run_json, tree, until, wait_gone
 from needs import needs
@@ -29,32 +28,24 @@ from backends.diagnostics import Finding
 from tui.app import ConsoleApp
 from tui.child import State
 from tui.project import Entry
-from tui.supervisor import Supervisor
 from tui.widgets.logview import plain
 
-Console = Callable[..., ConsoleApp]
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 
 
 @pytest.fixture
-async def console() -> AsyncIterator[Console]:
-    """A console over real entries; whatever a test leaves running is killed afterwards."""
-    made: list[Supervisor] = []
+def console(console: Console) -> Console:
+    """conftest's console, over chatty children of these names (lines a second) unless given
+    the entries."""
 
     def make(
-        *names: str, entries: list[Entry] | None = None, rate: int = 50, **kwargs: object
+        *names: str, entries: list[Entry] | None = None, rate: int = 50, **options: object
     ) -> ConsoleApp:
-        """Chatty children of these names (lines a second), or the entries given."""
         chatty = [command(n, fixture_argv("chatty", str(rate))) for n in names]
-        sup = Supervisor(entries or chatty, watchdog=False, **kwargs)  # type: ignore[arg-type]
-        made.append(sup)
-        return ConsoleApp(sup, "test.settings", host="testhost")
+        return console(*(entries or chatty), stats_every=1.5, **options)
 
-    yield make
-    for sup in made:
-        sup.kill_all()
-        await sup.stop_all()
+    return make
 
 
 async def started(app: ConsoleApp, pilot: Pilot[int]) -> None:

@@ -14,17 +14,16 @@ import os
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import psutil
 import pytest
+from conftest import Console
 from helpers import WORKER, entry, gunicorn, until
 
-from tui.app import ConsoleApp
 from tui.child import Child, State
 from tui.output import Line
-from tui.project import Entry
 from tui.supervisor import Supervisor
 
 Supervise = Callable[..., Awaitable[Supervisor]]
@@ -185,28 +184,11 @@ async def test_the_task_worker_gets_absolute_targets(
 # -- in the console ------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def console() -> AsyncIterator[Callable[[Entry], ConsoleApp]]:
-    made: list[Supervisor] = []
-
-    def make(*entries: Entry) -> ConsoleApp:
-        sup = Supervisor(list(entries), watchdog=False, stats_every=0)
-        made.append(sup)
-        return ConsoleApp(sup, "test.settings", host="testhost")
-
-    yield make
-    for sup in made:
-        sup.kill_all()
-        await sup.stop_all()
-
-
-async def test_quick_presses_show_scaling_and_converge(
-    console: Callable[[Entry], ConsoleApp], djproject: Path
-) -> None:
+async def test_quick_presses_show_scaling_and_converge(console: Console, djproject: Path) -> None:
     """Four "+" while the master is stopped: the pane says "scaling 2→6" (observed→asked)
     while nothing can move, and it ends at exactly 6 once the master runs again."""
     web, _port = gunicorn(djproject, workers=2)
-    app = console(web)
+    app = console(web, stats_every=0)
     async with app.run_test(size=(160, 48)) as pilot:
         child = app.supervisor["web"]
         await running_with(child, 2)
