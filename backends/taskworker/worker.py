@@ -36,6 +36,8 @@ from backends.base import flat, plural
 from backends.taskworker.recovery import release_claims
 from backends.taskworker.setup import log
 
+_SQLITE_CLAIMS = threading.Lock()  # one claim at a time per process on SQLite (see claim)
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -169,7 +171,13 @@ class TaskLoop(Worker):
             tasks = tasks.filter(queue_name__in=self.queue_names)
         if self.excluded_queue_names:
             tasks = tasks.exclude(queue_name__in=self.excluded_queue_names)
-        with exclusive_transaction(tasks.db):
+        # SQLite has one writer: threads of a process that raced for it got "database is
+        # locked" and backed off as from an outage, so one thread could take a whole burst.
+        # They take turns here instead; other processes still meet SQLite's own lock.
+        turn = (
+            _SQLITE_CLAIMS if connections[tasks.db].vendor == "sqlite" else contextlib.nullcontext()
+        )
+        with turn, exclusive_transaction(tasks.db):
             task: DBTaskResult | None = tasks.get_locked()
             if task is not None:
                 task.claim(self.worker_id)
