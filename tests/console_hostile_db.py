@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from helpers import until
+from test_hostile_output import CONTROL
 from textual.widgets import DataTable, Static
 
 from backends.django_setup import setup_once
 from tui.app import ConsoleApp
-from tui.child import State
 from tui.headless import Printer, Writer
 from tui.project import discover, entries
 from tui.supervisor import Supervisor, _failed_stats
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 
 # Textual's own sequences in what it writes: colours and cursor moves, nothing else.
 OWN = re.compile(r"\x1b\[[0-9;:]*m|\x1b\[\d+;\d+H")
-# What a terminal acts on: every C0 but LF, DEL, every C1, and the bidi controls.
-ACTS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 HOSTILE_PATH = "testapp.tasks.fail\x1b]0;path\x07"
 HOSTILE_QUEUE = "q\x1b[2J\u202eeuq"
 HOSTILE_WORKER = "w\x1b]52;c;d29ya2Vy\x07"
@@ -54,6 +52,12 @@ T0 = time.monotonic()
 
 def log(what: str) -> None:
     print(f"{time.monotonic() - T0:.2f} {what}", file=sys.stderr)
+
+
+def acts(written: str) -> list[str]:
+    """What a terminal would act on in what was written, besides Textual's own sequences and
+    the headless printer's colours and line ends (test_hostile_output's definition)."""
+    return sorted({repr(c) for c in CONTROL.findall(OWN.sub("", written).replace("\n", " "))})
 
 
 def terminal(app: ConsoleApp) -> str:
@@ -123,8 +127,7 @@ def make_fuzz_rows() -> None:
 
 
 def make_stuck(path: str, queue: str) -> None:
-    """A task RUNNING for a dead worker of this host: the task panel lists it. Made once the
-    console's worker started, or its start-up recovery would requeue and run it."""
+    """A task RUNNING for a dead worker of this host: the task panel lists it."""
     from django_tasks_db.models import DBTaskResult
     from testapp import tasks
 
@@ -196,17 +199,18 @@ async def main(project_dir: Path, mode: str, failures: int) -> dict[str, object]
             )
             await until(lambda: stats().failures and len(stats().failures) >= failures, timeout=30)
             await until(lambda: sup.findings, what="the failure-spike finding")
-            await until(lambda: sup["worker"].state is State.RUNNING, what="the worker")
+            # Its start-up recovery would requeue the stuck task: made after the recovery ran.
+            started = lambda: sup["worker"].ring.since(0)  # noqa: E731
+            await until(
+                lambda: any("started worker process" in ln.text for ln in started()),
+                what="the worker's start-up (and recovery)",
+            )
             await orm(stuck)
             log("rows")
             await walk_panel(app, pilot, screens)
             log("walked")
+            await pilot.pause()
             screens.append(terminal(app))  # the main screen: header, panes, findings
-            await pilot.press("ctrl+p")
-            await pilot.press(*"worker")
-            await pilot.pause(0.3)
-            screens.append(terminal(app))
-            await pilot.press("escape")
             running = app.is_running
     finally:
         sup.kill_all()
@@ -219,8 +223,8 @@ async def main(project_dir: Path, mode: str, failures: int) -> dict[str, object]
     return {
         "running": running,
         "screens": len(screens),
-        "acts": sorted({repr(c) for c in ACTS.findall(OWN.sub("", shown))}),
-        "headless_acts": sorted({repr(c) for c in ACTS.findall(OWN.sub("", headless))}),
+        "acts": acts(shown),
+        "headless_acts": acts(headless),
         "screen": shown,
         "headless": headless,
     }

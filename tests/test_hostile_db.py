@@ -21,6 +21,7 @@ from helpers import command, run_json, until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_hostile_output import hostile
+from textual.command import CommandList
 
 from tui.app import ConsoleApp
 from tui.supervisor import Supervisor
@@ -90,7 +91,7 @@ def test_hostile_task_failures_reach_no_terminal_raw(djproject: Path, tmp_path: 
     assert "mostly testapp.tasks.fail, most often with ValueError" in headless
 
 
-FAST = settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+FAST = settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def test_fuzzed_database_text_reaches_no_terminal_raw(djproject: Path, tmp_path: Path) -> None:
@@ -100,7 +101,7 @@ def test_fuzzed_database_text_reaches_no_terminal_raw(djproject: Path, tmp_path:
     @FAST
     @given(data=hostile.filter(lambda b: b.strip()), wide=st.booleans())
     def collect(data: bytes, wide: bool) -> None:
-        messages.append(data.decode("utf-8", "surrogateescape") * (200 if wide else 1))
+        messages.append(data.decode("utf-8", "surrogateescape") * (50 if wide else 1))
 
     collect()
     fail_tasks(djproject, messages, tmp_path)
@@ -136,3 +137,22 @@ async def test_copy_takes_neither_concealed_text_nor_invisible_characters() -> N
         for line in copied
         if not line.startswith("--")  # the console's own notes
     ] == ["ls -l /tmp", "file gpj.exe x y", "rm -rf /x"], copied
+
+
+async def test_the_command_palette_shows_entry_names_as_text() -> None:
+    """The palette reads command titles as markup: a name from the settings that looks like a
+    tag must show as written, not link, not act, and not crash the search."""
+    name = "[link=https://evil.example]web[/link]"
+    sup = Supervisor([command(name, [sys.executable, "-c", "pass"])], watchdog=False)
+    app = ConsoleApp(sup, host="testhost", start=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("ctrl+p", *"web")
+
+        def shown() -> list[str]:
+            found = app.screen.query(CommandList)
+            options = found.first().options if found else []
+            return [str(option.prompt) for option in options]
+
+        await until(lambda: any("restart" in text for text in shown()), what="the commands")
+        assert any(text.startswith(f"{name}: restart") for text in shown()), shown()
+        assert app.is_running
