@@ -153,6 +153,22 @@ def make_hostile_rows() -> None:
     )
 
 
+def corrupt_a_row() -> None:
+    """Bytes that are not UTF-8, with a title sequence, as another program may write them into
+    SQLite: Python cannot decode the row, and the error it raises quotes them."""
+    from django.db import connection
+    from django_tasks_db.models import DBTaskResult
+
+    if connection.vendor != "sqlite":
+        return
+    table = DBTaskResult._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET traceback = CAST(X'ff1b5d303b7469746c6507fe0a' AS TEXT) "
+            f"WHERE id = (SELECT id FROM {table} WHERE status = 'FAILED' LIMIT 1)"
+        )
+
+
 async def walk_panel(app: ConsoleApp, pilot: Any, screens: list[str]) -> None:
     """Open the task panel and show every failure's heading and traceback in turn."""
     await pilot.press("t")
@@ -211,6 +227,11 @@ async def main(project_dir: Path, mode: str, failures: int) -> dict[str, object]
             log("walked")
             await pilot.pause()
             screens.append(terminal(app))  # the main screen: header, panes, findings
+            if mode == "payloads":  # the statistics fail, and their error quotes the row
+                await orm(corrupt_a_row)
+                await until(lambda: "decode" in str(app.header.content), what="the error")
+                await pilot.pause()
+                screens.append(terminal(app))
             running = app.is_running
     finally:
         sup.kill_all()

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import TESTS
+import pytest
+from conftest import POSTGRES, TESTS
 from helpers import command, run_json, until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -36,7 +37,7 @@ PAYLOADS: dict[str, tuple[str, str]] = {
     "DCS and APC": ("\x1bP$q m\x1b\\ \x1b_Gf=100;QUFB\x1b\\", "\x1bP"),
     "C1 controls": ("\x9b2J \x9d0;c1 title\x9c \x85next", "\x9b"),
     "bidi overrides": ("invoice \u202egpj.exe\u202c \u2066x\u2069 \u200fy", "\u202e"),
-    "lone surrogates": ("bytes \udcff\ud800 here", "\udcff"),
+    "SGR 8 conceal": ("shown \x1b[8mhidden\x1b[28m", "\x1b[8mhidden"),
     "NUL": ("a\x00b", "\x00"),
     "1 MB message": ("A" * 1_000_000 + " \x1b]0;big\x07 end", "\x1b]0;big"),
     "markup": ("[bold red]x[/] [link=https://evil.example]click[/link] [@click=app.quit]q[/]", ""),
@@ -47,13 +48,18 @@ def fail_tasks(djproject: Path, messages: list[str], tmp_path: Path) -> None:
     """``tasks.fail.enqueue(message)`` for each message, in the project's own Django, and a
     few tasks that succeed (with them, the console's failure-spike finding has enough finished
     tasks to speak). The messages travel in a JSON file: a megabyte is too long for an
-    argument, and JSON keeps lone surrogates. Then the task worker runs them all, and leaves."""
+    argument, and JSON keeps lone surrogates. A message with NUL or a lone surrogate goes as
+    code points, which every database's JSON takes. Then the task worker runs them all."""
     data = tmp_path / "messages.json"
     data.write_text(json.dumps(messages))
     script = (
         "import json\nfrom testapp import tasks\n"
         "for _ in range(5): tasks.noop.enqueue()\n"
-        f"for m in json.load(open({str(data)!r})): tasks.fail.enqueue(m)\n"
+        f"for m in json.load(open({str(data)!r})):\n"
+        "    if '\\0' in m or any('\\ud800' <= c <= '\\udfff' for c in m):\n"
+        "        tasks.fail_with_codes.enqueue(list(map(ord, m)))\n"
+        "    else:\n"
+        "        tasks.fail.enqueue(m)\n"
     )
     subprocess.run(
         [sys.executable, "manage.py", "shell", "-v0", "-c", script],
@@ -84,11 +90,40 @@ def test_hostile_task_failures_reach_no_terminal_raw(djproject: Path, tmp_path: 
     assert not seen["acts"], f"the screen holds what a terminal acts on: {seen['acts']}"
     assert not seen["headless_acts"], f"headless printed: {seen['headless_acts']}"
     assert seen["running"]  # no [@click=app.quit] was acted on
-    # Shown, and as the text they are: markup, and the surrogates as the worker escaped them.
-    for text in ["[bold red]x[/]", "[link=https://evil.example]click[/link]", "\\udcff"]:
+    # Shown, and as the text they are: markup, and what SGR 8 would have hidden.
+    for text in ["[bold red]x[/]", "[link=https://evil.example]click[/link]", "shown hidden"]:
         assert text in screen, text
     # The hostile path reached the findings (the failure spike quotes it), as inert text.
     assert "mostly testapp.tasks.fail, most often with ValueError" in headless
+    # A row that is not UTF-8 fails the statistics; the error that quotes it is shown inert.
+    assert "Could not decode to UTF-8 column 'tail' with text" in screen
+
+
+@pytest.mark.parametrize("djproject", ["sqlite", POSTGRES], indirect=True)
+def test_a_task_failing_with_text_no_database_takes_is_saved_failed(
+    djproject: Path, tmp_path: Path
+) -> None:
+    """A lone surrogate (undecodable bytes in an exception) fails every driver's encoder and
+    PostgreSQL refuses NUL: the worker thread crashed saving such a failure, and the task
+    stayed RUNNING. It is saved FAILED, with those characters escaped."""
+    fail_tasks(djproject, ["bytes \udcff here", "nul \x00 here"], tmp_path)
+    script = (
+        "import json\nfrom django_tasks_db.models import DBTaskResult as R\n"
+        "rows = R.objects.exclude(task_path__endswith='noop')\n"
+        "print(json.dumps([[r.status, r.traceback.rstrip().rpartition(chr(10))[2]] for r in rows]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-v0", "-c", script],
+        cwd=djproject,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    rows = sorted(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert rows == [
+        ["FAILED", "ValueError: bytes \\udcff here"],
+        ["FAILED", "ValueError: nul \\x00 here"],
+    ]
 
 
 FAST = settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
