@@ -160,6 +160,7 @@ class Child:
         self._cancel_timer()
         self._wanted = True
         try:
+            self.entry.prepare()
             launch = self.entry.launch()
         except ConfigError as e:
             self._wanted = False
@@ -195,6 +196,7 @@ class Child:
                 cwd=launch.cwd,
                 env={**os.environ, **launch.env},
                 start_new_session=True,
+                umask=-1 if launch.umask is None else launch.umask,
             )
         except OSError as e:
             self.note(f"cannot start {launch.argv[0]}: {e.strerror or e}")

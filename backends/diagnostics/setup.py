@@ -39,8 +39,11 @@ DEBUG_HOSTS = [".localhost", "127.0.0.1", "[::1]"]
 MIGRATE = "run: python manage.py migrate"
 
 
-def check_setup(settings: Any, entries: Sequence[EntryLike]) -> list[Finding]:
+def check_setup(
+    settings: Any, entries: Sequence[EntryLike], migrate: str = MIGRATE
+) -> list[Finding]:
     """Every setup check; the database ones only when Django can load the apps at all.
+    ``migrate`` is the fix for unapplied migrations (the demo migrates itself at start).
 
     Blocking (imports, database, /proc): run it off the event loop.
     """
@@ -53,7 +56,7 @@ def check_setup(settings: Any, entries: Sequence[EntryLike]) -> list[Finding]:
         *_guarded(check_ports, entries),
     ]
     if not any(f.code in UNLOADABLE for f in found):
-        found += _guarded(check_migrations)
+        found += _guarded(check_migrations, "default", migrate)
     return found
 
 
@@ -395,7 +398,7 @@ def check_ports(entries: Sequence[EntryLike]) -> list[Finding]:
     return found
 
 
-def check_migrations(using: str = "default") -> list[Finding]:
+def check_migrations(using: str = "default", migrate: str = MIGRATE) -> list[Finding]:
     """Unapplied migrations, read-only (Django's own migration plan, as ``migrate --plan``).
 
     django_tasks_db's are an error (without its table every worker and ``.enqueue()`` fails);
@@ -459,7 +462,7 @@ def check_migrations(using: str = "default") -> list[Finding]:
                 None,
                 f"{tasks} migration(s) of {TASKS_APP} are not applied ({why}), "
                 "so workers and .enqueue() fail",
-                MIGRATE,
+                migrate,
             )
         )
     if pending:
@@ -470,7 +473,7 @@ def check_migrations(using: str = "default") -> list[Finding]:
                 "migrations-unapplied",
                 None,
                 f"{sum(pending.values())} migration(s) are not applied: {apps}",
-                MIGRATE,
+                migrate,
             )
         )
     return found
