@@ -185,7 +185,8 @@ class CeleryBeat(_Celery):
                 private.file(found, make=make)
         except private.UnsafePath as e:
             raise ConfigError(
-                f'{self.name}: the beat schedule is not private: {e} (or set ARGS "schedule")'
+                f"{self.name}: the beat schedule is not private: {e} "
+                '(or set XDG_STATE_HOME, or ARGS "schedule")'
             ) from e
         return path
 

@@ -90,7 +90,7 @@ def _check_above(part: Path, info: os.stat_result) -> None:
     if stat.S_ISLNK(info.st_mode):  # resolved already: only a link made since lands here
         raise UnsafePath(f"{part} became a symbolic link while it was checked; try again")
     if not stat.S_ISDIR(info.st_mode):
-        raise UnsafePath(f"{part} is not a folder; remove it or choose another folder")
+        raise UnsafePath(f"{part} is not a folder; choose another place")
     me = os.geteuid()
     if info.st_uid not in (me, 0):
         raise UnsafePath(
