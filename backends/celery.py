@@ -155,8 +155,7 @@ class CeleryBeat(_Celery):
     command = "beat"
     reads = ("loglevel", "schedule")
     grace = 10.0
-
-    umask = 0o077
+    umask = 0o077  # what beat writes into our private folder is 0600
 
     def fixed(self) -> dict[str, ScalarArg]:
         if "schedule" in self.options:
