@@ -109,11 +109,9 @@ def diagnose(project: Project, found: list[Entry], redact: Redactor, demo: bool 
     Django's setup here leaves LOGGING alone, which would open (create) the project's log
     files."""
     from backends.diagnostics import check_setup
-    from backends.diagnostics.setup import MIGRATE
-    from tui.demo import MIGRATE as DEMO_MIGRATE
 
     project.settings.LOGGING_CONFIG = None
-    findings = check_setup(project.settings, found, migrate=DEMO_MIGRATE if demo else MIGRATE)
+    findings = check_setup(project.settings, found, migrates_itself=demo)
     for finding in findings:
         _say(redact(finding.line()))
     return 1 if any(f.severity == "error" for f in findings) else 0

@@ -40,10 +40,10 @@ MIGRATE = "run: python manage.py migrate"
 
 
 def check_setup(
-    settings: Any, entries: Sequence[EntryLike], migrate: str = MIGRATE
+    settings: Any, entries: Sequence[EntryLike], migrates_itself: bool = False
 ) -> list[Finding]:
     """Every setup check; the database ones only when Django can load the apps at all.
-    ``migrate`` is the fix for unapplied migrations (the demo migrates itself at start).
+    A project that ``migrates_itself`` at start (the demo) has no migration to report.
 
     Blocking (imports, database, /proc): run it off the event loop.
     """
@@ -55,8 +55,8 @@ def check_setup(
         *_guarded(check_servers, settings, entries),
         *_guarded(check_ports, entries),
     ]
-    if not any(f.code in UNLOADABLE for f in found):
-        found += _guarded(check_migrations, "default", migrate)
+    if not migrates_itself and not any(f.code in UNLOADABLE for f in found):
+        found += _guarded(check_migrations)
     return found
 
 
@@ -398,7 +398,7 @@ def check_ports(entries: Sequence[EntryLike]) -> list[Finding]:
     return found
 
 
-def check_migrations(using: str = "default", migrate: str = MIGRATE) -> list[Finding]:
+def check_migrations(using: str = "default") -> list[Finding]:
     """Unapplied migrations, read-only (Django's own migration plan, as ``migrate --plan``).
 
     django_tasks_db's are an error (without its table every worker and ``.enqueue()`` fails);
@@ -462,7 +462,7 @@ def check_migrations(using: str = "default", migrate: str = MIGRATE) -> list[Fin
                 None,
                 f"{tasks} migration(s) of {TASKS_APP} are not applied ({why}), "
                 "so workers and .enqueue() fail",
-                migrate,
+                MIGRATE,
             )
         )
     if pending:
@@ -473,7 +473,7 @@ def check_migrations(using: str = "default", migrate: str = MIGRATE) -> list[Fin
                 "migrations-unapplied",
                 None,
                 f"{sum(pending.values())} migration(s) are not applied: {apps}",
-                migrate,
+                MIGRATE,
             )
         )
     return found

@@ -16,8 +16,6 @@ from pathlib import Path
 from backends import private
 
 SETTINGS_MODULE = "tui.demo.settings"
-# What --demo --check says instead of "manage.py migrate": the demo has no manage.py.
-MIGRATE = "run prodserver-tui --demo, which migrates the demo database when it starts"
 
 # How much of a failed migrate's output to put in the error: enough for the traceback's end.
 _TAIL_LINES = 20
