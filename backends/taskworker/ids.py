@@ -31,7 +31,9 @@ from backends import procid
 
 MAX_LENGTH = 64
 SCOPE_LENGTH = 8  # hex digits: two live namespaces share a scope with odds of 1 in 4 billion
-START_DIGITS = 12  # clock ticks: 317 years of uptime at Linux's 100 a second
+#: Clock ticks: 317 years of uptime at Linux's 100 a second (without /proc, centiseconds
+#: since 1970: until 2286).
+START_DIGITS = 12
 # The longest pid Linux hands out, a generous thread number, the scope and the start.
 _TAIL = len(":4194304:9999@/") + SCOPE_LENGTH + START_DIGITS
 
@@ -66,7 +68,9 @@ def this_scope() -> str:
     their starts mean what they say.
 
     The boot id, unlike the boot time, stays put when the clock is stepped. Without Linux's
-    /proc (macOS), the boot time stands in for it, and there is one namespace of each kind.
+    /proc (macOS), the boot time stands in for it, and there is one namespace of each kind;
+    there a step gives processes started after it another scope, so tasks of workers from
+    before it look foreign: never recovered by mistake, only not recovered.
     """
     try:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:

@@ -13,8 +13,10 @@ clock moves; ``started_at`` is the wall clock at the claim, and comparing it wit
 create time (boot time + ticks, the boot time itself derived from the wall clock) is off by
 however far the clock was stepped between the claim and the look: a forward step of a few
 seconds made a live worker whose claim followed its start closely look like a newer program,
-and its task was requeued and ran twice. Recording the start in the id instead costs 13
-characters of the 64 (the hostname gives them up) and needs no table of our own.
+and its task was requeued while it ran; no slack fixes that, as a step can be any size.
+Recording the start in the id instead costs 13 characters of the 64 (the hostname gives them
+up) and needs no table of our own. Looking needs no pidfd (only the watchdog, which signals,
+holds one): one read of /proc/PID/stat describes one process.
 
 Every write is a conditional UPDATE on ``status = RUNNING``, so a task that finished between
 the look and the write is left alone; recover() also matches the ``started_at`` it saw, so a
