@@ -124,6 +124,12 @@ class Child:
         return ""
 
     @property
+    def shown_url(self) -> str | None:
+        """Where it answers HTTP, for panes: a declared URL may hold credentials."""
+        url = self.entry.backend.web_url() if self.entry.backend else None
+        return self._sup.redact(url) if url else None
+
+    @property
     def waits_for_line(self) -> bool:
         return self._ready_line is not None and self.state is State.STARTING
 
