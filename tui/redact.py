@@ -110,6 +110,8 @@ Span = tuple[int, int]
 
 
 def looks_secret(key: str) -> bool:
+    """By the words in a key's name, in any spelling: ``DB_PASSWORD``, ``--api-key``,
+    ``accessToken``, ``X-Amz-Signature``; not ``keyfile`` or ``SECRET_KEY_FILE`` (paths)."""
     parts = [p for p in _PARTS.split(key.lower()) if p]
     if not parts or parts[-1] in _NAME_PARTS:
         return False
