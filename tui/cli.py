@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shlex
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -98,7 +97,7 @@ def check(found: list[Entry], redact: Redactor) -> int:
             failed = True
             _say(f"{entry.name:<{width}}  error     {redact(str(e))}")
             continue
-        _say(f"{entry.name:<{width}}  {entry.kind:<9} {shlex.join(redact.argv(launch.argv))}")
+        _say(f"{entry.name:<{width}}  {entry.kind:<9} {redact.command(launch.argv)}")
         for note in launch.notes:
             _say(f"{'':<{width}}  note      {redact(note)}")
     return 1 if failed else 0
