@@ -25,6 +25,14 @@ Supervise = Callable[..., Awaitable[Supervisor]]
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
 HEALTH = "/probe/here?deep=1"
 Other = tuple[int, int]  # a web server that is no entry's: its port and pid
+# Its command line is another program's text, quoted in our output and findings.
+HOSTILE = "\x1b]52;c;cHduZWQ=\x07\x1b[2J\u202e"
+OTHER_SERVER = (
+    f"# {HOSTILE}\n"
+    "import http.server, sys\n"
+    "handler = http.server.SimpleHTTPRequestHandler\n"
+    "http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), handler).serve_forever()\n" + "#" * 500
+)
 
 
 class Target:
@@ -153,7 +161,9 @@ async def test_another_programs_answer_does_not_make_the_entry_ready(
     assert any(f"pid {pid}" in t and t.startswith("-- not ready: ") for t in said), said
     [taken] = [f for f in sup.findings if f.key == ("port-in-use", "web", "")]
     assert f"port {port} is already in use by " in taken.what
-    assert f"(pid {pid}: " in taken.what and "http.server" in taken.what
+    assert f"(pid {pid}: " in taken.what
+    quoted = [taken.what, *(t for t in said if t.startswith("-- not ready: "))]
+    assert all(t.isprintable() and len(t) < 400 and "\\x1b]52;c;" in t for t in quoted), quoted
 
 
 @pytest.fixture
@@ -161,7 +171,7 @@ def other_server() -> Iterator[Other]:
     """A web server that is no entry's: its port and pid."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+        [sys.executable, "-c", OTHER_SERVER, str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
