@@ -252,7 +252,7 @@ class Backend:
         return url
 
     def _checked_health(self, path: object) -> str | None:
-        """``HEALTH``: the path the readiness probe asks for (``HEAD``), "/" unless set; False
+        """``HEALTH``: the path the readiness probe asks for (``GET``), "/" unless set; False
         or None turns the probe off (then the entry is running once it stays up a second).
         It goes into a request line as it is: printable ASCII without spaces."""
         if path is None or path is False:

@@ -26,20 +26,23 @@ def test_both_formats_are_counted_by_class_and_rate() -> None:
 
 def test_the_probes_own_requests_are_not_counted_in_any_servers_format() -> None:
     """Its request line, as gunicorn, uvicorn, granian and runserver log it (granian without the
-    query string); the same path with GET, or another path with HEAD, is traffic."""
+    query string and the minor version); the same path with HEAD or over HTTP/1.1, or another
+    path, is traffic."""
     counter = EventCounter(ACCESS_LOG, ignore=request_line("/up?deep=1"))
     probe = [
-        '127.0.0.1 - - [06/Dec/2026:07:24:47 +0000] "HEAD /up?deep=1 HTTP/1.0" 200 0 "-" "-"',
-        'INFO:     127.0.0.1:5123 - "HEAD /up?deep=1 HTTP/1.0" 200 OK',
-        '[2026-12-06 07:24:47 +0000] 127.0.0.1 - "HEAD /up HTTP/1.0" 200 1.2',
-        '[06/Dec/2026 07:24:47] "HEAD /up?deep=1 HTTP/1.0" 404 0',
+        '127.0.0.1 - - [06/Dec/2026:07:24:47 +0000] "GET /up?deep=1 HTTP/1.0" 200 0 "-" "-"',
+        'INFO:     127.0.0.1:5123 - "GET /up?deep=1 HTTP/1.0" 200 OK',
+        '[2026-12-06 07:24:47 +0000] 127.0.0.1 - "GET /up HTTP/1" 200 1.2',
+        '[06/Dec/2026 07:24:47] "GET /up?deep=1 HTTP/1.0" 404 0',
     ]
     traffic = [
         '127.0.0.1 - - [06/Dec/2026:07:24:47 +0000] "GET /up?deep=1 HTTP/1.1" 200 9 "-" "-"',
-        'INFO:     127.0.0.1:5123 - "HEAD /upper HTTP/1.1" 200 OK',
+        '127.0.0.1 - - [06/Dec/2026:07:24:47 +0000] "HEAD /up?deep=1 HTTP/1.0" 200 0 "-" "-"',
+        'INFO:     127.0.0.1:5123 - "GET /upper HTTP/1.0" 200 OK',
+        '[2026-12-06 07:24:47 +0000] 127.0.0.1 - "GET /up HTTP/2" 200 1.2',
     ]
     counter.count([Line(i, "out", t, 1000.5) for i, t in enumerate(probe + traffic)])
-    assert counter.by_kind(now=1001) == {"2": 2}
+    assert counter.by_kind(now=1001) == {"2": 4}
 
 
 def test_old_requests_leave_the_window() -> None:

@@ -24,12 +24,13 @@ import psutil
 
 from backends.backoff import Backoff
 from backends.base import ConfigError, Launch, one_line, plural, positive_int
+from backends.ports import describe, held_by, holder
 from tui.deathsig import guarded
 from tui.events import EventCounter
 from tui.output import Line, Ring, Sanitiser
 from tui.probe import answers, probe_address, request_line
 from tui.project import Entry
-from tui.sampler import Usage
+from tui.sampler import Usage, tree_pids
 from tui.scaling import Scaler
 
 if TYPE_CHECKING:
@@ -82,6 +83,8 @@ class Child:
         self.tasks: WorkerCounts | None = None  # task workers: what its tree is running now
         self.ready_after: float | None = None  # web servers: seconds from start to first answer
         self.healthy: bool | None = None  # web servers: did the last request get an answer
+        # web servers: who answered in its place, while its own processes do not hold the port
+        self.answered_by: str | None = None
         backend = entry.backend
         pattern = backend.events_pattern() if backend else None
         probe = request_line(backend.health) if backend and backend.health else None
@@ -118,7 +121,8 @@ class Child:
             return f"waiting for exit, {left:.0f} s before SIGKILL"
         if self.state in (State.STARTING, State.RUNNING) and self.pid is not None:
             silent = ", not answering HTTP" if self.healthy is False else ""
-            return f"pid {self.pid}{silent}"
+            taken = f", port held by {self.answered_by}" if self.answered_by else ""
+            return f"pid {self.pid}{silent}{taken}"
         if self.state is State.STOPPED and self.last_exit:
             return describe_exit(self.last_exit)
         return ""
@@ -220,7 +224,7 @@ class Child:
         self.pid = transport.get_pid()
         self.started_at = time.time()
         self._sup.watch(self.pid, self._launch)
-        self.ready_after = self.healthy = None
+        self.ready_after = self.healthy = self.answered_by = None
         self._set(State.STARTING)
         backend = self.entry.backend
         url = backend.web_url() if backend else None
@@ -255,6 +259,11 @@ class Child:
         booting answers it when it can, instead of finding a pile of abandoned probes queued
         for it. Silent that long, it is running but not ready (``healthy`` False), and asked
         again every HEALTH_EVERY until it answers.
+
+        Only its own answer makes it ready: the socket that answered must be one its process
+        tree listens on (``_ours``), not another program's on the same port (a second console
+        on the project, a crashed run's orphans), which would otherwise make a server that
+        cannot bind look ready. Once ready, the socket stays its own for the run.
         """
         started = time.monotonic()
         delay = 0.1
@@ -265,16 +274,21 @@ class Child:
             left = READY_TIMEOUT - (time.monotonic() - started)
             if starting and left <= 0:
                 self.healthy = False
-                self.note(f"-- not ready: nothing answers at {url} after {READY_TIMEOUT:.0f} s")
+                nothing = f"nothing of {self.name}'s" if self.answered_by else "nothing"
+                self.note(f"-- not ready: {nothing} answers at {url} after {READY_TIMEOUT:.0f} s")
                 self._set(State.RUNNING)
                 ok = False
             else:
-                ok = await answers(*address, path, left if starting else PROBE_TIMEOUT, host)
+                peer = await answers(*address, path, left if starting else PROBE_TIMEOUT, host)
+                ok = peer is not None and (
+                    self.ready_after is not None or await self._ours(pid, peer)
+                )
             if self.pid != pid:
                 return
             if ok and self.ready_after is None:
                 self.ready_after = time.monotonic() - started
                 self.healthy = True
+                self.answered_by = None
                 self.note(f"-- ready in {self.ready_after:.1f} s at {url}")
                 if self.state is State.STARTING:
                     self._set(State.RUNNING)
@@ -286,6 +300,27 @@ class Child:
                 self._sup.emit_state(self)
             delay = min(delay * 1.5, 1.0) if self.state is State.STARTING else HEALTH_EVERY
             await asyncio.sleep(delay)
+
+    async def _ours(self, pid: int, peer: tuple[str, int]) -> bool:
+        """Whether the socket that answered at ``peer`` is one this run's tree listens on.
+        If not, who holds it is looked up once per run (it lists every process's sockets),
+        said in the output and as the entry's port-in-use finding; it stays not ready."""
+        loop = asyncio.get_running_loop()
+        if await loop.run_in_executor(None, held_by, tree_pids(pid), *peer):
+            return self.pid == pid
+        if self.pid != pid or self.answered_by is not None:
+            return False
+        holder = await loop.run_in_executor(None, _holder, peer)
+        if self.pid != pid:
+            return False
+        held, described = holder
+        self.answered_by = f"pid {held}" if held is not None else "another user's program"
+        self.note(
+            f"-- not ready: {peer[0]}:{peer[1]} is answered by {described}, "
+            f"not by {self.name}'s processes"
+        )
+        self._sup.port_taken(self, peer[1], described)
+        return False
 
     def _mark_running(self) -> None:
         self._timer = None
@@ -434,7 +469,7 @@ class Child:
         self.pid = None
         self.usage = None
         self.tasks = None
-        self.healthy = None
+        self.healthy = self.answered_by = None
         self.stop_deadline = None
         self.last_exit = exit_
         if not self._wanted:
@@ -471,6 +506,11 @@ class Child:
         detail = self.detail
         self.note(f"-- {state}: {detail}" if detail else f"-- {state}")
         self._sup.emit_state(self)
+
+
+def _holder(peer: tuple[str, int]) -> tuple[int | None, str]:
+    pid = holder(*peer)
+    return pid, describe(pid)
 
 
 def describe_exit(exit_: Exit) -> str:

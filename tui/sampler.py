@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import psutil
@@ -167,6 +168,13 @@ def children_map() -> dict[int, list[int]]:
             continue
         children.setdefault(ppid, []).append(int(name))
     return children
+
+
+def tree_pids(pid: int) -> Iterator[int]:
+    """``pid``, then its descendants, listed only if the caller reads on: a question the root
+    answers (gunicorn's master holds its workers' listening socket) lists no children."""
+    yield pid
+    yield from kernel_descendants(pid) if KERNEL_CHILDREN else descendant_pids(pid, children_map())
 
 
 def descendant_pids(pid: int, children_of: dict[int, list[int]]) -> list[int]:

@@ -77,6 +77,8 @@ class Supervisor:
         self.findings: list[Finding] = []
         self._setup_findings: list[Finding] = []
         self._runtime_findings: list[Finding] = []
+        # port-in-use met by a probe, per entry: kept apart so the setup check cannot undo it
+        self._ports_taken: dict[str, Finding] = {}
         self._watch: Watch | None = None
         self.setup_checked = False  # the setup checks have run (their findings are in)
         if project is not None:
@@ -200,13 +202,22 @@ class Supervisor:
 
     def emit_state(self, child: Child) -> None:
         self.stir()
-        # it listens now: whatever held its port let go
+        # its own socket answers now (or it has no probe): whatever held its port let go
         if child.state is State.RUNNING and child.healthy is not False:
             held = ("port-in-use", child.name, "")
-            if any(f.key == held for f in self._setup_findings):
+            taken = self._ports_taken.pop(child.name, None)
+            if taken or any(f.key == held for f in self._setup_findings):
                 self._publish(setup=[f for f in self._setup_findings if f.key != held])
         for listener in self._listeners:
             listener.on_state(child)
+
+    def port_taken(self, child: Child, port: int, holder: str) -> None:
+        """Another program answered in place of ``child``: its port-in-use finding (the setup
+        check's, or a new one when the port was taken later) names that program now."""
+        from backends.diagnostics.setup import port_in_use
+
+        self._ports_taken[child.name] = port_in_use(child.name, port, holder)
+        self._publish()
 
     def spawn_task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -305,7 +316,9 @@ class Supervisor:
             self._setup_findings = setup
         if runtime is not None:
             self._runtime_findings = runtime
-        findings = self.masked([*self._setup_findings, *self._runtime_findings])
+        taken = {f.key for f in self._ports_taken.values()}
+        setup = [f for f in self._setup_findings if f.key not in taken]
+        findings = self.masked([*setup, *self._ports_taken.values(), *self._runtime_findings])
         if findings == self.findings:
             return
         self.findings = findings

@@ -23,6 +23,7 @@ import psutil
 from backends.base import flat
 from backends.diagnostics.finding import EntryLike, Finding
 from backends.diagnostics.runtime import Worker, worker
+from backends.ports import WILDCARD_HOSTS, describe, listening, overlap
 
 TASKS_APP = "django_tasks_db"
 TASKS_LABEL = "django_tasks_database"  # django_tasks_db's app label (and its table prefix)
@@ -33,7 +34,6 @@ TASKS_APP_MISSPELLINGS = frozenset(
 EXAMPLE_TASKS = (
     'TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}'
 )
-WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "*", ""})
 # What Django allows when DEBUG is on and ALLOWED_HOSTS is empty.
 DEBUG_HOSTS = [".localhost", "127.0.0.1", "[::1]"]
 MIGRATE = "run: python manage.py migrate"
@@ -370,32 +370,30 @@ def check_ports(entries: Sequence[EntryLike]) -> list[Finding]:
     The console's own children (a server that bound it a moment ago) are not "another
     program": anything descending from this process is skipped.
     """
-    try:
-        listening = [
-            c for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN
-        ]
-    except (psutil.Error, OSError):  # not allowed to list sockets here (macOS as a user)
-        return []
+    taken = listening()
     found: list[Finding] = []
     for name, host, port in _binds(entries):
-        for conn in listening:
+        for conn in taken:
             taken_host, taken_port = tuple(conn.laddr)[:2] or ("", 0)
-            if taken_port != port or not _overlap(host, str(taken_host)):
+            if taken_port != port or not overlap(host, str(taken_host)):
                 continue
             if conn.pid is not None and _ours(conn.pid):
                 continue
-            found.append(
-                Finding(
-                    "error",
-                    "port-in-use",
-                    name,
-                    f"port {port} is already in use by {_program(conn.pid)}, "
-                    f"so {name} cannot listen on it",
-                    f"stop that program or give {name} another port in its ARGS",
-                )
-            )
+            found.append(port_in_use(name, port, describe(conn.pid)))
             break
     return found
+
+
+def port_in_use(name: str, port: int, holder: str) -> Finding:
+    """The one wording of a taken port, from the setup check or from the readiness probe
+    (which met ``holder`` answering in the entry's place)."""
+    return Finding(
+        "error",
+        "port-in-use",
+        name,
+        f"port {port} is already in use by {holder}, so {name} cannot listen on it",
+        f"stop that program or give {name} another port in its ARGS",
+    )
 
 
 def check_migrations(using: str = "default") -> list[Finding]:
@@ -546,11 +544,6 @@ def _binds(entries: Sequence[EntryLike]) -> list[tuple[str, str, int]]:
     return found
 
 
-def _overlap(wanted: str, taken: str) -> bool:
-    """Whether binding ``wanted`` collides with a socket listening on ``taken``."""
-    return wanted in WILDCARD_HOSTS or taken in WILDCARD_HOSTS or wanted == taken
-
-
 def _ours(pid: int) -> bool:
     """This process or one of its descendants (the console's own children)."""
     me = os.getpid()
@@ -559,15 +552,6 @@ def _ours(pid: int) -> bool:
         return pid == me or any(p.pid == me for p in process.parents())
     except psutil.Error:
         return False
-
-
-def _program(pid: int | None) -> str:
-    if pid is None:
-        return "another program (its owner is hidden from this user)"
-    try:
-        return f"{psutil.Process(pid).name()} (pid {pid})"
-    except psutil.Error:
-        return f"pid {pid}"
 
 
 def _is_db_backend(path: str) -> bool:

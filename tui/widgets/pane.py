@@ -206,7 +206,9 @@ class ProcessPane(Vertical):
         backend = c.entry.backend
         url = c.shown_url
         if url and c.state in (State.STARTING, State.RUNNING):
-            if c.healthy is False:
+            if c.answered_by:  # another program's socket answers: not ready, and whose it is
+                parts.append((f"port held by {c.answered_by}", "bold red", fmt.CRITICAL))
+            elif c.healthy is False:
                 parts.append(("not answering", "bold red", fmt.CRITICAL))
             elif c.ready_after is not None:
                 parts.append((f"ready in {c.ready_after:.1f}s", "green", fmt.LOW))
