@@ -37,7 +37,7 @@ from backends import control
 TABLE = "django_tasks_database_dbtaskresult"
 THREADS = 3
 TASK_SECONDS = 1.0  # longer than a start-up stop takes to reach the drain line
-EXIT_WITHIN = 15.0  # seconds: a process that claimed runs one task per thread, then exits
+EXIT_WITHIN = 20.0  # seconds: a process that claimed runs one task per thread, then exits
 DRAINING = re.compile(r"^\S+:(\d+) draining: no new claims, waiting for (\d+) running tasks?$")
 
 

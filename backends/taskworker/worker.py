@@ -137,7 +137,7 @@ class TaskLoop(Worker):
         self.idle_wait = idle_wait  # the pool decides how long an idle thread waits,
         self.found = found  # whom to wake when there is work,
         self.admit = admit  # and whether a claim may still be made (not once draining)
-        self.busy = False  # a claim admitted and its task not finished: a drain waits for it
+        self.busy = False  # a claim admitted, its task not finished: a drain counts it
         self.wake = threading.Event()
 
     def stop(self) -> None:
