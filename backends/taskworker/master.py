@@ -35,6 +35,7 @@ from backends import control
 from backends.backoff import Backoff
 from backends.base import plural
 from backends.taskworker import ids
+from backends.taskworker.process import HELD
 from backends.taskworker.setup import log, setup_django, setup_logging
 
 CRASH_DELAY_CAP = 30.0
@@ -48,6 +49,21 @@ def run_master(options: argparse.Namespace) -> int:
     master = Master(options)  # signal handlers first: a TTIN during start-up must not stop us
     setup_django()
     return master.run()
+
+
+def spawn(argv: list[str]) -> subprocess.Popen[str]:
+    """Start a worker process with SIGTERM and SIGINT blocked (a child inherits the signal mask).
+
+    A stop sent before the process has its handler (its first few hundred milliseconds: Python
+    and Django starting) would kill it half-started, by the default action. Blocked, it waits,
+    and the process's handler receives it as soon as it is installed (`process.run_process`
+    unblocks both), as a drain. Blocked here only for the time of the fork and exec.
+    """
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.PIPE, text=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 class Child:
@@ -236,7 +252,7 @@ class Master:
             argv.append("--batch")
         if o.max_tasks:
             argv.append(f"--max-tasks={o.max_tasks}")
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, text=True)
+        proc = spawn(argv)
         self.children[proc.pid] = Child(proc)
         log.info("started worker process %d with %s", proc.pid, plural(self.threads, "thread"))
 

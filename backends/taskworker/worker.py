@@ -129,14 +129,24 @@ class TaskLoop(Worker):
       master's ``--drain-timeout``, SIGKILL) does the row stay RUNNING under a dead pid; the
       master then recovers it by its ``--on-crash`` rule (requeue: the task runs again), once
       the database answers.
+    * Draining: a claim is made only if the pool admits it (``admit``), asked with the row
+      locked, right before the claim is written; refused, the thread leaves. So no thread of a
+      draining process claims, even one that was waiting for the database when the drain began.
     """
 
     def __init__(
-        self, *, idle_wait: Callable[[TaskLoop], None], found: Callable[[], None], **options: object
+        self,
+        *,
+        idle_wait: Callable[[TaskLoop], None],
+        found: Callable[[], None],
+        admit: Callable[[TaskLoop], bool],
+        **options: object,
     ) -> None:
         super().__init__(**options)  # type: ignore[arg-type]
-        self.idle_wait = idle_wait  # the pool decides how long an idle thread waits
-        self.found = found  # and whom to wake when there is work
+        self.idle_wait = idle_wait  # the pool decides how long an idle thread waits,
+        self.found = found  # whom to wake when there is work,
+        self.admit = admit  # and whether a claim may still be made (not once draining)
+        self.busy = False  # a claim admitted, its task not finished: a drain counts it
         self.wake = threading.Event()
 
     def stop(self) -> None:
@@ -166,6 +176,8 @@ class TaskLoop(Worker):
                 if self.max_tasks is not None and self._run_tasks >= self.max_tasks:
                     log.info("ran %s (max_tasks): recycling", plural(self._run_tasks, "task"))
                     return
+            elif not self.running:  # the claim was refused: the process is draining
+                return
             elif self.batch:
                 log.info("no more tasks (batch): leaving")
                 return
@@ -186,10 +198,20 @@ class TaskLoop(Worker):
         turn = (
             _SQLITE_CLAIMS if connections[tasks.db].vendor == "sqlite" else contextlib.nullcontext()
         )
-        with turn, exclusive_transaction(tasks.db):
-            task: DBTaskResult | None = tasks.get_locked()
-            if task is not None:
+        try:
+            with turn, exclusive_transaction(tasks.db):
+                task: DBTaskResult | None = tasks.get_locked()
+                if task is None:
+                    return None
+                # Asked only now, with the row in hand: a thread that waited here for a lock
+                # while the drain began must not claim. Refused, it leaves; the row stays READY.
+                if not self.admit(self):
+                    self.running = False
+                    return None
                 task.claim(self.worker_id)
+        except BaseException:
+            self.busy = False  # the claim did not happen, or an outage cut it off
+            raise
         return task
 
     def release_own_claims(self) -> None:
@@ -208,7 +230,10 @@ class TaskLoop(Worker):
         db_task_result.save = store  # type: ignore[method-assign,assignment]
         started = time.monotonic()
         log.debug("start %s %s", db_task_result.task_path, db_task_result.id)
-        super().run_task(db_task_result)
+        try:
+            super().run_task(db_task_result)
+        finally:
+            self.busy = False
         # Duration first and the id last: in a narrow pane the id is what gets cut off.
         took = f"{time.monotonic() - started:.2f}s {db_task_result.task_path}"
         if db_task_result.status == "FAILED":
