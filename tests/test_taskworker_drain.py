@@ -77,7 +77,7 @@ def launch_env(djproject: Path, args: dict[str, str]) -> tuple[list[str], dict[s
     """The worker entry's command and environment, as the console would start it."""
     launch = entry(djproject, "worker", WORKER, args).launch()
     env = {**os.environ, **launch.env}
-    env.pop(control.ENV)  # no console listens here: no channel
+    env.pop(control.ENV, None)  # no console listens here: no channel
     return list(launch.argv), env
 
 
