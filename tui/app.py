@@ -55,6 +55,7 @@ KEY_NAMES = {
     "left": "←",
     "right": "→",
     "ctrl+c": "Ctrl+C",
+    "ctrl+z": "Ctrl+Z",
 }
 LOG_POLL = 0.1  # at least this long between two looks at the rings while lines arrive
 
@@ -110,7 +111,14 @@ class ConsoleApp(App[int]):
         Binding(
             "ctrl+c", "force_quit", "Kill all and quit", id="force-quit", show=False, priority=True
         ),
-        Binding("ctrl+z", "suspend_process", show=False, priority=True),
+        Binding(
+            "ctrl+z",
+            "suspend_process",
+            "Suspend: refused (processes would block)",
+            id="suspend",
+            show=False,
+            priority=True,
+        ),
     ]
 
     def __init__(
