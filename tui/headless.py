@@ -49,8 +49,9 @@ class Printer:
         width = max(map(len, names), default=0)
         self.width = width
         self.findings: list[Finding] = []
-        self.outlet = Outlet(fd, self._skipped, on_broken, max_lines=backlog)
+        self.outlet = Outlet(fd, self._behind, on_broken, max_lines=backlog)
         self.colour = colour
+        self.next_seq: dict[str, int] = {}  # per entry: the seq of the line expected next
         self.prefix = {
             name: (
                 f"\x1b[{_COLOURS[i % len(_COLOURS)]}m{name:<{width}} |\x1b[0m"
@@ -65,6 +66,10 @@ class Printer:
             return
         clock = time.strftime("%H:%M:%S", time.localtime(lines[0].time))
         head = f"{clock} {self.prefix[child.name]} "
+        # One read bigger than the ring (a flood) reaches us trimmed to the ring's newest lines.
+        gap = lines[0].seq - self.next_seq.get(child.name, lines[0].seq)
+        self.next_seq[child.name] = lines[-1].seq + 1
+        note = self._skipped(head, gap, "more at once than --ring-lines keeps") if gap > 0 else ""
         if self.colour:
             sys_head = f"{head}\x1b[{_STATE_COLOURS.get(child.state, 1)}m"
             text = "".join(
@@ -73,7 +78,7 @@ class Printer:
             )
         else:
             text = "".join(f"{head}{_SGR.sub('', line.text)}\n" for line in lines)
-        self._write(text, len(lines))
+        self.outlet.write((note + text).encode("utf-8", "replace"), len(lines), max(gap, 0))
 
     def on_state(self, child: Child) -> None:
         """State changes arrive as lines of their own (stream "sys"): nothing more to print."""
@@ -98,13 +103,14 @@ class Printer:
         """A line of the console's own, about the console itself."""
         self._write(f"{time.strftime('%H:%M:%S')} {self._prefix('prodserver-tui')} {text}\n")
 
-    def _skipped(self, lines: int) -> bytes:
-        """Where lines were dropped: how many (runs on the outlet's thread)."""
-        what = f"{lines} lines skipped: this output was not read fast enough"
-        if self.colour:
-            what = f"\x1b[33m{what}\x1b[0m"
-        clock = time.strftime("%H:%M:%S")
-        return f"{clock} {self._prefix('prodserver-tui')} {what}\n".encode()
+    def _behind(self, lines: int) -> bytes:
+        """Where the outlet dropped lines: how many (runs on the outlet's thread)."""
+        head = f"{time.strftime('%H:%M:%S')} {self._prefix('prodserver-tui')} "
+        return self._skipped(head, lines, "this output was not read fast enough").encode()
+
+    def _skipped(self, head: str, lines: int, why: str) -> str:
+        what = f"{lines} lines skipped: {why}"
+        return f"{head}\x1b[33m{what}\x1b[0m\n" if self.colour else f"{head}{what}\n"
 
     def _prefix(self, entry: str | None) -> str:
         name = entry or "project"

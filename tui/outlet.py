@@ -40,27 +40,29 @@ class Outlet:
         self.max_lines, self.max_bytes = max_lines, max_bytes
         self.dropped = 0  # lines dropped so far, in all
         self.broken = False
-        self._pending: deque[tuple[bytes, int]] = deque()  # (data, lines in it)
+        self._pending: deque[tuple[bytes, int, int]] = deque()  # (data, lines, noted)
         self._lines = self._bytes = 0  # waiting, in _pending
         self._gap = 0  # lines dropped since the last gap was written
         self._writing = False
         self._cond = threading.Condition()
         threading.Thread(target=self._run, name="outlet", daemon=True).start()
 
-    def write(self, data: bytes, lines: int = 1) -> None:
+    def write(self, data: bytes, lines: int = 1, noted: int = 0) -> None:
+        """``noted``: lines missing before these, which ``data`` says itself; dropping the
+        chunk drops that note too, so the next gap counts them."""
         with self._cond:
             if self.broken:
                 return
-            self._pending.append((data, lines))
+            self._pending.append((data, lines, noted))
             self._lines += lines
             self._bytes += len(data)
             while len(self._pending) > 1 and (
                 self._lines > self.max_lines or self._bytes > self.max_bytes
             ):
-                old, n = self._pending.popleft()
+                old, n, noted = self._pending.popleft()
                 self._lines -= n
                 self._bytes -= len(old)
-                self._gap += n
+                self._gap += n + noted
                 self.dropped += n
             self._cond.notify()
 
@@ -79,7 +81,7 @@ class Outlet:
                 if self._gap:
                     data, self._gap = self.gap(self._gap), 0
                 else:
-                    data, lines = self._pending.popleft()
+                    data, lines, _noted = self._pending.popleft()
                     self._lines -= lines
                     self._bytes -= len(data)
                 self._writing = True
