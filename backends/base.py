@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from backends import private
 from backends.control import ENV as CONTROL_ENV
 
 # gunicorn (``"GET / HTTP/1.1" 200 2``), uvicorn (``"GET / HTTP/1.1" 200 OK``) and runserver
@@ -97,6 +98,7 @@ class Launch:
     notes: tuple[str, ...] = field(default=())
     stop_group: bool = True  # the stop signal to the whole process group, or the main pid
     scale: Mapping[str, int] = field(default_factory=dict)  # the knobs it starts with
+    umask: int | None = None  # the child's, when the files it writes must be private
 
 
 ScalarArg = str | int | float | None
@@ -172,6 +174,7 @@ class Backend:
     # The entry keys this backend reads; any other is a typo the diagnostics point out.
     keys: ClassVar[frozenset[str]] = frozenset({"BACKEND", "ARGS", "GRACE", "URL", "HEALTH"})
     grace: float = 10.0  # default for the kind; an entry's GRACE overrides it
+    umask: ClassVar[int | None] = None  # set for a child that writes into our private folders
 
     def __init__(self, name: str, entry: Mapping[str, Any], project: Project) -> None:
         self.name = name
@@ -305,13 +308,24 @@ class Backend:
         units are processes only in some modes says which)."""
         return knob.children
 
+    def prepare(self) -> None:
+        """Make what a start needs on disk, before each start and never for ``--check``:
+        ``launch()`` only computes and checks, so it writes nothing."""
+        if any(k.by_channel for k in self.knobs) and self._control_dir is None:
+            made = tempfile.TemporaryDirectory(prefix="prodserver-tui-")  # 0700, a new name
+            try:
+                private.folder(made.name, make=False)  # and nobody can move it: TMPDIR is safe
+            except private.UnsafePath as e:
+                made.cleanup()
+                raise ConfigError(f"{self.name}: no private control folder: {e}") from e
+            self._control_dir = made
+
     def control_path(self) -> str | None:
         """Where the process listens for ``by_channel`` targets: a socket in a private folder
-        of this console's, made on first use and removed when the console exits."""
-        if not any(k.by_channel for k in self.knobs):
-            return None
+        of this console's, made by ``prepare()`` (None before) and removed when the console
+        exits."""
         if self._control_dir is None:
-            self._control_dir = tempfile.TemporaryDirectory(prefix="prodserver-tui-")
+            return None
         return os.path.join(self._control_dir.name, "control")
 
     def url(self) -> str | None:
@@ -355,6 +369,7 @@ class Backend:
             grace=self.grace,
             notes=tuple(self.notes()),
             scale=dict(self.scale),
+            umask=self.umask,
         )
 
     def _checked_argv(self, argv: list[str]) -> list[str]:

@@ -16,20 +16,23 @@ Where this differs from a bare ``celery worker``, and why:
   while the main process alone takes it as a warm shutdown (no new tasks, running ones
   finish, exit 0). SIGKILL after the grace period still reaches the whole tree.
 - ``loglevel`` defaults to INFO: at Celery's WARNING the pane stays silent after the banner.
-- Beat keeps its schedule file in the user's state folder, not in the project.
+- Beat keeps its schedule file in the user's state folder, not in the project: a private
+  folder (``backends.private``), never a shared one, because the schedule is a pickle that
+  beat loads. Beat runs with umask 077, so the files it writes there are 0600.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import signal
 import socket
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from backends import private
 from backends.base import (
     Backend,
     ConfigError,
@@ -152,14 +155,39 @@ class CeleryBeat(_Celery):
     command = "beat"
     reads = ("loglevel", "schedule")
     grace = 10.0
+    umask = 0o077  # what beat writes into our private folder is 0600
 
     def fixed(self) -> dict[str, ScalarArg]:
         if "schedule" in self.options:
             return {}
-        return {"schedule": str(schedule_path(self.name, self.project.base_dir))}
+        return {"schedule": str(self._schedule(make=False))}
 
     def notes(self) -> list[str]:
         return [f"schedule file {self.options.get('schedule') or self.fixed()['schedule']}"]
+
+    def prepare(self) -> None:
+        super().prepare()
+        self._schedule(make=True)
+
+    def _schedule(self, make: bool) -> Path:
+        """The schedule file, checked (and its folder made, when ``make``): ours or refused.
+        Celery's shelve may add a suffix (``.db``; ``.dat``, ``.dir``, ``.bak``): each file
+        beginning with the name is checked."""
+        given = self.options.get("schedule")
+        try:
+            if given is None:
+                folder = private.folder(state_folder() / "celerybeat", make=make)
+                path = folder / schedule_name(self.name, self.project.base_dir)
+            else:
+                path = private.file(Path(self.project.base_dir, str(given)))
+            for found in path.parent.glob(f"{glob.escape(path.name)}*"):
+                private.file(found, make=make)
+        except private.UnsafePath as e:
+            raise ConfigError(
+                f"{self.name}: the beat schedule is not private: {e} "
+                '(or set XDG_STATE_HOME, or ARGS "schedule")'
+            ) from e
+        return path
 
 
 def expand_nodename(hostname: str) -> str:
@@ -175,20 +203,17 @@ def expand_nodename(hostname: str) -> str:
     return node
 
 
-def schedule_path(name: str, base_dir: str) -> Path:
-    """One file per project and entry in ``$XDG_STATE_HOME``, else in the temp folder."""
-    tag = hashlib.sha256(base_dir.encode()).hexdigest()[:8]
+def state_folder() -> Path:
+    """``$XDG_STATE_HOME/prodserver-tui`` (``~/.local/state`` unset); never a shared folder."""
     state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    for root in (Path(state), Path(tempfile.gettempdir())):
-        folder = root / "prodserver-tui" / "celerybeat"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            continue
-        if os.access(folder, os.W_OK):
-            # The entry name is any printable text: a "/" in it must not lead out of the folder.
-            return folder / f"{name.replace(os.sep, '_')}-{tag}"
-    raise ConfigError(f'{name}: no writable folder for the beat schedule; set ARGS "schedule"')
+    return Path(state) / "prodserver-tui"
+
+
+def schedule_name(name: str, base_dir: str) -> str:
+    """One file per project and entry. The entry name is any printable text: a "/" in it
+    must not lead out of the folder."""
+    tag = hashlib.sha256(base_dir.encode()).hexdigest()[:8]
+    return f"{name.replace(os.sep, '_')}-{tag}"
 
 
 def _take(args: list[str], names: tuple[str, ...]) -> tuple[list[str], dict[str, ScalarArg]]:

@@ -5,7 +5,9 @@ signals of one number, and SIGCONT discards a pending SIGTTIN / SIGTTOU. Over th
 the console says where to be ("processes 3"), which is harmless to repeat, and the process
 answers what it has ("processes 3", "threads 4"), which the console compares with what it
 asked for. It is a Unix datagram socket in a private (0700) folder: one message is one
-datagram (nothing to frame, nothing to parse half of), and only this user can write to it.
+datagram (nothing to frame, nothing to parse half of), and only this user can write to it:
+the listener refuses a folder that is not private (``backends.private``), e.g. a shared one
+named by hand.
 The path reaches the process in its environment (``ENV``); without it there is no channel
 and the process's own signals still work, for people who run it by hand.
 """
@@ -16,6 +18,8 @@ import contextlib
 import os
 import socket
 from collections.abc import Mapping
+
+from backends import private
 
 ENV = "PRODSERVER_TUI_CONTROL"
 MAX_MESSAGE = 4096
@@ -40,7 +44,9 @@ class Listener:
     """The process's end: targets in, counts out to whoever asked."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
+        """Raises OSError (``private.UnsafePath`` among them) when it cannot listen there."""
+        folder = private.folder(os.path.dirname(os.path.abspath(path)), make=False)
+        self.path = path = str(folder / os.path.basename(path))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # left by a previous run that was killed
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -141,6 +141,9 @@ async def test_beat_sends_its_schedule_and_stops_clean(
     assert not any(map(is_alive, pids))
     folder = tmp_path / "state" / "prodserver-tui" / "celerybeat"
     assert any(p.name.startswith("beat-") for p in folder.iterdir())  # not in the project
+    # private: the folders it made 0700 (0755 before), the schedule beat wrote 0600 (0644)
+    assert {oct(p.stat().st_mode & 0o777) for p in (folder, folder.parent)} == {"0o700"}
+    assert {oct(p.stat().st_mode & 0o777) for p in folder.iterdir()} == {"0o600"}
     assert not list(djproject.glob("celerybeat-schedule*"))
 
 

@@ -318,7 +318,7 @@ def test_our_own_child_on_the_port_is_not_another_program(tmp_path: Path) -> Non
 def test_healthy_projects_have_no_findings(tmp_path: Path, migrated: Path, djproject: Path) -> None:
     assert check(site(tmp_path, migrated)) == (0, [])
     assert check(djproject) == (0, [])
-    demo = {"PRODSERVER_TUI_DEMO_DIR": str(tmp_path / "demo")}
+    demo = {"PRODSERVER_TUI_DEMO_DIR": str(tmp_path / "demo")}  # fresh: it migrates at start
     done = subprocess.run(
         [sys.executable, "-m", "tui.cli", "--demo", "--check"],
         cwd=tmp_path,
@@ -329,6 +329,60 @@ def test_healthy_projects_have_no_findings(tmp_path: Path, migrated: Path, djpro
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert not [line for line in done.stdout.splitlines() if line.startswith(("error", "warn"))]
+
+
+# The project's own LOGGING opens its log file when Django sets up; a beat entry keeps a
+# schedule in the state folder; a task worker has a control folder in the temp folder.
+WRITERS = """
+LOGGING = {
+    "version": 1,
+    "handlers": {"file": {"class": "logging.FileHandler", "filename": HERE + "/django.log"}},
+    "root": {"handlers": ["file"]},
+}
+PRODUCTION_PROCESSES["beat"] = {
+    "BACKEND": "django_prodserver.backends.celery.CeleryBeat", "APP": "myapp.celery.app"
+}
+"""
+
+
+def test_check_writes_nothing(tmp_path: Path, migrated: Path) -> None:
+    """``--check`` on a migrated project and ``--demo --check`` on a fresh demo, each in a real
+    process that may write bytecode: no file or folder appears, changes or goes, anywhere
+    under the project, the state folder, the temp folder or the demo folder. (Before: the
+    demo was migrated, the state folders made, a temp folder made and removed, bytecode and
+    the project's log file written.)"""
+    folder = site(tmp_path, migrated, WRITERS)
+    for sub in ("state", "tmp"):
+        (tmp_path / sub).mkdir()
+    places = {
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "TMPDIR": str(tmp_path / "tmp"),
+        "PRODSERVER_TUI_DEMO_DIR": str(tmp_path / "demo"),
+        "PRODSERVER_TUI_DEMO_PORT": str(free_port()),
+        "DIAG_PORT": str(free_port()),
+    }
+    clean = {k: v for k, v in env(**places).items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+    def snapshot() -> dict[str, tuple[int, int, int]]:
+        return {
+            str(p): (p.lstat().st_mode, p.lstat().st_size, p.lstat().st_mtime_ns)
+            for p in [tmp_path, *tmp_path.rglob("*")]
+        }
+
+    for argv in (["--check"], ["--demo", "--check"]):
+        before = snapshot()
+        done = subprocess.run(
+            [sys.executable, "-m", "tui.cli", *argv],
+            cwd=folder,
+            env=clean,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert "Traceback" not in done.stderr, done.stderr
+        assert snapshot() == before, (argv, done.stdout)
+    # The demo's database does not exist yet, and that is fine: the demo migrates at start.
+    assert done.returncode == 0, done.stdout
 
 
 # -- runtime findings -----------------------------------------------------------------------

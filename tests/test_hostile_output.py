@@ -43,9 +43,10 @@ from tui.supervisor import Supervisor
 from tui.widgets.logview import LogView, cells, plain
 
 SGR = re.compile(r"\x1b\[[0-9;:]*m")
-# What a terminal acts on: every C0 (TAB included: the widget expands it), DEL, every C1.
+# What a terminal acts on: every C0 (TAB included: the widget expands it), DEL, every C1, and
+# the bidi controls (a terminal that orders text right-to-left reorders the line around them).
 REPO = Path(__file__).resolve().parent.parent
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --- what a hostile child prints -------------------------------------------------------------

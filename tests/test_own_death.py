@@ -50,10 +50,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+from clockstep import SteppedClock
 from conftest import FIXTURES, fixture_argv
 from helpers import (
     enqueue,
     free_port,
+    get,
     is_alive,
     migrated_copy,
     query,
@@ -63,7 +65,7 @@ from helpers import (
 )
 from needs import needs
 
-from tui.watchdog import started
+from backends.procid import started
 from tui.watchdog_client import start_watchdog
 
 REPO = Path(__file__).resolve().parent.parent
@@ -515,6 +517,64 @@ def test_the_watchdog_knows_a_process_by_pid_and_start_time() -> None:
                 proc.kill()
             watchdog.kill()
             watchdog.wait()
+
+
+STEPPED = f"""
+import os
+import sys
+
+from djproject.settings import *  # noqa: F403
+
+PRODUCTION_PROCESSES = {{
+    "web": {{
+        "BACKEND": "django_prodserver.backends.gunicorn.GunicornServer",
+        "ARGS": {{"bind": "127.0.0.1:" + os.environ["STEPPED_PORT"], "workers": "2",
+                  "timeout": "120"}},
+    }},
+    "escapee": {{
+        "BACKEND": "backends.command.Command",
+        "ARGS": [sys.executable, {str(FIXTURES / "spawns_grandchild.py")!r}, "escape"],
+    }},
+}}
+"""
+# console, watchdog, gunicorn's master and 2 workers, escapee and its grandchild
+STEPPED_TREE = 7
+
+
+def test_a_clock_step_does_not_blind_the_watchdog(project: Path) -> None:
+    """The wall clock steps 2 s forward while gunicorn serves, then the console is SIGKILLed:
+    the watchdog still stops every tree. The main processes die of their parent-death
+    signal; gunicorn's workers (``timeout`` 120) would notice only within a minute, and the
+    escapee's grandchild, in a session of its own, never. The watchdog finds gunicorn's
+    workers again in their group, but the grandchild only by the identity it recorded: when
+    that identity was psutil's create time (boot time + ticks, and the boot time moves with
+    the clock), the watchdog took it for gone and it outlived the console."""
+    (project / "stepped.py").write_text(STEPPED)
+    port = free_port()
+    clock = SteppedClock(project.parent)
+    env = console_env(project.parent / "db.sqlite3", STEPPED_PORT=str(port))
+    with (project.parent / "console.log").open("wb") as log:
+        console = subprocess.Popen(
+            clock.argv(*console_argv("stepped", headless=True)),
+            cwd=project,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        url = f"http://127.0.0.1:{port}/"
+        while len(pids := tree(console.pid)) < STEPPED_TREE or get(url) != "ok":
+            assert time.monotonic() < deadline, (project.parent / "console.log").read_text()
+            time.sleep(0.05)
+        clock.step(2)
+        os.kill(console.pid, signal.SIGKILL)
+        assert wait_gone(pids, timeout=10) == [], described(pids)
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(console.pid, signal.SIGKILL)
+        console.wait()
 
 
 def test_a_hang_up_still_stops_each_child_gracefully(tmp_path: Path) -> None:

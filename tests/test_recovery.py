@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,8 @@ from typing import Any
 
 import psutil
 import pytest
+from clockstep import SteppedClock
+from helpers import enqueue, statuses, tree, wait_gone
 from needs import require
 
 from backends.taskworker import ids, recovery
@@ -74,12 +77,16 @@ def stuck(tasks_):
 """
 
 
-def run(djproject: Path, body: str, **params: Any) -> tuple[Any, str]:
-    """Run ``body`` (which sets ``out``) in a fresh Django process; ``out`` and stderr."""
+def run(
+    djproject: Path, body: str, clock: SteppedClock | None = None, **params: Any
+) -> tuple[Any, str]:
+    """Run ``body`` (which sets ``out``) in a fresh Django process; ``out`` and stderr. With
+    ``clock``, the process sees the machine's clock as stepped by it."""
     code = PRELUDE + textwrap.dedent(body) + "\nprint(json.dumps(out, default=str))\n"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "djproject.settings", "RECOVERY_REPO": str(REPO)}
+    argv = [sys.executable, "-c", code, json.dumps(params)]
     proc = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(params)],
+        clock.argv(*argv) if clock else argv,
         cwd=djproject,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -141,14 +148,55 @@ def test_live_worker_is_not_stuck_until_it_dies(
     assert [t["reason"] for t in found] == [f"pid {sleeper.pid} is gone"]
 
 
+def test_a_clock_step_does_not_make_a_live_worker_look_replaced(
+    djproject: Path, tmp_path: Path
+) -> None:
+    """A real task worker runs a long task; the wall clock steps a minute forward (an NTP
+    correction); then recovery runs, as when another worker entry starts on this host. The
+    task stays with its live worker. Before, the worker's psutil create time (boot time +
+    ticks) moved with the step to after the claim's ``started_at``: "now belongs to another
+    program", and the task was requeued while it ran, to run twice."""
+    clock = SteppedClock(tmp_path)
+    enqueue(djproject, "tasks.sleep.enqueue(60)")
+    worker = [sys.executable, "-m", "backends.taskworker", "--queue-name", "default"]
+    worker += ["--interval", "0.1", "--no-startup-delay"]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "djproject.settings", "PYTHONPATH": str(REPO)}
+    with (tmp_path / "worker.log").open("wb") as log:
+        master = subprocess.Popen(
+            clock.argv(*worker),
+            cwd=djproject,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while statuses(djproject) != {"RUNNING": 1}:
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
+            time.sleep(0.05)
+        clock.step(60)
+        out, log_ = run(djproject, 'out = stuck(recovery.recover("requeue"))', clock=clock)
+        assert out == [], log_
+        assert statuses(djproject) == {"RUNNING": 1}
+    finally:
+        pids = tree(master.pid)
+        os.killpg(master.pid, signal.SIGKILL)
+        master.wait()
+        wait_gone(pids)
+
+
 def test_reused_pid_is_stuck_and_other_workers_tasks_are_never_touched(
     djproject: Path, sleeper: subprocess.Popen[bytes]
 ) -> None:
     out, log = run(
         djproject,
         """
-        reused = running(ids.make(P["alive"], 1), started_ago=3600)
+        claimer = ids.parse(ids.make(P["alive"], 1))
+        reused = running(str(claimer._replace(start=claimer.start - 1)))  # an older holder's
         others = {
+            "live pid, id from before starts": running(str(claimer._replace(start=None))),
             "other host": running("otherhost:1:1", started_ago=3600),
             "other host, our pid": running(f"otherhost:{P['dead']}:1"),
             "db_worker id": running(get_random_string(32), started_ago=3600),
@@ -219,7 +267,7 @@ def test_a_dead_pid_of_another_container_or_boot_is_not_ours(
     theirs = ids.parse(other_namespace)
     assert theirs is not None and theirs.host == ids.this_host()
     assert not psutil.pid_exists(theirs.pid) and theirs.scope != ids.this_scope()
-    other_boot = str(theirs._replace(scope=ids.scope_of("another-boot-id", 4026531836)))
+    other_boot = str(theirs._replace(scope=ids.scope_of("another-boot-id", 4026531836, 4026531834)))
     out, _ = run(
         djproject,
         """
@@ -238,24 +286,26 @@ def test_a_dead_pid_of_another_container_or_boot_is_not_ours(
     assert out["statuses"] == ["RUNNING", "RUNNING", "READY"]
 
 
-def test_old_ids_without_a_scope_are_recovered_only_from_before_this_boot(
-    djproject: Path,
-) -> None:
-    """An id of a version before scopes may come from any container with our hostname: a
-    dead pid proves nothing, a claim older than this machine's boot does."""
+def test_old_ids_without_a_scope_are_never_touched(djproject: Path) -> None:
+    """An id of a version before scopes may come from any container with our hostname, so its
+    dead pid proves nothing; whether its claim is older than this boot only the wall clock
+    could tell, and a step of the clock moves the boot time: even a claim a day before the
+    boot stays RUNNING."""
     out, _ = run(
         djproject,
         """
         import psutil
         old = f"{ids.this_host()}:{P['dead']}:1"
         recent = running(old)
-        before_boot = running(old, started_ago=timezone.now().timestamp() - psutil.boot_time() + 60)
-        out = {"found": [(t["id"], t["reason"]) for t in stuck(recovery.find_stuck())],
-               "before_boot": before_boot}
+        up = timezone.now().timestamp() - psutil.boot_time()
+        before_boot = running(old, started_ago=up + 86400)
+        out = {"found": stuck(recovery.find_stuck()), "acted": stuck(recovery.recover("requeue")),
+               "statuses": [row(i)["status"] for i in (recent, before_boot)]}
         """,
         dead=dead_pid(),
     )
-    assert out["found"] == [[out["before_boot"], "claimed before this machine's last boot"]]
+    assert (out["found"], out["acted"]) == ([], [])
+    assert out["statuses"] == ["RUNNING", "RUNNING"]
 
 
 def test_requeued_task_runs_again_in_a_real_db_worker(djproject: Path, tmp_path: Path) -> None:
@@ -427,8 +477,10 @@ def test_worker_ids_fit_django_tasks_db_and_parse_back(djproject: Path) -> None:
         "import django; django.setup()\n"
         "from django_tasks_db.management.commands.db_worker import validate_worker_id\n"
         "from backends.taskworker import ids\n"
-        "made = ids.make(4194304, 9999)\n"
+        "longest = 10 ** ids.START_DIGITS - 1\n"
+        "made = str(ids.WorkerId(ids.this_host(), 4194304, 9999, ids.this_scope(), longest))\n"
         "parsed = ids.parse(validate_worker_id(made))\n"
+        "assert str(parsed) == made and parsed.start == longest, parsed\n"
         "print(made, parsed.label, parsed.scope == ids.this_scope(), ids.is_local(parsed))\n"
     )
     name = "h" * 64  # HOST_NAME_MAX

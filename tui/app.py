@@ -27,6 +27,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Container
 from textual.driver import Driver as AnyDriver
 from textual.geometry import Size
+from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
@@ -334,8 +335,9 @@ class ConsoleApp(App[int]):
         yield from (c for c in super().get_system_commands(screen) if c.title != "Quit")
 
     def process_commands(self, pane: ProcessPane) -> Iterator[SystemCommand]:
-        """The keys' actions on one process: each picks the process, then acts on it."""
-        name = pane.child.name
+        """The keys' actions on one process: each picks the process, then acts on it. The
+        palette reads titles as markup: a name from the settings is escaped to stay text."""
+        name = escape(pane.child.name)
 
         def command(title: str, hint: str, action: Callable[[], object]) -> SystemCommand:
             return SystemCommand(f"{name}: {title}", hint, partial(self.act_on, pane, action))
@@ -502,6 +504,8 @@ class ConsoleApp(App[int]):
         self.log_view.resume()
 
     def action_copy(self) -> None:
+        """What the view shows, and only that: not concealed (SGR 8) text nor invisible
+        characters that would ride along into whatever the user pastes it into."""
         self.copy_to_clipboard(self.log_view.visible_text())
         self.notify("visible log copied to the clipboard (OSC 52)")
 

@@ -13,7 +13,6 @@ import contextlib
 import enum
 import os
 import re
-import shlex
 import signal
 import subprocess
 import time
@@ -127,6 +126,12 @@ class Child:
         return ""
 
     @property
+    def shown_url(self) -> str | None:
+        """Where it answers HTTP, for panes: a declared URL may hold credentials."""
+        url = self.entry.backend.web_url() if self.entry.backend else None
+        return self._sup.redact(url) if url else None
+
+    @property
     def waits_for_line(self) -> bool:
         return self._ready_line is not None and self.state is State.STARTING
 
@@ -144,11 +149,14 @@ class Child:
         """The latest task statistics of the whole project (queues are shared by entries)."""
         return self._sup.stats
 
-    def note(self, text: str) -> None:
+    def note(self, text: str, masked: bool = False) -> None:
         """A line of the console's own about this process, kept in its output like the rest.
         It quotes settings (the command line), which may hold newlines or escapes: shown
-        escaped, as the child's output is, it stays one line and inert on the terminal."""
-        self._sup.emit_lines(self, "sys", [one_line(self._sup.redact(text), 16384)])
+        escaped, as the child's output is, it stays one line and inert on the terminal.
+        Secrets are masked here unless the caller did (a command line, masked word by word:
+        masking its shell-quoted text again would mangle the quotes)."""
+        shown = text if masked else self._sup.redact(text)
+        self._sup.emit_lines(self, "sys", [one_line(shown, 16384)])
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -162,6 +170,7 @@ class Child:
         self._cancel_timer()
         self._wanted = True
         try:
+            self.entry.prepare()
             launch = self.entry.launch()
         except ConfigError as e:
             self._wanted = False
@@ -180,7 +189,7 @@ class Child:
         if restart:
             self.restarts += 1
         loop = asyncio.get_running_loop()
-        self.note(f"-- command: {shlex.join(self._sup.redact.argv(launch.argv))}")
+        self.note(f"-- command: {self._sup.redact.command(launch.argv)}", masked=True)
         for text in launch.notes:
             self.note(text)
         self._launch = launch
@@ -197,6 +206,7 @@ class Child:
                 cwd=launch.cwd,
                 env={**os.environ, **launch.env},
                 start_new_session=True,
+                umask=-1 if launch.umask is None else launch.umask,
             )
         except OSError as e:
             self.note(f"cannot start {launch.argv[0]}: {e.strerror or e}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shlex
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -20,7 +19,7 @@ EXAMPLES = """\
 examples:
   prodserver-tui                      run every PRODUCTION_PROCESSES entry (from manage.py's folder)
   prodserver-tui web worker           run only these entries
-  prodserver-tui --check              validate and print each entry's command line
+  prodserver-tui --check              validate and print each entry's command line (writes nothing)
   prodserver-tui --headless           plain prefixed output, for CI, containers and pipes
   prodserver-tui --settings mysite.settings --pythonpath src
   prodserver-tui --demo               run the bundled demo project (web, task workers, load)
@@ -56,12 +55,15 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.check:
+        # --check writes nothing: not even the bytecode of the project modules it imports.
+        sys.dont_write_bytecode = True
     try:
         settings = args.settings
         if args.demo:
             from tui import demo
 
-            settings = demo.prepare()
+            settings = demo.prepare(check=args.check)
         project = discover(settings, args.pythonpath, Path.cwd())
         found = entries(project, args.names)
     except (ProjectError, RuntimeError) as e:
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     redact = Redactor.for_project(project.settings)
     if args.check:
         failed = check(found, redact)
-        return max(failed, diagnose(project, found, redact))
+        return max(failed, diagnose(project, found, redact, demo=args.demo))
     supervisor = Supervisor(found, ring_lines=args.ring_lines, redact=redact, project=project)
     if args.headless:
         from tui import headless
@@ -101,17 +103,20 @@ def check(found: list[Entry], redact: Redactor) -> int:
             failed = True
             _say(f"{entry.name:<{width}}  error     {redact(str(e))}")
             continue
-        _say(f"{entry.name:<{width}}  {entry.kind:<9} {shlex.join(redact.argv(launch.argv))}")
+        _say(f"{entry.name:<{width}}  {entry.kind:<9} {redact.command(launch.argv)}")
         for note in launch.notes:
             _say(f"{'':<{width}}  note      {redact(note)}")
     return 1 if failed else 0
 
 
-def diagnose(project: Project, found: list[Entry], redact: Redactor) -> int:
-    """The setup findings after the entries, one line each; 1 if any is an error."""
+def diagnose(project: Project, found: list[Entry], redact: Redactor, demo: bool = False) -> int:
+    """The setup findings after the entries, one line each; 1 if any is an error. Read-only:
+    Django's setup here leaves LOGGING alone, which would open (create) the project's log
+    files."""
     from backends.diagnostics import check_setup
 
-    findings = check_setup(project.settings, found)
+    project.settings.LOGGING_CONFIG = None
+    findings = check_setup(project.settings, found, migrates_itself=demo)
     for finding in findings:
         _say(redact(finding.line()))
     return 1 if any(f.severity == "error" for f in findings) else 0

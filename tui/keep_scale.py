@@ -50,7 +50,7 @@ def _entry_source(
         if key == "ARGS" and isinstance(args, Mapping):
             # Strings, as django-prodserver's own examples write every ARGS value.
             value = {**args, **{k: str(v) for k, v in changed.items()}}
-        lines.append(f"{INDENT * 2}{key!r}: {redact(repr(value))},")
+        lines.append(f"{INDENT * 2}{key!r}: {redact.value(value, key)!r},")
     if not isinstance(args, Mapping):
         flags = " ".join(f"--{k}={v}" for k, v in changed.items())
         lines.append(f"{INDENT * 2}# ARGS is raw arguments: set {flags} in it")

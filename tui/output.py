@@ -3,7 +3,12 @@
 A child can print anything: invalid UTF-8, NUL floods, megabyte lines, or escape sequences that
 retitle, clear or reprogram the terminal the console runs in. Only SGR colour sequences survive,
 because colour is most of what makes logs readable; everything else that a terminal would act on
-is removed here, once, so that no later layer has to care. The text is never treated as markup.
+is removed here, once, so that no later layer has to care. That includes the bidi controls that
+make a terminal which orders text right-to-left show it in another order than it reads. The text
+is never treated as markup.
+
+Text from the database or the settings (a task's exception, a queue name, a finding quoting
+them) is as hostile, and goes through the same sanitiser: `inert` and `inert_all`.
 """
 
 from __future__ import annotations
@@ -12,16 +17,19 @@ import codecs
 import re
 import time
 from collections import deque
+from dataclasses import fields, is_dataclass, replace
 from functools import partial
 from itertools import islice, repeat
 from operator import attrgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 # The check that lets almost all output skip clean(): is there anything but printable text, TAB,
 # LF and SGR sequences? Stripping the allowed bytes with bytes.translate is about ten times
 # faster than a regex over the same ASCII text; other text takes the regex.
 _PLAIN_ASCII = bytes(range(0x20, 0x7F)) + b"\t\n\x1b"
-_NEEDS_WORK = re.compile("[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f-\x9f]")  # bar TAB, LF and ESC
+# Bidi embeddings, overrides, isolates and marks: a bidi terminal reorders text around them.
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_NEEDS_WORK = re.compile(f"[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f-\x9f{_BIDI}]")  # bar TAB, LF, ESC
 _NOT_SGR = re.compile(r"\x1b(?!\[[0-9:;]*m)")
 
 # What clean() removes. Every match starts with one control character, so the regex engine can
@@ -31,7 +39,9 @@ _NOT_SGR = re.compile(r"\x1b(?!\[[0-9:;]*m)")
 # printable. An unterminated sequence runs to the end of the line.
 _CONTROL = re.compile(
     r"""
-    [\x00-\x08\x0a-\x0c\x0e-\x1f\x7f-\x9f]          # any C0 but TAB and CR, DEL, any C1
+    [\x00-\x08\x0a-\x0c\x0e-\x1f\x7f-\x9f"""
+    + _BIDI
+    + r"""]  # any C0 but TAB and CR, DEL, any C1, bidi
     (?: (?<=\x1b) (?! \[ [0-9:;]* m )
         (?: \[ [0-?]* [ -/]* [@-~]?                  # CSI, including bracketed paste markers
           | \] [^\x07\x1b\x9c]* (?: \x07 | \x9c | \x1b\\ )?  # OSC: title, hyperlink, clipboard
@@ -40,7 +50,9 @@ _CONTROL = re.compile(
         )
       | (?<=\x9b) [0-?]* [ -/]* [@-~]?               # 8-bit CSI: the whole sequence
       | (?<! [\x1b\x9b] )                            # anything else, with the run of such
-        [\x00-\x08\x0a-\x0c\x0e-\x1a\x1c-\x1f\x7f-\x9a\x9c-\x9f]*  # controls after it (a NUL flood)
+        [\x00-\x08\x0a-\x0c\x0e-\x1a\x1c-\x1f\x7f-\x9a\x9c-\x9f"""
+    + _BIDI
+    + r"""]*  # controls after it (a NUL flood)
     )
     """,
     re.VERBOSE,
@@ -75,6 +87,38 @@ def clean(text: str) -> str:
     if "\r" in text:
         text = text.rstrip("\r").rpartition("\r")[2]
     return text
+
+
+_SGR = re.compile(r"\x1b\[[0-9:;]*m")
+T = TypeVar("T")
+
+
+def inert(text: str) -> str:
+    """Text from outside that is not a child's output (a database row, a setting, an error
+    quoting them), made safe for any screen by the child-output sanitiser: invalid UTF-8 and
+    lone surrogates replaced, escapes, C1 and bidi controls removed, lines cut at 16 KiB. Its
+    colours go too: no such text has any business colouring, or hiding (SGR 8), anything."""
+    if text.isprintable() and text.isascii():  # names, ids, most messages: nothing to do
+        return text
+    sanitiser = Sanitiser()
+    lines = sanitiser.feed(text.encode("utf-8", "surrogatepass")) + sanitiser.flush()
+    return "\n".join(_SGR.sub("", line) for line in lines)
+
+
+def inert_all(value: T) -> T:
+    """Every string in a view object (dataclasses, lists, tuples and dicts of them) made
+    `inert`: what the console shows of database rows is made safe where it comes in, once,
+    rather than at each of the many places that show it."""
+    found: Any = value
+    if isinstance(found, str):
+        found = inert(found)
+    elif is_dataclass(found) and not isinstance(found, type):
+        found = replace(found, **{f.name: inert_all(getattr(found, f.name)) for f in fields(found)})
+    elif type(found) in (list, tuple):
+        found = type(found)(map(inert_all, found))
+    elif type(found) is dict:
+        found = {inert_all(k): inert_all(v) for k, v in found.items()}
+    return found
 
 
 class Sanitiser:

@@ -117,6 +117,12 @@ class Entry:
             raise ConfigError(self.error or f"{self.name}: not runnable")
         return self.backend.launch()
 
+    def prepare(self) -> None:
+        """Before a start: make the private folders the launch names (``Backend.prepare``)."""
+        if self.backend is None:
+            raise ConfigError(self.error or f"{self.name}: not runnable")
+        self.backend.prepare()
+
 
 EXAMPLE = (
     'PRODUCTION_PROCESSES = {"web": {"BACKEND": '

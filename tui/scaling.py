@@ -38,7 +38,7 @@ import psutil
 from backends.base import Backend, ConfigError, Knob
 from backends.control import ENV as CONTROL_ENV
 from backends.control import Client
-from tui.output import Sanitiser
+from tui.output import Sanitiser, inert
 
 if TYPE_CHECKING:
     from tui.child import Child
@@ -351,7 +351,7 @@ class Scaler:
         lines = [line for line in Sanitiser().feed(output + b"\n") if line.strip()]
         self.child._sup.emit_lines(self.child, "sys", [f"   {line}" for line in lines])
         if proc.returncode:
-            said = f": {lines[-1].strip()}" if lines else ""
+            said = f": {inert(lines[-1]).strip()}" if lines else ""  # a title: no colours
             return f"the scaling command failed (exit {proc.returncode}){said}"
         return None
 

@@ -21,7 +21,7 @@ import psutil
 from backends.base import Launch, Project
 from backends.django_setup import SetupFailed, setup_once
 from tui.child import Child, State
-from tui.output import Line, Ring
+from tui.output import Line, Ring, inert_all
 from tui.project import Entry
 from tui.redact import Redactor
 from tui.sampler import Sampler, Usage, quiet
@@ -251,9 +251,11 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                self.stats = await loop.run_in_executor(None, poll_task_stats)
+                stats = await loop.run_in_executor(None, poll_task_stats)
             except Exception as e:  # never let the statistics loop die: say why instead
-                self.stats = _failed_stats(f"cannot read task statistics: {e}")
+                stats = _failed_stats(f"cannot read task statistics: {e}")
+            # Rows and errors quoting them are anyone's text: made inert once, here.
+            self.stats = inert_all(stats)
             for child in self.children.values():
                 if child.kind == "tasks":
                     child.tasks = _attribute(self.stats, child.usage)
@@ -281,8 +283,12 @@ class Supervisor:
         return [w for w in found if w is not None]
 
     def masked(self, findings: list[Finding]) -> list[Finding]:
-        """Findings quote settings and database errors: secrets in them are masked."""
-        return [replace(f, what=self.redact(f.what), fix=self.redact(f.fix)) for f in findings]
+        """Findings quote settings and database errors: secrets in them are masked, and
+        escapes in them made inert, for every client that shows them."""
+        return [
+            inert_all(replace(f, what=self.redact(f.what), fix=self.redact(f.fix)))
+            for f in findings
+        ]
 
     def _publish(
         self, setup: list[Finding] | None = None, runtime: list[Finding] | None = None

@@ -12,10 +12,10 @@ grace period is over. Trees are kept apart so that a stubborn child's short grac
 short a task worker that is still draining.
 
 Identity, not numbers: a process is known by its pid *and* its start time in clock ticks since
-boot (field 22 of /proc/PID/stat, which a wall-clock step cannot move), and is signalled
-through a pidfd opened before that check, so a pid reused by an unrelated program is never
-hit. A process group is signalled only while a member proven ours is in it (a group number
-cannot be reused while anyone is in the group).
+boot (`backends.procid`: field 22 of /proc/PID/stat, which a wall-clock step cannot move), and
+is signalled through a pidfd opened before that check, so a pid reused by an unrelated program
+is never hit. A process group is signalled only while a member proven ours is in it (a group
+number cannot be reused while anyone is in the group).
 
 Idle, it costs nothing: it blocks in ``poll`` on the pipe and on a pidfd per child (readable
 when that child ends), and does no periodic scan; it reads /proc only when told something
@@ -33,6 +33,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+from backends import procid
+
 Key = tuple[int, int]  # pid, start time in clock ticks: a pid alone may be reused
 #: After a child starts, its tree is looked at this long after (seconds): a tree forms while
 #: it starts, and the kernel may kill the child (its parent-death signal) before we can look.
@@ -49,59 +51,22 @@ class Stop:
     group: bool  # the signal goes to the whole process group, not only the main process
 
 
-@dataclass(frozen=True)
-class Stat:
-    """What /proc/PID/stat says about one process."""
-
-    ppid: int
-    pgid: int
-    ticks: int
-    zombie: bool
-
-
-def _stat(pid: int) -> Stat | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            fields = file.read().rpartition(b")")[2].split()
-        return Stat(int(fields[1]), int(fields[2]), int(fields[19]), fields[0] == b"Z")
-    except (OSError, IndexError, ValueError):  # gone, or no /proc here
-        return None
-
-
-def started(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot; None if it is gone. Without /proc,
-    psutil's create time in milliseconds (derived from the wall clock, the best there is)."""
-    stat = _stat(pid)
-    if stat is not None:
-        return stat.ticks
-    if os.path.isdir("/proc/self"):
-        return None
-    import psutil  # only where there is no /proc: the watchdog stays small
-
-    try:
-        return round(psutil.Process(pid).create_time() * 1000)
-    except psutil.Error:
-        return None
-
-
-def _scan() -> dict[int, Stat]:
+def _scan() -> dict[int, procid.Stat]:
     """Every process, from one pass over /proc (only when stopping: never while idle)."""
-    found: dict[int, Stat] = {}
+    found: dict[int, procid.Stat] = {}
     if not os.path.isdir("/proc/self"):  # no /proc: roots are still signalled by identity
         return found
     for name in os.listdir("/proc"):
-        if name.isdigit() and (stat := _stat(int(name))) is not None:
-            found[int(name)] = stat
+        if name.isdigit() and (now := procid.stat(int(name))) is not None:
+            found[int(name)] = now
     return found
 
 
 def _alive(key: Key) -> bool:
     """A zombie is not alive: with the console gone, its orphans wait for init to reap them,
     and some inits (a container's, this project's CI VM's) take a second or more."""
-    stat = _stat(key[0])
-    if stat is None:
-        return started(key[0]) == key[1]  # no /proc: psutil's word
-    return stat.ticks == key[1] and not stat.zombie
+    now = procid.stat(key[0])
+    return now is not None and now.start == key[1] and not now.zombie
 
 
 def _send(key: Key, sig: int) -> None:
@@ -160,8 +125,8 @@ class Guard:
             fd: int | None = os.pidfd_open(root[0])
         except (AttributeError, OSError):  # gone already, or no pidfds: pruned by checks
             fd = None
-        stat = _stat(root[0])
-        if stat is not None and stat.ticks != root[1]:  # the pid names another process now
+        holder = procid.stat(root[0])
+        if holder is not None and holder.start != root[1]:  # the pid names another process now
             if fd is not None:
                 os.close(fd)
             return None
@@ -227,8 +192,8 @@ class Guard:
     def _ours(self, root: Key) -> bool:
         """Group ``root[0]`` still holds a process proven ours, so the number is not reused."""
         for key in (root, *self.trees[root]):
-            stat = _stat(key[0])
-            if stat is not None and stat.ticks == key[1] and stat.pgid == root[0]:
+            now = procid.stat(key[0])
+            if now is not None and now.start == key[1] and now.pgid == root[0]:
                 return True
         return False
 
@@ -243,13 +208,13 @@ class Guard:
             children.setdefault(stat.ppid, []).append(pid)
         for root in roots:
             seen = self.trees[root]
-            known = [k for k in (root, *seen) if k[0] in procs and procs[k[0]].ticks == k[1]]
+            known = [k for k in (root, *seen) if k[0] in procs and procs[k[0]].start == k[1]]
             todo = [child for key in known for child in children.get(key[0], ())]
             todo += [p for p, stat in procs.items() if stat.pgid == root[0]]
-            todo = [p for p in todo if procs[p].ticks >= root[1]]  # none older than the root
+            todo = [p for p in todo if procs[p].start >= root[1]]  # none older than the root
             while todo:
                 pid = todo.pop()
-                key = (pid, procs[pid].ticks)
+                key = (pid, procs[pid].start)
                 if pid != root[0] and key not in seen and not procs[pid].zombie:
                     seen.add(key)
                     todo.extend(children.get(pid, ()))
@@ -264,8 +229,8 @@ class Guard:
             with contextlib.suppress(OSError):
                 os.killpg(root[0], how.signal)
         for key in self.trees[root]:
-            stat = _stat(key[0])
-            if stat is not None and stat.pgid != root[0]:  # it left the group: killpg missed it
+            now = procid.stat(key[0])
+            if now is not None and now.pgid != root[0]:  # it left the group: killpg missed it
                 _send(key, how.signal)
 
     def _kill(self, root: Key) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Set
 
 from backends.backoff import Backoff
 from backends.base import Launch
-from tui.watchdog import started
+from backends.procid import started
 
 CLOSE_WAIT = 10.0  # after the pipe closes, a watchdog still there this long is killed
 HEALTHY_AFTER = 10.0  # a watchdog that died sooner is replaced after a backoff, not at once

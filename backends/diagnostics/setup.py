@@ -39,8 +39,11 @@ DEBUG_HOSTS = [".localhost", "127.0.0.1", "[::1]"]
 MIGRATE = "run: python manage.py migrate"
 
 
-def check_setup(settings: Any, entries: Sequence[EntryLike]) -> list[Finding]:
+def check_setup(
+    settings: Any, entries: Sequence[EntryLike], migrates_itself: bool = False
+) -> list[Finding]:
     """Every setup check; the database ones only when Django can load the apps at all.
+    A project that ``migrates_itself`` at start (the demo) has no migration to report.
 
     Blocking (imports, database, /proc): run it off the event loop.
     """
@@ -52,7 +55,7 @@ def check_setup(settings: Any, entries: Sequence[EntryLike]) -> list[Finding]:
         *_guarded(check_servers, settings, entries),
         *_guarded(check_ports, entries),
     ]
-    if not any(f.code in UNLOADABLE for f in found):
+    if not migrates_itself and not any(f.code in UNLOADABLE for f in found):
         found += _guarded(check_migrations)
     return found
 

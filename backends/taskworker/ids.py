@@ -1,14 +1,18 @@
-"""Worker ids ``host:pid:thread@scope``: a task row tells which thread of which process ran it.
+"""Worker ids ``host:pid:thread@scope/start``: which thread of which process ran a task.
 
 A pid names one process only within one pid namespace of one boot of one machine: two
 containers with the same hostname have their own pid 7, and so have two boots of one host. The
-``scope`` is a short hash of the boot id and the pid-namespace inode, so a RUNNING task whose
-worker pid is dead is judged stuck only by a worker that sees the same pids (`is_local`); tasks
-of other hosts, containers or boots are recognisably not ours. The log prefix is the readable
-part, ``host:pid:thread`` (`label`): every line of one machine would carry the same scope.
+``scope`` is a short hash of the boot id and the pid and time namespaces, so a RUNNING task
+whose worker pid is dead is judged stuck only by a worker that sees the same pids (`is_local`);
+tasks of other hosts, containers or boots are recognisably not ours. ``start`` is the worker
+process's start in clock ticks since boot (`backends.procid`): within one scope, a live process
+with that pid *and* that start is the worker, whatever the wall clock did since, and any other
+start means the pid was reused (the time namespace is in the scope because it shifts the ticks
+it shows). The log prefix is the readable part, ``host:pid:thread`` (`label`): every line of
+one machine would carry the same scope.
 
-Ids written before the scope existed (``host:pid:thread``) parse with ``scope=None``; they are
-never local, since the namespace they came from is unknown (see `recovery.find_stuck`).
+Older ids parse too: ``host:pid:thread@scope`` (no start: the pid alone is known) and
+``host:pid:thread`` (no scope: never local, since the namespace they came from is unknown).
 django-tasks-db caps ids at 64 characters, so long hostnames are shortened.
 """
 
@@ -23,10 +27,15 @@ from typing import NamedTuple
 
 import psutil
 
+from backends import procid
+
 MAX_LENGTH = 64
 SCOPE_LENGTH = 8  # hex digits: two live namespaces share a scope with odds of 1 in 4 billion
-# The longest pid Linux hands out, a generous thread number, and the scope.
-_TAIL = len(":4194304:9999@") + SCOPE_LENGTH
+#: Clock ticks: 317 years of uptime at Linux's 100 a second (without /proc, centiseconds
+#: since 1970: until 2286).
+START_DIGITS = 12
+# The longest pid Linux hands out, a generous thread number, the scope and the start.
+_TAIL = len(":4194304:9999@/") + SCOPE_LENGTH + START_DIGITS
 
 
 class WorkerId(NamedTuple):
@@ -34,9 +43,12 @@ class WorkerId(NamedTuple):
     pid: int
     thread: int
     scope: str | None  # None: an id from a version before scopes
+    start: int | None = None  # the process's start (`procid.started`); None in older ids
 
     def __str__(self) -> str:
-        return f"{self.label}@{self.scope}" if self.scope else self.label
+        if self.scope is None:
+            return self.label
+        return f"{self.label}@{self.scope}" + ("" if self.start is None else f"/{self.start}")
 
     @property
     def label(self) -> str:
@@ -52,43 +64,59 @@ def this_host() -> str:
 
 @functools.cache
 def this_scope() -> str:
-    """This process's boot and pid namespace, hashed: where its pids mean what they say.
+    """This process's boot, pid namespace and time namespace, hashed: where its pids and
+    their starts mean what they say.
 
-    Without Linux's /proc (macOS), the boot time stands in for the boot id and there is a
-    single pid namespace.
+    The boot id, unlike the boot time, stays put when the clock is stepped. Without Linux's
+    /proc (macOS), the boot time stands in for it, and there is one namespace of each kind;
+    there a step gives processes started after it another scope, so tasks of workers from
+    before it look foreign: never recovered by mistake, only not recovered.
     """
     try:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
             boot = f.read().strip()
     except OSError:
         boot = str(int(psutil.boot_time()))
+    return scope_of(boot, _namespace("pid"), _namespace("time"))
+
+
+def _namespace(kind: str) -> int:
     try:
-        namespace = os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        namespace = 0
-    return scope_of(boot, namespace)
+        return os.stat(f"/proc/self/ns/{kind}").st_ino
+    except OSError:  # no /proc, or a kernel without this kind of namespace
+        return 0
 
 
-def scope_of(boot: str, namespace: int) -> str:
-    return hashlib.sha256(f"{boot}/{namespace}".encode()).hexdigest()[:SCOPE_LENGTH]
+def scope_of(boot: str, pid_namespace: int, time_namespace: int) -> str:
+    key = f"{boot}/{pid_namespace}/{time_namespace}"
+    return hashlib.sha256(key.encode()).hexdigest()[:SCOPE_LENGTH]
 
 
 def make(pid: int, thread: int) -> str:
-    return str(WorkerId(this_host(), pid, thread, this_scope()))
+    """The id of thread ``thread`` of process ``pid`` (without a start if ``pid`` is gone)."""
+    return str(WorkerId(this_host(), pid, thread, this_scope(), procid.started(pid)))
 
 
 def parse(worker_id: str) -> WorkerId | None:
     """``None`` for ids this worker did not write (db_worker's random ones, other tools')."""
-    base, at, scope = worker_id.rpartition("@")
+    base, at, tail = worker_id.rpartition("@")
     if not at:
-        base, scope = worker_id, ""
-    elif len(scope) != SCOPE_LENGTH or not set(scope) <= set(string.hexdigits):
+        base, tail = worker_id, ""
+    scope, slash, start = tail.partition("/")
+    if at and (len(scope) != SCOPE_LENGTH or not set(scope) <= set(string.hexdigits)):
+        return None
+    if slash and not _number(start):
         return None
     host, _, rest = base.rpartition(":")
     host, _, pid = host.rpartition(":")
-    if not host or not pid.isdigit() or not rest.isdigit():
+    if not host or not _number(pid) or not _number(rest):
         return None
-    return WorkerId(host, int(pid), int(rest), scope or None)
+    return WorkerId(host, int(pid), int(rest), scope or None, int(start) if slash else None)
+
+
+def _number(text: str) -> bool:
+    """Digits int() takes: ids come from the database, and "²".isdigit() is true."""
+    return text.isascii() and text.isdigit()
 
 
 def is_local(worker: WorkerId) -> bool:

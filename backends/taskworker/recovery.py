@@ -1,11 +1,22 @@
 """Recover tasks that a dead worker process left RUNNING.
 
 django-tasks-db has no heartbeat: a worker killed with SIGKILL (the OOM killer, a lost
-container) leaves its task RUNNING for ever. Our worker ids carry host, pid and a scope (boot
-and pid namespace, see `ids`), so where the same pids are visible such a task is recognisable:
-its last worker's pid is dead, or belongs to a newer program. Tasks whose last worker id names
-another host, another container or boot of this one, or is not in our format (db_worker's
-random ids), are never touched: a shared database serves processes we cannot see.
+container) leaves its task RUNNING for ever. Our worker ids carry host, pid, a scope (boot, pid
+and time namespace) and the worker process's start (see `ids`), so where the same pids are
+visible such a task is recognisable: its last worker's pid is dead, or names a process with
+another start (the pid was reused). Tasks whose last worker id names another host, another
+container or boot of this one, or is not in our format (db_worker's random ids, ids from
+before scopes), are never touched: a shared database serves processes we cannot see.
+
+No clock is read to decide. The start is in clock ticks since boot, which no step of the wall
+clock moves; ``started_at`` is the wall clock at the claim, and comparing it with a process's
+create time (boot time + ticks, the boot time itself derived from the wall clock) is off by
+however far the clock was stepped between the claim and the look: a forward step of a few
+seconds made a live worker whose claim followed its start closely look like a newer program,
+and its task was requeued while it ran; no slack fixes that, as a step can be any size.
+Recording the start in the id instead costs 13 characters of the 64 (the hostname gives them
+up) and needs no table of our own. Looking needs no pidfd (only the watchdog, which signals,
+holds one): one read of /proc/PID/stat describes one process.
 
 Every write is a conditional UPDATE on ``status = RUNNING``, so a task that finished between
 the look and the write is left alone; recover() also matches the ``started_at`` it saw, so a
@@ -16,15 +27,16 @@ No UI imports here: the task worker's master uses this module too.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import psutil
 from django.utils import timezone
 from django_tasks_db.compat import TaskResultStatus
 
+from backends import procid
 from backends.taskworker import ids
 
 if TYPE_CHECKING:
@@ -34,10 +46,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("backends.taskworker")
 
 POLICIES = ("requeue", "fail")
-
-# psutil's create_time comes from boot time + clock ticks, which can be off from the wall clock
-# by up to about a second; a worker's own process is always created before it claims a task.
-CREATE_TIME_SLACK = 1.0
 
 # Spelled out rather than derived from the class, so it stays importable under ``python -m``.
 WORKER_DIED_PATH = "backends.taskworker.recovery.WorkerDied"
@@ -64,47 +72,32 @@ def _results(using: str) -> QuerySet[DBTaskResult]:
     return DBTaskResult.objects.using(using)
 
 
-def _timestamp(value: datetime) -> float:
-    # With USE_TZ=False Django hands out naive datetimes in TIME_ZONE, not the system's zone.
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value, timezone.get_default_timezone())
-    return value.timestamp()
+def _why_stuck(worker: ids.WorkerId) -> str | None:
+    """Why the task ``worker`` claimed cannot be running any more, if so.
 
-
-def _why_dead(pid: int, started_at: datetime) -> str | None:
-    """Why the worker with ``pid`` cannot be running a task claimed at ``started_at``, if so.
-
-    A process we may not inspect (AccessDenied) counts as alive: requeueing a task that is
-    still running would run it twice, which is worse than leaving it for a human.
+    Only a local id's pid means anything here. An id written before ids carried the start
+    knows the pid alone: a live process with it counts as the worker, since a task left
+    RUNNING is better than a task run twice. So does a process we may not inspect.
     """
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return f"pid {pid} is gone"
-        created = process.create_time()
-    except psutil.NoSuchProcess:  # includes ZombieProcess
-        return f"pid {pid} is gone"
-    except psutil.AccessDenied:
-        return None
-    if created > _timestamp(started_at) + CREATE_TIME_SLACK:
-        return f"pid {pid} now belongs to another program"
-    return None
-
-
-def _why_stuck(worker: ids.WorkerId, started_at: datetime) -> str | None:
-    """Why the task ``worker`` claimed at ``started_at`` cannot be running any more, if so.
-
-    An id without a scope (written by a version before scopes) names our host, but maybe a
-    container of it with the same hostname and its own pids: its pid proves nothing here.
-    Only a claim older than this machine's boot is certainly dead, in any container.
-    """
-    if worker.scope is None:
-        if _timestamp(started_at) < psutil.boot_time() - CREATE_TIME_SLACK:
-            return "claimed before this machine's last boot"
-        return None
     if not ids.is_local(worker):
         return None
-    return _why_dead(worker.pid, started_at)
+    now = procid.stat(worker.pid)
+    if now is None:
+        return None if _exists(worker.pid) else f"pid {worker.pid} is gone"
+    if worker.start is not None and now.start != worker.start:
+        return f"pid {worker.pid} now belongs to another program"
+    return f"pid {worker.pid} is gone" if now.zombie else None
+
+
+def _exists(pid: int) -> bool:
+    """Whether any process has ``pid``, even one /proc hides from us (``hidepid``)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's
+        pass
+    return True
 
 
 def find_stuck(using: str = "default", pids: Collection[int] | None = None) -> list[StuckTask]:
@@ -136,7 +129,7 @@ def find_stuck(using: str = "default", pids: Collection[int] | None = None) -> l
             continue
         if wanted is not None and parsed.pid not in wanted:
             continue
-        reason = _why_stuck(parsed, started_at)
+        reason = _why_stuck(parsed)
         if reason is not None:
             stuck.append(StuckTask(str(task_id), task_path, queue, worker_id, started_at, reason))
     return stuck

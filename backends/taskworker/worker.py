@@ -99,6 +99,15 @@ def raised(traceback: str) -> str:
     return name.rpartition(".")[2] + colon + message
 
 
+def storable(text: str | None) -> str | None:
+    """Text every database takes. An exception may quote undecodable bytes as lone surrogates,
+    which no database driver encodes, or hold NUL, which PostgreSQL refuses: its failure could
+    not be saved, the thread crashed and the task stayed RUNNING. Both are written as escapes."""
+    if text is None or (text.isascii() and "\x00" not in text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 class TaskLoop(Worker):
     """django-tasks-db's worker loop, made to live through database outages.
 
@@ -218,6 +227,8 @@ class TaskLoop(Worker):
         run, or overwrite another worker's run. One conditional UPDATE, so nothing can change
         the row between the check and the write.
         """
+        for field in ("traceback", "exception_class_path"):
+            setattr(row, field, storable(getattr(row, field)))
         changed = (
             DBTaskResult.objects.using(row._state.db)
             .filter(id=row.id, status=TaskResultStatus.RUNNING, worker_ids=row.worker_ids)

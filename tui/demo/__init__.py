@@ -13,14 +13,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+from backends import private
+
 SETTINGS_MODULE = "tui.demo.settings"
 
 # How much of a failed migrate's output to put in the error: enough for the traceback's end.
 _TAIL_LINES = 20
 
 
-def prepare() -> str:
-    """Make sure the demo database exists and is migrated; return the settings module name."""
+def prepare(check: bool = False) -> str:
+    """Make sure the demo's private folder and database exist and are migrated; return the
+    settings module name. ``check`` only checks what exists, and writes nothing."""
+    from tui.demo.settings import DATA_DIR, DB_FILE
+
+    try:
+        private.folder(DATA_DIR, make=not check)
+        private.file(DB_FILE, make=not check)
+    except private.UnsafePath as e:
+        raise RuntimeError(f"demo: {e} (or set PRODSERVER_TUI_DEMO_DIR)") from e
+    if check:
+        return SETTINGS_MODULE
     # The folder holding the ``tui`` package, so the child imports this copy from any cwd.
     root = str(Path(__file__).resolve().parents[2])
     pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)

@@ -3,6 +3,8 @@
 Everything lives in a per-user data folder rather than next to the code, because the package
 may be installed read-only (site-packages, a wheel) and several checkouts should share nothing
 by accident. ``PRODSERVER_TUI_DEMO_DIR`` overrides it, which is how tests keep runs apart.
+Importing these settings writes nothing (``--demo --check`` imports them): ``tui.demo.prepare``
+makes the folder (0700) and the database (0600) before the demo starts.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def _data_dir() -> Path:
 
 
 DATA_DIR = _data_dir()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+DB_FILE = DATA_DIR / "db.sqlite3"
 
 # Demo only: this key is public, in the source. Never copy it into a real project.
 SECRET_KEY = "demo-only-insecure-key-prodserver-tui-not-a-secret"
@@ -50,7 +52,7 @@ WSGI_APPLICATION = "tui.demo.wsgi.application"
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": DATA_DIR / "db.sqlite3",
+        "NAME": DB_FILE,
         # Web, two workers and the load generator all write: wait for the lock, don't fail.
         "OPTIONS": {"timeout": 20},
     }

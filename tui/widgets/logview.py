@@ -31,6 +31,10 @@ from textual.strip import Strip
 from tui.output import Line, Ring
 
 _SGR = re.compile(r"\x1b\[[0-9;:]*m")
+# Invisible in a cell but kept by a paste: soft hyphen, zero-width space and word joiner,
+# invisible operators, byte order mark, tag characters. Not ZWJ / ZWNJ: emoji and scripts need
+# them. Bidi controls never get this far (the sanitiser removes them).
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b\u2060-\u2064\ufeff\U000e0000-\U000e007f]")
 _GUTTER = {
     "out": ("  ", Style()),
     "err": ("▌ ", Style(color="red")),
@@ -50,6 +54,21 @@ def plain(text: str) -> str:
     shown = Text(text)
     shown.expand_tabs(8)
     return shown.plain
+
+
+def readable(text: str) -> str:
+    """A line as a reader sees it, for copying: `plain`, without its concealed (SGR 8) runs
+    and invisible characters. A child can hide "; curl … | sh" in a line that looks harmless;
+    what is pasted must be what was seen."""
+    if "\x1b" in text:
+        body = Text.from_ansi(text)
+        shown, start = [], 0
+        for span in body.spans:  # one per run of one style: they do not overlap
+            if isinstance(span.style, Style) and span.style.conceal:
+                shown.append(body.plain[start : span.start])
+                start = span.end
+        text = "".join(shown) + body.plain[start:]
+    return _INVISIBLE.sub("", plain(text))
 
 
 def cells(text: str) -> int:
@@ -281,7 +300,7 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
     def visible_text(self) -> str:
         top = self._row_seq(int(self.scroll_y))
         bottom = self._row_seq(int(self.scroll_y) + self.size.height - 1)
-        return "\n".join(plain(line.text) for line in self.ring.since(top, bottom - top + 1))
+        return "\n".join(readable(line.text) for line in self.ring.since(top, bottom - top + 1))
 
     # -- search ------------------------------------------------------------------------------
 

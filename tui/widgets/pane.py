@@ -208,7 +208,7 @@ class ProcessPane(Vertical):
         if c.ring.dropped:  # the ring is bounded: the oldest lines go, and it says how many
             parts.append((f"{c.ring.dropped} older lines dropped", "dim", fmt.LOW))
         backend = c.entry.backend
-        url = backend.web_url() if backend else None
+        url = c.shown_url
         if url and c.state in (State.STARTING, State.RUNNING):
             if c.healthy is False:
                 parts.append(("not answering", "bold red", fmt.CRITICAL))
@@ -235,7 +235,7 @@ class ProcessPane(Vertical):
         """One line of system numbers; task workers get a second line of task numbers."""
         c = self.child
         if c.state is State.CONFIG_ERROR:
-            return Text(c.error or "", style="red")  # wraps on words, up to three lines
+            return Text(c.detail, style="red")  # the error, masked; wraps, up to three lines
         u = c.usage
         head = Text(f"cpu {u.cpu:5.1f}%" if u else "cpu     -")
         parts: list[fmt.Part] = [(f"mem {fmt.size(u.rss if u else None)}", "")]

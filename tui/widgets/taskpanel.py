@@ -20,6 +20,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, Static
 
 from tui import format as fmt
+from tui.output import inert, inert_all
 from tui.supervisor import Supervisor
 from tui.widgets.dialogs import Dialog
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # importing it loads the Django ORM: only when the panel need
 
 T = TypeVar("T")
 NO_FAILURES = "No failed task recorded."
+TRACEBACK_SHOWN = 20_000  # characters, from the end: where the exception is; a task's can be MBs
 
 
 def _seconds(value: float | None) -> str:
@@ -38,6 +40,7 @@ def _seconds(value: float | None) -> str:
 def _from_database(read: Callable[[], T]) -> T:
     """Run ``read`` against the project's database in this (worker) thread, then close the
     thread's connections: Django keeps one per thread, and this thread is not reused.
+    What it read is made inert: rows hold anyone's text (a task's exception, its queue name).
     Any failure, even settings that cannot load, is raised to the caller to show."""
     import django
     from django.conf import settings
@@ -45,7 +48,7 @@ def _from_database(read: Callable[[], T]) -> T:
 
     try:
         django.setup()
-        return read()
+        return inert_all(read())
     finally:
         if settings.configured:
             connections.close_all()
@@ -197,15 +200,25 @@ class TaskPanel(Dialog):
     @work(thread=True, exclusive=True, group="traceback")
     def show_traceback(self, task_id: str) -> None:
         def read() -> str:
+            from django.db.models.functions import Length, Right
             from django_tasks_db.models import DBTaskResult
 
-            text = DBTaskResult.objects.filter(id=task_id).values_list("traceback", flat=True)
-            return next(iter(text), "") or "(no traceback recorded)"
+            rows = (
+                DBTaskResult.objects.filter(id=task_id)
+                .annotate(tail=Right("traceback", TRACEBACK_SHOWN), size=Length("traceback"))
+                .values_list("tail", "size")
+            )
+            tail, size = next(iter(rows), ("", 0))
+            if not tail:
+                return "(no traceback recorded)"
+            if size > TRACEBACK_SHOWN:
+                return f"… {size - TRACEBACK_SHOWN} characters before these not shown\n{tail}"
+            return str(tail)
 
         try:
             traceback = _from_database(read)
         except Exception as e:
-            traceback = f"cannot read the traceback: {e}"
+            traceback = inert(f"cannot read the traceback: {e}")
         self.app.call_from_thread(self._show_traceback, task_id, traceback)
 
     def _show_traceback(self, task_id: str, traceback: str) -> None:
@@ -222,7 +235,10 @@ class TaskPanel(Dialog):
             stuck = _from_database(find_stuck)
         except Exception as e:
             self.app.call_from_thread(
-                self.notify, f"cannot look for stuck tasks: {e}", severity="error", markup=False
+                self.notify,
+                inert(f"cannot look for stuck tasks: {e}"),
+                severity="error",
+                markup=False,
             )
             return
         self.app.call_from_thread(self._show_stuck, stuck)
@@ -271,12 +287,16 @@ class TaskPanel(Dialog):
             changed = _from_database(act)
         except Exception as e:
             self.app.call_from_thread(
-                self.notify, f"cannot change task {task_id}: {e}", severity="error", markup=False
+                self.notify,
+                inert(f"cannot change task {task_id}: {e}"),
+                severity="error",
+                markup=False,
             )
             return
         verb = "marked failed" if fail else "requeued"
         self.app.call_from_thread(
             self.notify,
             f"task {task_id} {verb}" if changed else f"task {task_id} was not stuck any more",
+            markup=False,
         )
         self.find_stuck()

@@ -39,6 +39,13 @@ def fail(message: str) -> None:
 
 
 @task()
+def fail_with_codes(codes: list[int]) -> None:
+    """Fail with a message of these code points: text that JSON arguments cannot carry into
+    every database (PostgreSQL's jsonb takes neither NUL nor a lone surrogate)."""
+    raise ValueError("".join(map(chr, codes)))
+
+
+@task()
 def record(path: str, token: str) -> str:
     """Append token + newline to path; a line per run shows duplicates and losses."""
     with open(path, "a", encoding="utf-8") as f:
