@@ -6,10 +6,11 @@ are read on: a web server that logs every request keeps answering, signals are h
 exiting child's last words are kept, and headless output says how many lines it had to skip.
 
 Every scenario runs the real command in a private tmux server over the test Django project:
-gunicorn with one worker whose access log line is 4 KiB (its pipe fills after 16 requests
-nobody reads), a child talking 200 lines a second, and one that dies on cue with 300 lines and
-a FATAL line. Headless output goes to a reader whose pipe holds one page, so pausing it is
-felt at once. The web server is asked every 100 ms throughout each pause.
+gunicorn with one worker whose access log line is 4 KiB, on stderr beside its own notes (the
+pipe fills after 16 requests nobody reads, and then its master cannot even log a SIGTERM), a
+child talking 200 lines a second, and one that dies on cue with 300 lines and a FATAL line.
+Headless output goes to a reader whose pipe holds one page, so pausing it is felt at once.
+The web server is asked every 100 ms throughout each pause.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ PRODUCTION_PROCESSES = {{
         "ARGS": {{
             "bind": "127.0.0.1:{port}",
             "workers": "1",
-            "access-logfile": "-",
+            "access-logfile": "/dev/stderr",  # beside its own notes: "Handling signal: term"
             "access-logformat": "%(r)s %(s)s " + "x" * 4096,
         }},
         "GRACE": {grace},
@@ -276,6 +277,26 @@ def test_headless_backlog_is_bounded_says_what_it_skipped_and_stops_on_sigterm(
         took = time.monotonic() - signal_at
         reader.resume()
         assert left == [], f"alive {took:.1f} s after SIGTERM: {left}"
+        deadline = time.monotonic() + 5
+        while not stage.rc.exists() or not stage.rc.read_text().strip():
+            assert time.monotonic() < deadline, "no exit status"
+            time.sleep(0.05)
+        assert stage.rc.read_text().strip() == "0", "something had to be SIGKILLed"
+
+
+def test_headless_reader_gone_stops_everything_cleanly(stage: Stage) -> None:
+    """The reader of a paused pipeline dies (``less`` quit): the console stops everything, as
+    on SIGTERM, without SIGKILL and within the grace period."""
+    with running(stage, headless=True, piped=True) as console:
+        assert console.reader is not None
+        reader = psutil.Process(console.reader)
+        reader.suspend()
+        failures = serves_throughout(stage.url, PAUSE)
+        pids = console.pids()
+        reader.kill()
+        left = gone_within(pids, GRACE)
+        assert failures == [], failures
+        assert left == [], left
         deadline = time.monotonic() + 5
         while not stage.rc.exists() or not stage.rc.read_text().strip():
             assert time.monotonic() < deadline, "no exit status"
