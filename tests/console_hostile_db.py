@@ -32,7 +32,7 @@ from textual.widgets import DataTable, Static
 
 from backends.django_setup import setup_once
 from tui.app import ConsoleApp
-from tui.headless import Printer, Writer
+from tui.headless import Printer
 from tui.project import discover, entries
 from tui.supervisor import Supervisor, _failed_stats
 from tui.widgets.taskpanel import TaskPanel
@@ -210,9 +210,7 @@ async def main(project_dir: Path, mode: str, failures: int) -> dict[str, object]
 
     try:
         async with app.run_test(size=(160, 48)) as pilot:
-            sup.subscribe(
-                Printer(["worker"], Writer(write_end, lambda _: None, lambda: None), True)
-            )
+            sup.subscribe(Printer(["worker"], write_end, True, on_broken=lambda: None))
             await until(lambda: stats().failures and len(stats().failures) >= failures, timeout=30)
             await until(lambda: sup.findings, what="the failure-spike finding")
             # Its start-up recovery would requeue the stuck task: made after the recovery ran.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,6 +86,22 @@ def test_headless_prefixes_lines_and_exits_0_when_all_stop_cleanly(tmp_path: Pat
     assert line.split(" ", 1)[1] == "chatty  | out 2"
     assert time.strptime(line.split(" ", 1)[0], "%H:%M:%S")
     assert not any("\x1b" in line for line in run.lines)  # no colour when not a terminal
+
+
+def test_headless_says_how_many_lines_a_flood_skipped(tmp_path: Path) -> None:
+    """One read of a flood holds thousands of lines, more than a 100-line ring keeps: what
+    the ring dropped before headless saw it is counted, not silently missing."""
+    settings(tmp_path, {"flood": py("flood", "100000")})
+    run = Headless(tmp_path, "--ring-lines", "100")
+    run.wait_for("exited with code 0")
+    run.proc.send_signal(signal.SIGINT)
+    assert run.proc.wait(timeout=15) == 0
+    seen = {int(m[1]) for line in run.lines if (m := re.search(r"flood \| (\d{10}) x+$", line))}
+    skipped = sum(
+        int(m[1]) for line in run.lines if (m := re.search(r"\| (\d+) lines skipped", line))
+    )
+    missing = 100_000 - len(seen)
+    assert 0 < missing <= skipped, (missing, skipped)
 
 
 def test_exit_is_non_zero_when_something_had_to_be_killed(tmp_path: Path) -> None:

@@ -190,6 +190,17 @@ async def test_scrolled_up_the_log_stays_put_and_counts_new_lines(console: Conso
         assert "new (End)" in str(app.current.title_text())
 
 
+async def test_a_full_ring_says_how_many_lines_it_dropped(console: Console) -> None:
+    app = console(chatty(), ring_lines=50)
+    async with app.run_test(size=(160, 48)):
+        ring = app.supervisor["chatty"].ring
+        await until(lambda: ring.dropped > 20, what="a full ring")
+        await until(
+            lambda: f"{ring.dropped} older lines dropped" in str(app.current.title_text()),
+            what="the count in the title",
+        )
+
+
 async def test_a_search_that_lands_on_the_last_screen_stops_following(console: Console) -> None:
     app = console(chatty())
     async with app.run_test(size=(160, 48)) as pilot:

@@ -37,7 +37,7 @@ from textual.widgets._toast import Toast
 
 from tui.app import ConsoleApp
 from tui.child import State
-from tui.headless import Printer, Writer
+from tui.headless import Printer
 from tui.output import Line, Ring, Sanitiser
 from tui.supervisor import Supervisor
 from tui.widgets.logview import LogView, cells, plain
@@ -305,11 +305,11 @@ async def printed(lines: list[Line], colour: bool) -> bytes:
     """What --headless writes for these lines, read back from a real pipe."""
     read_end, write_end = os.pipe()
     try:
-        writer = Writer(write_end, on_pressure=lambda _paused: None, on_broken=lambda: None)
+        printer = Printer(["web"], write_end, colour, on_broken=lambda: None)
         child: Any = SimpleNamespace(name="web", state=State.RUNNING)
-        Printer(["web"], writer, colour).on_lines(child, lines)
-        await asyncio.get_running_loop().run_in_executor(None, writer.drain, 10.0)
-        assert not writer.pending, "the writer did not drain"
+        printer.on_lines(child, lines)
+        drained = await asyncio.get_running_loop().run_in_executor(None, printer.outlet.drain, 10)
+        assert drained, "the writer did not drain"
         os.close(write_end)
         write_end = -1
         out = b""

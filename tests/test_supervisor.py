@@ -349,3 +349,24 @@ async def test_stop_all_does_not_block_the_loop_on_a_stalled_watchdog() -> None:
     finally:
         sup.kill_all()
         await sup.stop_all()
+
+
+LATE_TALKER = """
+import subprocess, sys
+talk = "import time\\nfor n in range(1, 31):\\n print(f'late {n}', flush=True)\\n time.sleep(0.1)"
+subprocess.Popen([sys.executable, "-c", talk], start_new_session=True)
+print("main gone", flush=True)
+"""
+
+
+async def test_output_after_the_main_process_exits_is_read_while_it_arrives(
+    supervise: Supervise,
+) -> None:
+    """A descendant nobody saw (it left the group before any sample) holds the pipes and talks
+    for 3 s after the main process exits: all it says is read, to EOF, not cut 2 s after the
+    exit (the last lines before a death are the ones that matter)."""
+    sup = await supervise(command("talker", [sys.executable, "-c", LATE_TALKER]), sample_every=60)
+    child = sup["talker"]
+    await until(lambda: child.last_exit is not None, timeout=15, what="the exit")
+    said = [line.text for line in child.ring.since(0) if line.stream == "out"]
+    assert said[-3:] == ["late 28", "late 29", "late 30"], said

@@ -25,6 +25,7 @@ from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Container
+from textual.driver import Driver as AnyDriver
 from textual.geometry import Size
 from textual.markup import escape
 from textual.screen import Screen
@@ -36,6 +37,7 @@ from tui import format as fmt
 from tui.child import Child, State
 from tui.output import Line
 from tui.supervisor import Supervisor
+from tui.terminal import REFUSE_SUSPEND, Driver
 from tui.widgets.dialogs import ConfirmScreen, FindingsScreen, HelpScreen, ScaleScreen
 from tui.widgets.logview import LogView
 from tui.widgets.pane import ProcessPane, finding_text, show
@@ -54,6 +56,7 @@ KEY_NAMES = {
     "left": "←",
     "right": "→",
     "ctrl+c": "Ctrl+C",
+    "ctrl+z": "Ctrl+Z",
 }
 LOG_POLL = 0.1  # at least this long between two looks at the rings while lines arrive
 
@@ -109,6 +112,14 @@ class ConsoleApp(App[int]):
         Binding(
             "ctrl+c", "force_quit", "Kill all and quit", id="force-quit", show=False, priority=True
         ),
+        Binding(
+            "ctrl+z",
+            "suspend_process",
+            "Suspend: refused (processes would block)",
+            id="suspend",
+            show=False,
+            priority=True,
+        ),
     ]
 
     def __init__(
@@ -136,6 +147,14 @@ class ConsoleApp(App[int]):
         self._lines_came = asyncio.Event()  # set by on_lines, waited for by follow_logs
         self.header = Static(id="header", markup=False)  # kept: the tick may outlive the screen
         supervisor.subscribe(self)
+
+    def get_driver_class(self) -> type[AnyDriver]:
+        """Ours on Linux and macOS: a terminal that stops reading never stalls the loop."""
+        return Driver if os.name == "posix" else super().get_driver_class()
+
+    def action_suspend_process(self) -> None:
+        """Ctrl+Z: refused, with the reason (see ``tui.terminal``)."""
+        self.notify(REFUSE_SUSPEND, severity="warning", timeout=10, markup=False)
 
     # -- layout -------------------------------------------------------------------------------
 

@@ -44,7 +44,8 @@ RUNNING_AFTER = 1.0  # alive this long after start: "running" rather than "start
 READY_TIMEOUT = 60.0  # a web server silent this long after start is running but not ready
 HEALTH_EVERY = 10.0  # once ready, a web server is asked again this often
 PROBE_TIMEOUT = 5.0  # once past its start, an answer later than this is no answer
-PIPE_DRAIN = 2.0  # after the main process exits, wait this long at most for its pipes to close
+PIPE_IDLE = 2.0  # after the main process exits, pipes quiet this long are closed unread to EOF
+PIPE_DRAIN = 30.0  # and pipes still talking this long after it (a grandchild we missed) too
 
 
 class State(enum.StrEnum):
@@ -101,6 +102,7 @@ class Child:
         self._health: asyncio.Task[None] | None = None
         self._forced = False
         self._spawning: asyncio.Future[None] | None = None
+        self._received = 0  # bytes read from its pipes, in all: tells quiet pipes from busy ones
         self.scaler = Scaler(self)
         if entry.error:
             self.state = State.CONFIG_ERROR
@@ -236,20 +238,6 @@ class Child:
             self._timer = asyncio.get_running_loop().call_later(RUNNING_AFTER, self._mark_running)
         else:  # a web server is running once it answers HTTP, not after a guess
             self._health = self._sup.spawn_task(self._watch_health(self.pid, url, address, health))
-        if self._sup.output_paused:
-            self.pause_output(True)
-
-    def pause_output(self, paused: bool) -> None:
-        """Stop (or resume) reading this child's pipes: it blocks on write, nothing is lost."""
-        if self._transport is None:
-            return
-        for fd in (1, 2):
-            pipe = self._transport.get_pipe_transport(fd)
-            if isinstance(pipe, asyncio.ReadTransport) and not pipe.is_closing():
-                if paused:
-                    pipe.pause_reading()
-                else:
-                    pipe.resume_reading()
 
     async def _watch_health(self, pid: int, url: str, address: tuple[str, int], path: str) -> None:
         """Knock until it answers, then now and then; never two requests at once.
@@ -440,10 +428,26 @@ class Child:
         for proc in self._sup.sampler.forget(pid):
             with contextlib.suppress(psutil.Error):
                 proc.kill()
-        # A descendant we never saw may still hold a pipe: do not wait for it for ever.
         transport = self._transport
         if transport is not None:
-            asyncio.get_running_loop().call_later(PIPE_DRAIN, transport.close)
+            deadline = time.monotonic() + PIPE_DRAIN
+            loop = asyncio.get_running_loop()
+            loop.call_later(PIPE_IDLE, self._close_when_quiet, transport, self._received, deadline)
+
+    def _close_when_quiet(
+        self, transport: asyncio.SubprocessTransport, seen: int, deadline: float
+    ) -> None:
+        """A descendant we never saw may still hold a pipe open: do not wait for EOF for ever.
+        But what the exited process wrote is read to its end, however late the reading is
+        (its last lines and its fatal error are the ones that matter): the pipes are closed
+        only once quiet for PIPE_IDLE, or PIPE_DRAIN after the exit if they never fall quiet."""
+        if transport is not self._transport:  # drained to EOF: _finished is done with it
+            return
+        if self._received == seen or time.monotonic() >= deadline:
+            transport.close()
+            return
+        loop = asyncio.get_running_loop()
+        loop.call_later(PIPE_IDLE, self._close_when_quiet, transport, self._received, deadline)
 
     def _finished(self, code: int) -> None:
         """Process exited and both pipes are drained."""
@@ -539,6 +543,7 @@ class _Pipes(asyncio.SubprocessProtocol):
         self.child._started(self.transport)  # type: ignore[arg-type]
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self.child._received += len(data)
         lines = self.sanitisers[fd].feed(data)
         if lines:
             self.child._sup.emit_lines(self.child, self.streams[fd], lines)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from backends.base import ConfigError, Project, one_line
 from tui.keep_scale import snippet
+from tui.outlet import Outlet
 from tui.project import Entry, ProjectError, discover, entries
 from tui.redact import Redactor
 from tui.supervisor import Supervisor
@@ -45,7 +46,8 @@ def parser() -> argparse.ArgumentParser:
         type=_positive,
         default=10_000,
         metavar="N",
-        help="lines of output kept per process (default: %(default)s)",
+        help="lines of output kept per process, and (--headless) waiting for a slow reader "
+        "before the oldest are skipped (default: %(default)s)",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return p
@@ -75,13 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.headless:
         from tui import headless
 
-        return asyncio.run(headless.run(supervisor, sys.stdout.buffer, sys.stdout.isatty()))
+        return asyncio.run(
+            headless.run(supervisor, sys.stdout.buffer, sys.stdout.isatty(), args.ring_lines)
+        )
     from tui.app import ConsoleApp
 
     code = ConsoleApp(supervisor, project.settings_module).run() or 0
     kept = snippet(found, redact)
-    if kept:
-        print(kept)
+    if kept:  # a terminal that stopped reading gets two seconds to take it, not for ever
+        outlet = Outlet(sys.stdout.fileno(), lambda _: b"")
+        outlet.write(f"{kept}\n".encode())
+        outlet.drain(2.0)
     return code
 
 

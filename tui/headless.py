@@ -4,103 +4,54 @@
 dropped too when writing to a file or pipe), and state changes as lines of their own. Meant
 for CI, containers and ``| grep``; Ctrl-C, SIGTERM and SIGHUP stop everything gracefully
 (SIGHUP not under ``nohup``, which asks for the processes to outlive the session).
+
+A reader that stops reading (``| less`` paused, a terminal nobody reads) never slows the
+children: their pipes are read on, lines wait in a bounded backlog (``Outlet``), and past it
+the oldest are dropped and a line says how many. Ctrl+Z is refused with a line saying why:
+a stopped console would stop reading the children's pipes, and they would block.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import BinaryIO
 
 from backends.diagnostics import Finding, diff
 from tui.child import Child, State
+from tui.outlet import Outlet
 from tui.output import Line
 from tui.supervisor import Supervisor
 
 _SGR = re.compile(r"\x1b\[[0-9;:]*m")
 _COLOURS = (36, 33, 32, 35, 34, 31, 96, 93, 92, 95, 94, 91)  # ANSI foregrounds, cycled by name
 _SEVERITY_COLOURS = {"error": 31, "warning": 33, "info": 36}
+REFUSE_SUSPEND = (
+    "Ctrl+Z ignored: a stopped console stops reading its processes' output and they block; "
+    "Ctrl+C stops everything (run it in tmux or screen to leave it running)"
+)
 _STATE_COLOURS = {State.RUNNING: 32, State.CONFIG_ERROR: 31, State.BACKOFF: 33, State.STOPPING: 33}
 
 
-class Writer:
-    """Writes in a thread, so a reader that stops reading never freezes the event loop.
-
-    A blocked write in the loop would also block signal handling: Ctrl-C and SIGTERM would go
-    unanswered while ``| less`` is paused. Past ``high`` pending batches the supervisor stops
-    reading the children's pipes (they block, nothing is lost) until the backlog is ``low``.
-    """
-
+class Printer:
     def __init__(
         self,
+        names: list[str],
         fd: int,
-        on_pressure: Callable[[bool], None],
-        on_broken: Callable[[], None],
-        high: int = 64,
-        low: int = 16,
+        colour: bool,
+        on_broken: Callable[[], object],
+        backlog: int = 10_000,
     ) -> None:
-        self.fd = fd
-        self.on_pressure = on_pressure
-        self.on_broken = on_broken
-        self.high, self.low = high, low
-        self.pending: deque[bytes] = deque()
-        self.paused = False
-        self.broken = False
-        self.cond = threading.Condition()
-        self.loop = asyncio.get_running_loop()
-        threading.Thread(target=self._run, name="headless-writer", daemon=True).start()
-
-    def write(self, data: bytes) -> None:
-        if self.broken:
-            return
-        with self.cond:
-            self.pending.append(data)
-            self.cond.notify()
-            if len(self.pending) >= self.high and not self.paused:
-                self.paused = True
-                self.on_pressure(True)
-
-    def drain(self, timeout: float) -> None:
-        """At exit: give the reader a moment to take the last lines, never wait for ever."""
-        with self.cond:
-            self.cond.wait_for(lambda: not self.pending or self.broken, timeout)
-
-    def _run(self) -> None:
-        while True:
-            with self.cond:
-                self.cond.wait_for(lambda: self.pending)
-                data = self.pending[0]
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(self.fd, view) :]
-            except OSError:  # the reader went away (``| head``): stop everything, quietly
-                with self.cond:
-                    self.broken = True
-                    self.cond.notify_all()
-                self.loop.call_soon_threadsafe(self.on_broken)
-                return
-            with self.cond:
-                self.pending.popleft()
-                self.cond.notify_all()
-                if self.paused and len(self.pending) <= self.low:
-                    self.paused = False
-                    self.loop.call_soon_threadsafe(self.on_pressure, False)
-
-
-class Printer:
-    def __init__(self, names: list[str], writer: Writer, colour: bool) -> None:
         width = max(map(len, names), default=0)
         self.width = width
         self.findings: list[Finding] = []
-        self.writer = writer
+        self.outlet = Outlet(fd, self._behind, on_broken, max_lines=backlog)
         self.colour = colour
+        self.next_seq: dict[str, int] = {}  # per entry: the seq of the line expected next
         self.prefix = {
             name: (
                 f"\x1b[{_COLOURS[i % len(_COLOURS)]}m{name:<{width}} |\x1b[0m"
@@ -115,6 +66,10 @@ class Printer:
             return
         clock = time.strftime("%H:%M:%S", time.localtime(lines[0].time))
         head = f"{clock} {self.prefix[child.name]} "
+        # One read bigger than the ring (a flood) reaches us trimmed to the ring's newest lines.
+        gap = lines[0].seq - self.next_seq.get(child.name, lines[0].seq)
+        self.next_seq[child.name] = lines[-1].seq + 1
+        note = self._skipped(head, gap, "more at once than --ring-lines keeps") if gap > 0 else ""
         if self.colour:
             sys_head = f"{head}\x1b[{_STATE_COLOURS.get(child.state, 1)}m"
             text = "".join(
@@ -123,7 +78,7 @@ class Printer:
             )
         else:
             text = "".join(f"{head}{_SGR.sub('', line.text)}\n" for line in lines)
-        self._write(text)
+        self.outlet.write((note + text).encode("utf-8", "replace"), len(lines), max(gap, 0))
 
     def on_state(self, child: Child) -> None:
         """State changes arrive as lines of their own (stream "sys"): nothing more to print."""
@@ -142,7 +97,20 @@ class Printer:
             f"{clock} {self._prefix(f.entry)} resolved: {f.what} [{f.code}]\n" for f in cleared
         )
         if text:
-            self._write(text)
+            self._write(text, len(appeared) + len(cleared))
+
+    def say(self, text: str) -> None:
+        """A line of the console's own, about the console itself."""
+        self._write(f"{time.strftime('%H:%M:%S')} {self._prefix('prodserver-tui')} {text}\n")
+
+    def _behind(self, lines: int) -> bytes:
+        """Where the outlet dropped lines: how many (runs on the outlet's thread)."""
+        head = f"{time.strftime('%H:%M:%S')} {self._prefix('prodserver-tui')} "
+        return self._skipped(head, lines, "this output was not read fast enough").encode()
+
+    def _skipped(self, head: str, lines: int, why: str) -> str:
+        what = f"{lines} lines skipped: {why}"
+        return f"{head}\x1b[33m{what}\x1b[0m\n" if self.colour else f"{head}{what}\n"
 
     def _prefix(self, entry: str | None) -> str:
         name = entry or "project"
@@ -153,12 +121,13 @@ class Printer:
             return severity
         return f"\x1b[{_SEVERITY_COLOURS.get(severity, 1)}m{severity}\x1b[0m"
 
-    def _write(self, text: str) -> None:
-        self.writer.write(text.encode("utf-8", "replace"))
+    def _write(self, text: str, lines: int = 1) -> None:
+        self.outlet.write(text.encode("utf-8", "replace"), lines)
 
 
-async def run(supervisor: Supervisor, out: BinaryIO, colour: bool) -> int:
-    """Run until a signal; 0 when everything stopped within its grace period, else 1."""
+async def run(supervisor: Supervisor, out: BinaryIO, colour: bool, backlog: int = 10_000) -> int:
+    """Run until a signal; 0 when everything stopped within its grace period, else 1.
+    At most ``backlog`` lines wait for a slow reader."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -172,14 +141,18 @@ async def run(supervisor: Supervisor, out: BinaryIO, colour: bool) -> int:
         stops.append(signal.SIGHUP)
     for sig in stops:
         loop.add_signal_handler(sig, on_signal)
-    writer = Writer(out.fileno(), supervisor.pause_output, stop.set)
-    supervisor.subscribe(Printer(list(supervisor.children), writer, colour))
+    # The reader went away (``| head`` ended): stop everything, quietly.
+    broken = partial(loop.call_soon_threadsafe, stop.set)
+    printer = Printer(list(supervisor.children), out.fileno(), colour, broken, backlog)
+    supervisor.subscribe(printer)
+    if signal.getsignal(signal.SIGTSTP) is not signal.SIG_IGN:
+        loop.add_signal_handler(signal.SIGTSTP, printer.say, REFUSE_SUSPEND)
     await supervisor.start_all()
     if all(c.state is State.CONFIG_ERROR for c in supervisor.children.values()):
         stop.set()
     await stop.wait()
     clean = await supervisor.stop_all()
-    await loop.run_in_executor(None, writer.drain, 2.0)
+    await loop.run_in_executor(None, printer.outlet.drain, 2.0)
     if all(c.state is State.CONFIG_ERROR for c in supervisor.children.values()):
         return 1
     return 0 if clean else 1

@@ -70,7 +70,6 @@ class Supervisor:
         self._stats_wanted = stats_every > 0 and any(e.kind == "tasks" for e in entries)
         self._stats: asyncio.Task[None] | None = None
         self._diagnosed: asyncio.Task[None] | None = None
-        self.output_paused = False
         # Diagnostics run only for a real project (the CLI passes it): setup once, then runtime
         # checks on each statistics poll. ``findings`` is what they say now, setup first.
         self.project = project
@@ -162,12 +161,6 @@ class Supervisor:
         deadline = time.monotonic() + wait + 5.0
         while time.monotonic() < deadline and any(map(_up, pids)):
             time.sleep(0.05)
-
-    def pause_output(self, paused: bool) -> None:
-        """Backpressure from a slow reader of our own output (``--headless | less``)."""
-        self.output_paused = paused
-        for child in self.children.values():
-            child.pause_output(paused)
 
     def kill_all(self) -> None:
         for child in self.children.values():

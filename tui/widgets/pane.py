@@ -155,7 +155,8 @@ class ProcessPane(Vertical):
         every second; a change of state redraws the pane at once): the clock passed the unit
         of a shown countdown or uptime, or what they are made of changed: a new sample (the
         supervisor keeps the old one while equal), task statistics, the log's "N new" count and
-        search position, lines that the pane counts as requests or tasks, a scale's progress."""
+        search position, lines that the pane counts as requests or tasks, lines the ring dropped,
+        a scale's progress."""
         return now >= self.due or self._inputs() != self._drawn_for
 
     def _inputs(self) -> tuple[object, ...]:
@@ -167,6 +168,7 @@ class ProcessPane(Vertical):
             self.log_view.waiting,
             self.log_view.search_status,
             c.ring.next_seq if c.events else 0,
+            c.ring.dropped,
             tuple(c.scaler.views()),  # "scaling 2→4" until the process has it
         )
 
@@ -203,6 +205,8 @@ class ProcessPane(Vertical):
         found = self.log_view.search_status
         if found:
             parts.append((found, "bold", fmt.HIGH))
+        if c.ring.dropped:  # the ring is bounded: the oldest lines go, and it says how many
+            parts.append((f"{c.ring.dropped} older lines dropped", "dim", fmt.LOW))
         backend = c.entry.backend
         url = c.shown_url
         if url and c.state in (State.STARTING, State.RUNNING):
