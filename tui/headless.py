@@ -14,7 +14,6 @@ a stopped console would stop reading the children's pipes, and they would block.
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import time
 from collections.abc import Callable
@@ -24,10 +23,9 @@ from typing import BinaryIO
 from backends.diagnostics import Finding, diff
 from tui.child import Child, State
 from tui.outlet import Outlet
-from tui.output import Line
+from tui.output import Line, uncoloured
 from tui.supervisor import Supervisor
 
-_SGR = re.compile(r"\x1b\[[0-9;:]*m")
 _COLOURS = (36, 33, 32, 35, 34, 31, 96, 93, 92, 95, 94, 91)  # ANSI foregrounds, cycled by name
 _SEVERITY_COLOURS = {"error": 31, "warning": 33, "info": 36}
 REFUSE_SUSPEND = (
@@ -77,7 +75,7 @@ class Printer:
                 for line in lines
             )
         else:
-            text = "".join(f"{head}{_SGR.sub('', line.text)}\n" for line in lines)
+            text = "".join(f"{head}{uncoloured(line.text)}\n" for line in lines)
         self.outlet.write((note + text).encode("utf-8", "replace"), len(lines), max(gap, 0))
 
     def on_state(self, child: Child) -> None:

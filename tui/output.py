@@ -93,6 +93,11 @@ _SGR = re.compile(r"\x1b\[[0-9:;]*m")
 T = TypeVar("T")
 
 
+def uncoloured(text: str) -> str:
+    """A sanitised line without its colours (the only escapes the sanitiser keeps)."""
+    return _SGR.sub("", text)
+
+
 def inert(text: str) -> str:
     """Text from outside that is not a child's output (a database row, a setting, an error
     quoting them), made safe for any screen by the child-output sanitiser: invalid UTF-8 and
@@ -102,7 +107,7 @@ def inert(text: str) -> str:
         return text
     sanitiser = Sanitiser()
     lines = sanitiser.feed(text.encode("utf-8", "surrogatepass")) + sanitiser.flush()
-    return "\n".join(_SGR.sub("", line) for line in lines)
+    return "\n".join(uncoloured(line) for line in lines)
 
 
 def inert_all(value: T) -> T:

@@ -28,9 +28,8 @@ from textual.scroll_view import ScrollView
 from textual.scrollbar import ScrollDown, ScrollTo, ScrollUp
 from textual.strip import Strip
 
-from tui.output import Line, Ring
+from tui.output import Line, Ring, uncoloured
 
-_SGR = re.compile(r"\x1b\[[0-9;:]*m")
 # Invisible in a cell but kept by a paste: soft hyphen, zero-width space and word joiner,
 # invisible operators, byte order mark, tag characters. Not ZWJ / ZWNJ: emoji and scripts need
 # them. Bidi controls never get this far (the sanitiser removes them).
@@ -48,7 +47,7 @@ _MATCH_STYLE = Style(color="black", bgcolor="yellow")
 def plain(text: str) -> str:
     """The characters a line shows, tabs expanded to cells as the drawing does (a wide
     character takes two cells, so ``str.expandtabs`` would put the tab stops elsewhere)."""
-    text = _SGR.sub("", text)
+    text = uncoloured(text)
     if "\t" not in text:
         return text
     shown = Text(text)
