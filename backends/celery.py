@@ -150,7 +150,7 @@ class CeleryBeat(_Celery):
 
     kind = "beat"
     command = "beat"
-    runs_django = False  # it sends tasks to the broker; the scheduler itself needs no database
+    runs_django = False  # one scheduler process, at most one connection: not counted
     reads = ("loglevel", "schedule")
     grace = 10.0
 

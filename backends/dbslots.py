@@ -15,6 +15,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from backends.base import one_line
+
 #: More than this share of the slots ordinary roles may use taken: the server is crowded.
 CROWDED = 0.8
 
@@ -83,7 +85,9 @@ def read(connection: Any) -> Slots | None:
     with connection.cursor() as cursor:
         cursor.execute(_QUERY)
         top, su_reserved, reserved, superuser, user, in_use = cursor.fetchone()
-    slots = Slots(int(top), int(su_reserved) + int(reserved), bool(superuser), str(user), in_use)
+    # A role name is any string (a quoted identifier may hold escapes): shown, it is escaped.
+    name = one_line(str(user), 64)
+    slots = Slots(int(top), int(su_reserved) + int(reserved), bool(superuser), name, int(in_use))
     with _lock:
         _last[connection.alias] = slots
     return slots

@@ -35,7 +35,9 @@ from test_db_faults import Cluster
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 SLOTS = 15  # max_connections of the private cluster; PostgreSQL reserves 3 for superusers
-TASKS = 60
+TASKS = 40
+BUSY = 0.5
+RECORD = f"tasks.record_slowly.enqueue({{ran!r}}, str(i), {BUSY})"
 WORKER_ARGS = {"queue": "default", "processes": "4", "threads": "8"}
 
 
@@ -76,7 +78,7 @@ def full() -> Iterator[tuple[Cluster, Path]]:
 def test_check_says_the_connection_arithmetic(full: tuple[Cluster, Path], role: str) -> None:
     cluster, project = full
     done = subprocess.run(
-        [sys.executable, "-m", "tui.cli", "--check", "worker"],
+        [sys.executable, "-m", "tui.cli", "--check", "worker", "web"],
         cwd=project,
         env=_env(cluster, role),
         stdin=subprocess.DEVNULL,
@@ -87,11 +89,12 @@ def test_check_says_the_connection_arithmetic(full: tuple[Cluster, Path], role: 
     (line,) = [t for t in done.stdout.splitlines() if "database connections at once" in t] or [
         f"no connection finding in:\n{done.stdout}{done.stderr}"
     ]
-    assert "worker 4 processes x 8 threads = 32, the console 1" in line, line
-    assert "may hold 33 database connections" in line, line
+    parts = "web 2 workers x 1 thread = 2, worker 4 processes x 8 threads = 32, the console 1"
+    assert f"may hold 35 database connections at once ({parts})" in line, line
     assert "gives a role 12 (max_connections 15 - 3 reserved for superusers)" in line, line
-    assert "so 21 of them are refused" in line, line
-    assert "PgBouncer in transaction mode" in line and "fewer threads" in line, line
+    assert "so 23 of them are refused" in line, line
+    assert "fewer threads (processes x threads of all workers at most 9)" in line, line
+    assert "PgBouncer in transaction mode" in line and "CONN_MAX_AGE = 0" in line, line
     # The superuser takes the administrator's slots as well: only then is that said.
     assert ('connects as "postgres", a superuser' in line) == (role == "postgres"), line
 
@@ -120,10 +123,9 @@ def test_idle_threads_give_the_slots_back(full: tuple[Cluster, Path]) -> None:
             lines.append(line)
 
     threading.Thread(target=read, daemon=True).start()
-    try:  # enqueued while the worker starts: its threads find them on their first claims
-        enqueue(
-            project, f"for i in range({TASKS}): tasks.record.enqueue({str(ran)!r}, str(i))", **env
-        )
+    try:  # enqueued while the worker starts; each busy thread holds a slot for BUSY seconds,
+        # so more threads want one than there are: some are refused, whatever the timing
+        enqueue(project, f"for i in range({TASKS}): {RECORD.format(ran=str(ran))}", **env)
         deadline = time.monotonic() + 30
         while len(_tokens(ran)) < TASKS or not _finding(lines):
             assert time.monotonic() < deadline, "".join(lines[-30:])
