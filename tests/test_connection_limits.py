@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import enqueue, migrated_copy
@@ -186,3 +187,25 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def test_a_full_server_is_not_called_unreachable(full: tuple[Cluster, Path]) -> None:
+    """The statistics line under every worker pane: a real refusal of the full cluster."""
+    import psycopg
+
+    from backends import taskstats
+
+    cluster, _ = full
+    connect = {"host": "127.0.0.1", "port": cluster.port, "user": "postgres", "dbname": "postgres"}
+    held: list[psycopg.Connection[Any]] = []
+    try:
+        with pytest.raises(psycopg.OperationalError) as refused:
+            for _ in range(SLOTS + 1):
+                held.append(psycopg.connect(**connect))  # type: ignore[arg-type]
+    finally:
+        for conn in held:
+            conn.close()
+    said = taskstats.explain(refused.value)
+    assert "has no connection slot left" in said and "too many clients" in said, said
+    assert "fewer threads" in said and "PgBouncer" in said, said
+    assert "is unreachable" not in said and "server is running" not in said, said
