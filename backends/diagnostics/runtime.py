@@ -130,9 +130,9 @@ class Watch:
 
     def _refused(self, entries: Sequence[EntryLike], now: float) -> list[Finding]:
         """Entries that said "too many clients" lately: the connection arithmetic, once each."""
-        for entry, at in list(self._refused_at.items()):
+        for entry, at in list(self._refused_at.items()):  # `saw` adds from the event loop
             if now - at > self.refused_for:
-                del self._refused_at[entry]
+                self._refused_at.pop(entry, None)
         return [
             connections.refused(entries, entry, self.using) for entry in sorted(self._refused_at)
         ]

@@ -59,7 +59,8 @@ RESULT_FIELDS = ["status", "return_value", "finished_at", "exception_class_path"
 
 
 class Backoff:
-    """Waits between attempts while the database is unavailable: one log line per attempt.
+    """Waits between attempts while the database is unavailable: one log line per attempt
+    (a full server excepted, see below).
 
     A thread's first failed attempt waits FIRST_RETRY, each further one twice as long, up to
     MAX_RETRY, with a little jitter so the threads of a pool do not knock all at once. A server
