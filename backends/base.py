@@ -173,6 +173,9 @@ class Backend:
     ready_pattern: ClassVar[str | None] = None
     # The entry keys this backend reads; any other is a typo the diagnostics point out.
     keys: ClassVar[frozenset[str]] = frozenset({"BACKEND", "ARGS", "GRACE", "URL", "HEALTH"})
+    # Django code runs in it (requests, tasks), so every thread of every process may hold a
+    # database connection at once (`db_connections`); a program beside Django does not count.
+    runs_django: ClassVar[bool] = True
     grace: float = 10.0  # default for the kind; an entry's GRACE overrides it
     umask: ClassVar[int | None] = None  # set for a child that writes into our private folders
 
@@ -327,6 +330,11 @@ class Backend:
         if self._control_dir is None:
             return None
         return os.path.join(self._control_dir.name, "control")
+
+    def db_connections(self) -> int:
+        """Database connections it may hold at once, as its knobs are now: the product of
+        its knobs (processes x threads, workers x threads, concurrency), 0 if not Django."""
+        return math.prod(self.scale.values()) if self.runs_django else 0
 
     def url(self) -> str | None:
         """Where a web server answers, from its own ARGS; None for everything else."""

@@ -153,6 +153,7 @@ class CeleryBeat(_Celery):
 
     kind = "beat"
     command = "beat"
+    runs_django = False  # one scheduler process, at most one connection: not counted
     reads = ("loglevel", "schedule")
     grace = 10.0
     umask = 0o077  # what beat writes into our private folder is 0600

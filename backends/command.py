@@ -11,6 +11,7 @@ from backends.base import Backend, ConfigError, shown
 class Command(Backend):
     kind = "command"
     accepts = (list, str)
+    runs_django = False
 
     def argv(self) -> list[str]:
         if not self.extra:

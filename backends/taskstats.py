@@ -60,6 +60,7 @@ from django.db.models.functions import Right
 from django.utils import timezone
 from django.utils.connection import ConnectionDoesNotExist
 
+from backends import dbslots
 from backends.base import flat
 from backends.taskworker import ids
 
@@ -236,6 +237,12 @@ def diagnose_error(exc: BaseException, using: str = "default") -> tuple[str, str
         return (
             "database is locked by a writer (SQLite)",
             "retrying on the next poll; WAL mode or a longer OPTIONS['timeout'] makes this rarer",
+        )
+    if dbslots.refused(text):  # before "connection failed": the server is up, and full
+        return (
+            f"database '{using}' has no connection slot left ({text})",
+            "give task workers fewer threads or put PgBouncer in front of PostgreSQL "
+            "(prodserver-tui --check shows the arithmetic)",
         )
     if "unable to open database file" in low:
         return "cannot open the SQLite database file", f"check DATABASES['{using}']['NAME']"

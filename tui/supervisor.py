@@ -186,6 +186,8 @@ class Supervisor:
         self.stir()
         first = child.ring.next_seq
         child.ring.append(stream, lines)
+        if self._watch is not None and stream != "sys":
+            self._watch.saw(child.name, lines)  # a database that refused it: a finding
         if self._listeners or child.events is not None or child.waits_for_line:
             kept = child.ring.since(first)
             if stream != "sys":
@@ -272,8 +274,9 @@ class Supervisor:
                     child.tasks = _attribute(self.stats, child.usage)
             if self._watch is not None:
                 workers = self._task_workers()
+                entries = [c.entry for c in self.children.values()]
                 found = await loop.run_in_executor(
-                    None, diagnose_runtime, self._watch, self.stats, workers
+                    None, diagnose_runtime, self._watch, self.stats, workers, entries
                 )
                 self._publish(runtime=found)
             await asyncio.sleep(self._stats_every)
@@ -361,12 +364,15 @@ def diagnose_setup(project: Project, entries: list[Entry]) -> list[Finding]:
             connections.close_all()
 
 
-def diagnose_runtime(watch: Watch, stats: Snapshot, workers: list[Worker]) -> list[Finding]:
-    """Runs in a worker thread after a poll: stuck tasks and failure spikes read the database."""
+def diagnose_runtime(
+    watch: Watch, stats: Snapshot, workers: list[Worker], entries: list[Entry]
+) -> list[Finding]:
+    """Runs in a worker thread after a poll: stuck tasks, failure spikes and a server out of
+    connection slots read the database."""
     from django.db import connections
 
     try:
-        return watch.check(stats, workers)
+        return watch.check(stats, workers, entries)
     except Exception:  # a check that cannot read now must not end the statistics loop
         return watch.last
     finally:

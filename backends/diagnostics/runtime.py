@@ -1,6 +1,7 @@
 """Runtime checks, from each task statistics poll and which workers are up: tasks ready in a
 queue nobody serves, a backlog growing under idle workers, long waits, tasks left RUNNING by
-dead workers, failure spikes. A `Watch` keeps the little history this needs.
+dead workers, failure spikes; and from the processes' own output: a database that refused
+connections for want of slots. A `Watch` keeps the little history this needs.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from backends import dbslots
 from backends.base import Backend, ConfigError, plural
-from backends.diagnostics.finding import Finding
+from backends.diagnostics import connections
+from backends.diagnostics.finding import EntryLike, Finding
 
 if TYPE_CHECKING:
     from backends.taskstats import Snapshot
@@ -75,6 +78,7 @@ class Watch:
         spike_share: float = 0.2,
         spike_of: int = 100,
         spike_min: int = 10,
+        refused_for: float = 90.0,
         using: str = "default",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -85,31 +89,53 @@ class Watch:
         self.spike_share = spike_share
         self.spike_of = spike_of
         self.spike_min = spike_min
+        self.refused_for = refused_for  # a worker says refusals once a minute: longer than that
         self.using = using
         self.clock = clock
         self._ready: dict[tuple[str, str], deque[tuple[float, int, int]]] = {}
         self._unserved_since: dict[tuple[str, str], float] = {}
         self._stuck: list[Finding] = []
         self._stuck_at: float | None = None
+        self._refused_at: dict[str, float] = {}  # entry -> when it last said "too many clients"
+        self._polled: list[Finding] = []
         self.last: list[Finding] = []
 
-    def check(self, stats: Snapshot, workers: Sequence[Worker]) -> list[Finding]:
-        """This poll's findings; a poll that failed keeps the last ones (the header says why)."""
-        if stats.error:
-            return self.last
+    def saw(self, entry: str, lines: Sequence[str]) -> None:
+        """An entry's own output: note a database that refused it for want of slots. Called
+        for every batch of output, so one scan of the batch, and only for the refusal."""
+        if lines and dbslots.refused("\n".join(lines)):
+            self._refused_at[entry] = self.clock()
+
+    def check(
+        self, stats: Snapshot, workers: Sequence[Worker], entries: Sequence[EntryLike] = ()
+    ) -> list[Finding]:
+        """This poll's findings; a poll that failed keeps the last of those it reads (the
+        header says why), and what the output said still counts (a full server fails the
+        poll too)."""
         now = self.clock()
-        live = {(q.backend, q.queue) for q in stats.queues}
-        for history in (self._ready, self._unserved_since):
-            for gone in history.keys() - live:
-                del history[gone]
-        self.last = [
-            *self._unserved(stats, workers, now),
-            *self._growing(stats, workers, now),
-            *self._waiting(stats),
-            *self._stuck_tasks(workers, now),
-            *self._failing(stats, workers),
-        ]
+        if not stats.error:
+            live = {(q.backend, q.queue) for q in stats.queues}
+            for history in (self._ready, self._unserved_since):
+                for gone in history.keys() - live:
+                    del history[gone]
+            self._polled = [
+                *self._unserved(stats, workers, now),
+                *self._growing(stats, workers, now),
+                *self._waiting(stats),
+                *self._stuck_tasks(workers, now),
+                *self._failing(stats, workers),
+            ]
+        self.last = [*self._polled, *self._refused(entries, now)]
         return self.last
+
+    def _refused(self, entries: Sequence[EntryLike], now: float) -> list[Finding]:
+        """Entries that said "too many clients" lately: the connection arithmetic, once each."""
+        for entry, at in list(self._refused_at.items()):  # `saw` adds from the event loop
+            if now - at > self.refused_for:
+                self._refused_at.pop(entry, None)
+        return [
+            connections.refused(entries, entry, self.using) for entry in sorted(self._refused_at)
+        ]
 
     def _unserved(self, stats: Snapshot, workers: Sequence[Worker], now: float) -> list[Finding]:
         found = []

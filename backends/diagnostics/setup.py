@@ -1,5 +1,6 @@
 """Setup checks: what the settings and PRODUCTION_PROCESSES say, the migration state, and the
-listening sockets of this host. Run once, at start and by ``--check``. The seed
+listening sockets of this host, and the database connections the entries may hold against
+the server's slots (connections.py). Run once, at start and by ``--check``. The seed
 documentation's snippet is the model of what goes wrong: ``"django-tasks"`` in
 INSTALLED_APPS, no ``TASKS``, ``django.contrib.tasks``.
 """
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from backends.base import flat
+from backends.diagnostics.connections import check_connections
 from backends.diagnostics.finding import EntryLike, Finding
 from backends.diagnostics.runtime import Worker, worker
 from backends.ports import WILDCARD_HOSTS, describe, listening, overlap
@@ -55,8 +57,11 @@ def check_setup(
         *_guarded(check_servers, settings, entries),
         *_guarded(check_ports, entries),
     ]
-    if not migrates_itself and not any(f.code in UNLOADABLE for f in found):
-        found += _guarded(check_migrations)
+    if not any(f.code in UNLOADABLE for f in found):
+        database = [] if migrates_itself else _guarded(check_migrations)
+        found += database
+        if not any(f.code in NO_DATABASE for f in database):
+            found += _guarded(check_connections, entries)
     return found
 
 
@@ -221,6 +226,8 @@ def _tasks_file(app: str) -> Path | None:
 
 # A finding with one of these codes means django.setup() would fail: skip the database checks.
 UNLOADABLE = frozenset({"contrib-tasks", "app-not-importable", "tasks-app-missing"})
+# And these, that the database cannot be read: no point asking it about its connections.
+NO_DATABASE = frozenset({"django-setup-failed", "database-error", "migrations-broken"})
 
 
 def check_tasks_settings(settings: Any, entries: Sequence[EntryLike]) -> list[Finding]:

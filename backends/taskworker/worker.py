@@ -7,7 +7,10 @@ so a retired or draining thread could not leave before its interval ran out. Idl
 every thread polling every interval, 2 x 8 threads cost 3 % of a core on an empty queue; here
 idle threads of a process take turns (a process polls about once per interval whatever its
 thread count), and a thread that finds work wakes an idle one, so a burst still fills every
-thread within a few polls. Outages: see `TaskLoop`.
+thread within a few polls. Outages: see `TaskLoop`. Connection slots: an idle thread holds a
+PostgreSQL connection for nothing, so while the server is crowded it gives it back (see
+`TaskLoop.give_back`), and a server that has no slot left is said once a minute per process,
+not once per attempt of every thread (`Refusals`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from django.db import (
+    DatabaseError,
     InterfaceError,
     OperationalError,
     close_old_connections,
@@ -31,6 +35,7 @@ from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction
 
+from backends import dbslots
 from backends.backoff import Backoff as Delays
 from backends.base import flat, plural
 from backends.taskworker.recovery import release_claims
@@ -48,35 +53,79 @@ if TYPE_CHECKING:
 OUTAGE = (OperationalError, InterfaceError)
 FIRST_RETRY = 0.5  # seconds; doubled after every failed attempt ...
 MAX_RETRY = 10.0  # ... up to this, so a thread notices a returned database within 10 s
+REFUSALS_EVERY = 60.0  # seconds: refused connections are said at most this often per process
 #: The columns django-tasks-db's set_successful / set_failed write.
 RESULT_FIELDS = ["status", "return_value", "finished_at", "exception_class_path", "traceback"]
 
 
 class Backoff:
-    """Waits between attempts while the database is unavailable: one log line per attempt.
+    """Waits between attempts while the database is unavailable: one log line per attempt
+    (a full server excepted, see below).
 
     A thread's first failed attempt waits FIRST_RETRY, each further one twice as long, up to
-    MAX_RETRY, with a little jitter so the threads of a pool do not knock all at once.
+    MAX_RETRY, with a little jitter so the threads of a pool do not knock all at once. A server
+    that refuses for want of connection slots is up, just full: that is said by `Refusals`,
+    for the whole process, instead of by each thread.
     """
 
     def __init__(self) -> None:
         self.delays = Delays(FIRST_RETRY, MAX_RETRY)
         self.since: float | None = None  # time.monotonic() of the first failure, while down
+        self.said = False  # this thread said "unavailable": it says "back" too
 
     def failed(self, exc: BaseException, doing: str) -> float:
         if self.since is None:
             self.since = time.monotonic()
             self.delays.reset()
+            self.said = False
         delay = self.delays.next() * random.uniform(0.8, 1.2)
-        log.warning("database unavailable%s: %s; retrying in %.1f s", doing, reason(exc), delay)
+        if dbslots.refused(str(exc)):
+            REFUSALS.refused(exc)
+        else:
+            self.said = True
+            log.warning("database unavailable%s: %s; retrying in %.1f s", doing, reason(exc), delay)
         with contextlib.suppress(Exception):  # closing a dead connection may fail as well
             connections.close_all()  # this thread's: the next attempt reconnects
         return delay
 
     def recovered(self, doing: str = "") -> None:
-        if self.since is not None:
+        if self.since is not None and self.said:
             log.warning("database back after %.1f s%s", time.monotonic() - self.since, doing)
-            self.since = None
+        self.since = None
+
+
+class Refusals:
+    """Connections the server refused for want of slots, said at most once a minute.
+
+    With more threads than slots, the threads left out are refused again at every retry: 17
+    threads each saying so every 10 s buried the rest of the pane. The first refusal is said at
+    once (with the server's words, which the console recognises); later ones are counted into
+    the next line.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.count = 0
+        self.said_at: float | None = None
+
+    def refused(self, exc: BaseException) -> None:
+        with self.lock:
+            self.count += 1
+            now = time.monotonic()
+            if self.said_at is not None and now - self.said_at < REFUSALS_EVERY:
+                return
+            count, self.count, self.said_at = self.count, 0, now
+        log.warning(
+            "database refused %s of this process: %s; they retry (backing off up to %.0f s) "
+            "while idle threads give theirs back. Fewer threads in all (processes x threads) "
+            "than max_connections, or PgBouncer, end this",
+            plural(count, "connection"),
+            reason(exc),
+            MAX_RETRY,
+        )
+
+
+REFUSALS = Refusals()
 
 
 def reason(exc: BaseException) -> str:
@@ -182,6 +231,7 @@ class TaskLoop(Worker):
                 log.info("no more tasks (batch): leaving")
                 return
             else:
+                self.give_back()
                 self.idle_wait(self)
 
     def claim(self) -> DBTaskResult | None:
@@ -213,6 +263,27 @@ class TaskLoop(Worker):
             self.busy = False  # the claim did not happen, or an outage cut it off
             raise
         return task
+
+    def give_back(self) -> None:
+        """An idle thread needs no connection: while the server is crowded, close it.
+
+        Held for good, one per thread, idle connections took every slot (PostgreSQL's
+        superusers' too, when workers connect as one), so the threads left out retried for ever
+        and nobody else got in, not even psql. Crowded means more than CROWDED of the slots an
+        ordinary role may use are taken (a look at pg_stat_activity, on the connection the
+        claim just used); otherwise the connection stays, as reconnecting costs a few ms per
+        poll. The next claim reconnects.
+        """
+        connection = connections[router.db_for_write(DBTaskResult)]
+        if connection.vendor != "postgresql" or connection.connection is None:
+            return
+        try:
+            slots = dbslots.read(connection)
+        except DatabaseError:  # the next claim meets the outage and waits it out
+            return
+        if slots is not None and slots.crowded:
+            with contextlib.suppress(Exception):
+                connection.close()
 
     def release_own_claims(self) -> None:
         """After an outage: a claim cut off at commit may have been written; undo it."""

@@ -4,6 +4,7 @@ The database path and port come from the environment so every test gets its own 
 concurrent runs never share a SQLite file or a listening socket.
 """
 
+import json
 import os
 from importlib.util import find_spec
 from pathlib import Path
@@ -41,7 +42,7 @@ if os.environ.get("DJPROJECT_PG"):  # a scratch PostgreSQL database made by the 
         "NAME": os.environ["DJPROJECT_PG"],
         "HOST": "127.0.0.1",
         "PORT": os.environ.get("DJPROJECT_PG_PORT", "5432"),  # a test's private cluster: its own
-        "USER": "postgres",
+        "USER": os.environ.get("DJPROJECT_PG_USER", "postgres"),
     }
 
 TASKS = {
@@ -65,6 +66,7 @@ PRODUCTION_PROCESSES = {
     },
     "worker": {
         "BACKEND": "django_prodserver.backends.django_tasks.DjangoTasksWorker",
-        "ARGS": {"queue": "default"},
+        # A test may give the worker other ARGS (its processes x threads), as JSON.
+        "ARGS": json.loads(os.environ.get("DJPROJECT_WORKER_ARGS", '{"queue": "default"}')),
     },
 }
