@@ -18,6 +18,12 @@ from tui.project import Entry
 from tui.supervisor import Supervisor
 
 TESTS = Path(__file__).resolve().parent
+
+# pytest-xdist's workers export COLUMNS=80 and LINES=24, and shutil.get_terminal_size (so
+# Textual) believes them over the terminal itself: a console the tests start in a 160x48 tmux
+# pane would draw 80x24 and never follow a resize.
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
 FIXTURES = TESTS / "fixtures"
 
 

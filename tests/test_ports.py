@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from needs import require
 
 from backends.ports import describe, held_by, holder
 from tui.sampler import tree_pids
@@ -47,8 +48,8 @@ def listening(host: str, *, grandchild: bool = False) -> Iterator[tuple[int, int
     [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("::", "127.0.0.1"), ("::", "::1")],
 )
 def test_the_listener_is_found_wherever_it_is_bound(bound: str, reached: str) -> None:
-    if ":" in bound and not socket.has_ipv6:
-        pytest.skip("no IPv6 on this host")
+    if ":" in bound:
+        require("IPv6", None if socket.has_ipv6 else "this Python or host has no IPv6")
     for pid, port in listening(bound):
         assert held_by(tree_pids(pid), reached, port)
         assert not held_by([os.getpid()], reached, port)  # its parent holds no such socket
