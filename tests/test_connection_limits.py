@@ -16,11 +16,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -30,8 +28,7 @@ from typing import Any
 
 import pytest
 from helpers import enqueue, migrated_copy
-from needs import require
-from test_db_faults import Cluster
+from pgcluster import Cluster, private_cluster
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -46,33 +43,15 @@ WORKER_ARGS = {"queue": "default", "processes": "4", "threads": "8"}
 def full() -> Iterator[tuple[Cluster, Path]]:
     """A private cluster with 15 slots and a migrated copy of the test project on it, plus a
     role without SUPERUSER; the project connects as the superuser postgres unless told."""
-    if not shutil.which("initdb") or not shutil.which("pg_ctl") or not shutil.which("psql"):
-        require("initdb", "initdb / pg_ctl / psql are not on PATH: no private PostgreSQL cluster")
-    root = Path(tempfile.mkdtemp(prefix="connlimit-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    cluster = Cluster(root)
-    try:
-        cluster.init()
-        with (cluster.data / "postgresql.conf").open("a") as conf:
-            conf.write(f"max_connections = {SLOTS}\n")
-        cluster.start()
-    except (RuntimeError, LookupError) as e:  # LookupError: no user postgres
-        shutil.rmtree(root, ignore_errors=True)
-        require("initdb", f"cannot start a private PostgreSQL cluster here: {e}")
-    cluster.execute("CREATE DATABASE limits")
-    cluster.execute("CREATE ROLE app LOGIN")
-    cluster.execute("ALTER DATABASE limits OWNER TO app")  # its tables: app's, migrated as app
-    env = {"DJPROJECT_PG": "limits", "DJPROJECT_PG_PORT": str(cluster.port)}
-    env["DJPROJECT_PG_USER"] = "app"
-    with _environ(env):
-        project = migrated_copy(root / "work")
-    try:
+    with private_cluster("connlimit-pg-", f"max_connections = {SLOTS}\n") as cluster:
+        cluster.execute("CREATE DATABASE limits")
+        cluster.execute("CREATE ROLE app LOGIN")
+        cluster.execute("ALTER DATABASE limits OWNER TO app")  # its tables: app's, migrated as app
+        env = {"DJPROJECT_PG": "limits", "DJPROJECT_PG_PORT": str(cluster.port)}
+        env["DJPROJECT_PG_USER"] = "app"
+        with _environ(env):
+            project = migrated_copy(cluster.root / "work")
         yield cluster, project
-    finally:
-        with contextlib.suppress(RuntimeError):
-            cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.parametrize("role", ["postgres", "app"])

@@ -19,10 +19,8 @@ import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -32,8 +30,8 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import WORKER, enqueue, entry, free_port, query, run_json, statuses, until
-from needs import require
+from helpers import WORKER, enqueue, entry, query, run_json, statuses, until
+from pgcluster import Cluster, private_cluster
 from test_recovery import run as run_django
 
 from backends.taskworker import ids
@@ -63,68 +61,11 @@ db.execute("COMMIT")
 # --- a private PostgreSQL cluster --------------------------------------------------------------
 
 
-class Cluster:
-    """A scratch PostgreSQL cluster in a temporary folder, on its own port, as user postgres.
-
-    ``stop`` is the fault: ``immediate`` kills the server the way a crash or an OOM kill does
-    (clients see their connections drop, uncommitted work is lost); ``start`` brings it back on
-    the same port and data.
-    """
-
-    def __init__(self, root: Path, port: int | None = None) -> None:
-        self.root = root
-        self.data = root / "data"
-        self.port = port or free_port()
-
-    def run(self, *argv: str) -> None:
-        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        done = subprocess.run(
-            [*as_postgres, *argv], stdin=subprocess.DEVNULL, capture_output=True, text=True
-        )
-        if done.returncode:
-            raise RuntimeError(f"{' '.join(argv)} failed: {(done.stdout + done.stderr).strip()}")
-
-    def init(self) -> None:
-        self.run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        log = str(self.root / "server.log")
-        self.run("pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-w", "start")
-
-    def stop(self, mode: str = "immediate") -> None:
-        self.run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
-
-    def execute(self, sql: str, *params: object, dbname: str = "postgres") -> None:
-        import psycopg
-
-        with psycopg.connect(
-            host="127.0.0.1", port=self.port, user="postgres", dbname=dbname, autocommit=True
-        ) as conn:
-            conn.execute(sql, params)  # type: ignore[arg-type]
-
-
 @pytest.fixture(scope="module")
 def pg_cluster() -> Iterator[Cluster]:
-    """A running private cluster for this module, removed afterwards; a skip says why not."""
-    if not shutil.which("initdb") or not shutil.which("pg_ctl"):
-        require("initdb", "initdb / pg_ctl are not on PATH: no private PostgreSQL cluster")
-    if os.geteuid() == 0 and not shutil.which("runuser"):
-        require("runuser", "running as root without runuser: initdb refuses root")
-    root = Path(tempfile.mkdtemp(prefix="dbfaults-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    cluster = Cluster(root)
-    try:
-        cluster.init()
-        cluster.start()
-    except (RuntimeError, LookupError) as e:  # LookupError: no user postgres
-        shutil.rmtree(root, ignore_errors=True)
-        require("initdb", f"cannot start a private PostgreSQL cluster here: {e}")
-    yield cluster
-    with contextlib.suppress(RuntimeError):
-        cluster.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    """A running private cluster for this module, removed afterwards."""
+    with private_cluster("dbfaults-pg-") as cluster:
+        yield cluster
 
 
 @pytest.fixture
