@@ -152,6 +152,16 @@ def console_argv(settings: str, headless: bool = False) -> list[str]:
     )
 
 
+def start_logged(
+    argv: list[str], cwd: Path, env: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    """A console (headless) whose every word goes to ``log``, for the assertions to quote."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
 def make_template(root: Path) -> Path:
     """The test project under ``root``, migrated, with one short task READY."""
     with pytest.MonkeyPatch.context() as mp:
@@ -426,15 +436,9 @@ def test_nothing_survives_when_console_and_watchdog_are_both_sigkilled(project: 
     timeout; the task worker's processes drain when the pipe from their master closes)."""
     (project / "both_dead.py").write_text(BOTH_DEAD)
     env = console_env(project.parent / "db.sqlite3", BOTH_DEAD_PORT=str(free_port()))
-    with (project.parent / "console.log").open("wb") as log:
-        console = subprocess.Popen(
-            console_argv("both_dead", headless=True),
-            cwd=project,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    console = start_logged(
+        console_argv("both_dead", headless=True), project, env, project.parent / "console.log"
+    )
     try:
         deadline = time.monotonic() + 60
         while len(pids := tree(console.pid)) <= BOTH_DEAD_DESCENDANTS:
@@ -461,15 +465,9 @@ def test_a_killed_watchdog_is_replaced_and_still_protects(tmp_path: Path) -> Non
         f"'ARGS': [sys.executable, {str(FIXTURES / 'spawns_grandchild.py')!r}]}}}}\n"
     )
     out = tmp_path / "console.log"
-    with out.open("wb") as log:
-        console = subprocess.Popen(
-            console_argv("s", headless=True),
-            cwd=tmp_path,
-            env=console_env(tmp_path / "unused.sqlite3"),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    console = start_logged(
+        console_argv("s", headless=True), tmp_path, console_env(tmp_path / "unused.sqlite3"), out
+    )
     try:
         deadline = time.monotonic() + 30
         while len(pids := tree(console.pid)) < 4:  # console, watchdog, parent, grandchild
@@ -553,15 +551,12 @@ def test_a_clock_step_does_not_blind_the_watchdog(project: Path) -> None:
     port = free_port()
     clock = SteppedClock(project.parent)
     env = console_env(project.parent / "db.sqlite3", STEPPED_PORT=str(port))
-    with (project.parent / "console.log").open("wb") as log:
-        console = subprocess.Popen(
-            clock.argv(*console_argv("stepped", headless=True)),
-            cwd=project,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    console = start_logged(
+        clock.argv(*console_argv("stepped", headless=True)),
+        project,
+        env,
+        project.parent / "console.log",
+    )
     try:
         deadline = time.monotonic() + 60
         url = f"http://127.0.0.1:{port}/"
