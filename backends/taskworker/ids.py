@@ -126,6 +126,7 @@ def is_local(worker: WorkerId) -> bool:
 
 
 def label(worker_id: str) -> str:
-    """The readable part of a worker id, for log lines."""
+    """The readable part of a worker id (host:pid:thread), for log lines and the task panel:
+    its scope and start time only tell this program whether the worker is alive."""
     parsed = parse(worker_id)
     return parsed.label if parsed else worker_id

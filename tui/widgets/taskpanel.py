@@ -19,6 +19,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, Static
 
+from backends.taskworker.ids import label
 from tui import format as fmt
 from tui.output import inert, inert_all
 from tui.supervisor import Supervisor
@@ -59,7 +60,7 @@ def failure_heading(failure: Failure) -> Text:
     return Text.assemble(
         (failure.task_path, "bold"),
         f"  {failure.exception}  finished {failure.finished_at:%H:%M:%S}",
-        f" on {failure.worker_id}" if failure.worker_id else "",
+        f" on {label(failure.worker_id)}" if failure.worker_id else "",
         "\n",
         (failure.message, "red"),
     )
@@ -176,7 +177,7 @@ class TaskPanel(Dialog):
                 f.finished_at.strftime("%H:%M:%S"),
                 Text(f.task_path),
                 Text(f.message, style="red"),
-                Text(f.worker_id or "-"),
+                Text(label(f.worker_id) if f.worker_id else "-"),
                 key=f.id,
             )
         ids = [f.id for f in failures]
@@ -249,7 +250,8 @@ class TaskPanel(Dialog):
         table.clear()
         self.stuck_ids = [s.id for s in stuck]
         for s in stuck:
-            table.add_row(*map(Text, (s.task_path, s.queue, s.worker_id, s.reason)), key=s.id)
+            row = (s.task_path, s.queue, label(s.worker_id), s.reason)
+            table.add_row(*map(Text, row), key=s.id)
         table.display = bool(stuck)
         self.query_one("#stuck-label", Label).update(
             "Stuck tasks: RUNNING, but their worker process is gone (e requeue, f fail)"
