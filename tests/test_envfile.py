@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,11 @@ from pathlib import Path
 import pytest
 from conftest import TESTS, _postgres, postgres_missing
 from helpers import free_port, run_json
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from needs import needs
+
+from tui import envfile
 
 REPO = TESTS.parent
 REALPROJECT = TESTS / "realproject"
@@ -209,3 +214,28 @@ def test_bad_env_file_lines_are_named_and_the_rest_loads(tmp_path: Path) -> None
     assert len(syntax) == len(encoding) == len(unusable) == 1, done.stdout
     assert all(x.startswith("warning") for x in syntax + encoding + unusable)
     assert "GOOD=1" in next(x for x in lines if x.startswith("env file "))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=200)
+    | st.lists(
+        st.sampled_from(["A=1", "B='x", 'C="y\nz"', "export D=${A}", "=e", "F", "#", "\x00", "é"]),
+        max_size=8,
+    ).map(lambda lines: "\n".join(lines).encode())
+)
+def test_any_bytes_load_or_are_named_on_one_line(data: bytes) -> None:
+    """Whatever a .env holds, loading it never raises, sets only what python-dotenv parsed,
+    and says each problem on one line."""
+    saved = dict(os.environ)
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, ".env").write_bytes(data)
+        try:
+            (loaded,) = envfile.load([], Path(folder))
+            applied = {k: os.environ[k] for k in loaded.applied}
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    assert applied == {k: loaded.values[k] for k in loaded.applied}
+    for finding in loaded.findings:
+        assert "\n" not in finding.what
