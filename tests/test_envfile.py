@@ -170,6 +170,7 @@ def test_every_child_gets_the_env_file_and_its_entry_env_wins(tmp_path: Path) ->
     (project / "realsite" / "settings" / "probe.py").write_text(PROBE_SETTINGS)
     check = console(project, "--check", "--settings", "realsite.settings.probe", GREETING="env")
     assert "entry-key-unknown" not in check.stdout  # ENV is a key the backends read
+    assert "  env       GREETING=from-entry ONLY_ENV=entry" in check.stdout
     bad = next(x for x in check.stdout.splitlines() if x.startswith("bad "))
     assert "ENV N must be a string" in bad, check.stdout
     proc = subprocess.Popen(

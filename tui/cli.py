@@ -120,6 +120,9 @@ def check(found: list[Entry], redact: Redactor) -> int:
             _say(f"{entry.name:<{width}}  error     {redact(str(e))}")
             continue
         _say(f"{entry.name:<{width}}  {entry.kind:<9} {redact.command(launch.argv)}")
+        if entry.backend is not None and entry.backend.env:
+            pairs = " ".join(f"{k}={v}" for k, v in entry.backend.env.items())
+            _say(f"{'':<{width}}  env       {redact(pairs)}")
         for note in launch.notes:
             _say(f"{'':<{width}}  note      {redact(note)}")
     return 1 if failed else 0
