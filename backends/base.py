@@ -15,11 +15,14 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from backends import private
 from backends.control import ENV as CONTROL_ENV
+
+if TYPE_CHECKING:
+    from backends.diagnostics.finding import Finding
 
 # gunicorn (``"GET / HTTP/1.1" 200 2``), uvicorn (``"GET / HTTP/1.1" 200 OK``) and runserver
 # all put the status right after the quoted request line; group 1 is its class digit.
@@ -75,6 +78,9 @@ class Project:
     pythonpath: tuple[str, ...] = ()
     settings: Any = None
     python: str = sys.executable
+    # What loading its .env files said: --check's lines, and bad lines as setup findings.
+    env_files: tuple[str, ...] = ()
+    findings: tuple[Finding, ...] = ()
 
     def child_env(self) -> dict[str, str]:
         path = [*self.pythonpath, os.environ.get("PYTHONPATH", "")]
@@ -172,7 +178,7 @@ class Backend:
     # A log line that proves the process is ready (Celery's "ready."), for those not on HTTP.
     ready_pattern: ClassVar[str | None] = None
     # The entry keys this backend reads; any other is a typo the diagnostics point out.
-    keys: ClassVar[frozenset[str]] = frozenset({"BACKEND", "ARGS", "GRACE", "URL", "HEALTH"})
+    keys: ClassVar[frozenset[str]] = frozenset({"BACKEND", "ARGS", "GRACE", "URL", "HEALTH", "ENV"})
     # Django code runs in it (requests, tasks), so every thread of every process may hold a
     # database connection at once (`db_connections`); a program beside Django does not count.
     runs_django: ClassVar[bool] = True
@@ -195,6 +201,7 @@ class Backend:
         self.grace = self._checked_grace(entry.get("GRACE", self.grace))
         self.declared_url = self._checked_url(entry.get("URL"))
         self.health = self._checked_health(entry.get("HEALTH", "/"))
+        self.env = self._checked_env(entry.get("ENV", {}))
         self._control_dir: tempfile.TemporaryDirectory[str] | None = None
 
     def _checked_options(self, args: object) -> dict[str, ScalarArg]:
@@ -274,6 +281,34 @@ class Backend:
                 'write e.g. "HEALTH": "/healthz"'
             )
         return path
+
+    def _checked_env(self, env: object) -> dict[str, str]:
+        """``ENV``: variables for this entry alone, over the environment and the .env files
+        (it is the most specific configuration). The variables the console sets for every
+        child are refused: they would move the child to other settings than the console's."""
+        example = 'write e.g. "ENV": {"WEB_CONCURRENCY": "4"}'
+        if not isinstance(env, dict):
+            raise ConfigError(
+                f"{self.name}: ENV must be a dict of name -> string, got "
+                f"{type(env).__name__}; {example}"
+            )
+        reserved = {*self.project.child_env(), CONTROL_ENV}
+        for key, value in env.items():
+            if not (isinstance(key, str) and key and "=" not in key and "\0" not in key):
+                raise ConfigError(
+                    f"{self.name}: ENV key {shown(key)} is not a variable name; {example}"
+                )
+            if key in reserved:
+                raise ConfigError(
+                    f"{self.name}: ENV cannot set {key}, which the console sets for every "
+                    "child; use --settings or --pythonpath instead"
+                )
+            if not isinstance(value, str) or "\0" in value:
+                raise ConfigError(
+                    f"{self.name}: ENV {key} must be a string without NUL, got {shown(value)}; "
+                    "write numbers in quotes too"
+                )
+        return dict(env)
 
     def _checked_extra(self, args: object) -> list[str]:
         if isinstance(args, str):
@@ -370,7 +405,11 @@ class Backend:
         control = self.control_path()
         return Launch(
             argv=tuple(self._checked_argv(self.argv())),
-            env={**self.project.child_env(), **({CONTROL_ENV: control} if control else {})},
+            env={
+                **self.env,
+                **self.project.child_env(),
+                **({CONTROL_ENV: control} if control else {}),
+            },
             cwd=self.project.base_dir,
             stop_signal=self.stop_signal,
             stop_group=self.stop_group,

@@ -532,7 +532,7 @@ def test_an_entry_key_nobody_reads_is_named_with_the_likely_fix() -> None:
         "warning  web: web has the key 'HEALTHZ', which prodserver-tui does not read, so it has "
         'no effect — rename it to "HEALTH"',
         "warning  celery: celery has the key 'colour', which prodserver-tui does not read, so it "
-        "has no effect — remove it; an entry of this kind reads APP, ARGS, BACKEND, GRACE, "
+        "has no effect — remove it; an entry of this kind reads APP, ARGS, BACKEND, ENV, GRACE, "
         "HEALTH, URL",
     ]
 

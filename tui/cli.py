@@ -38,6 +38,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pythonpath", metavar="DIR", action="append", default=[], help="add DIR to sys.path"
     )
+    env = p.add_mutually_exclusive_group()
+    env.add_argument(
+        "--env-file",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="load variables from PATH instead of the project's .env (repeatable: a later "
+        "file wins over an earlier one; the real environment wins over all)",
+    )
+    env.add_argument(
+        "--no-env-file", action="store_true", help="load no .env file, not even the project's"
+    )
     p.add_argument("--check", action="store_true", help="validate, print command lines, exit")
     p.add_argument("--headless", action="store_true", help="prefixed output instead of the UI")
     p.add_argument("--demo", action="store_true", help="run the bundled demo project")
@@ -64,13 +76,17 @@ def main(argv: list[str] | None = None) -> int:
             from tui import demo
 
             settings = demo.prepare(check=args.check)
-        project = discover(settings, args.pythonpath, Path.cwd())
+        # The demo is its own project: the .env of the folder it is started from is not its.
+        load_env = not (args.no_env_file or args.demo)
+        project = discover(settings, args.pythonpath, Path.cwd(), args.env_file, load_env)
         found = entries(project, args.names)
     except (ProjectError, RuntimeError) as e:
         print(f"prodserver-tui: error: {e}", file=sys.stderr)
         return 2
     redact = Redactor.for_project(project.settings)
     if args.check:
+        for line in project.env_files:
+            _say(redact(line))
         failed = check(found, redact)
         return max(failed, diagnose(project, found, redact, demo=args.demo))
     supervisor = Supervisor(found, ring_lines=args.ring_lines, redact=redact, project=project)
@@ -104,6 +120,9 @@ def check(found: list[Entry], redact: Redactor) -> int:
             _say(f"{entry.name:<{width}}  error     {redact(str(e))}")
             continue
         _say(f"{entry.name:<{width}}  {entry.kind:<9} {redact.command(launch.argv)}")
+        if entry.backend is not None and entry.backend.env:
+            pairs = " ".join(f"{k}={v}" for k, v in entry.backend.env.items())
+            _say(f"{'':<{width}}  env       {redact(pairs)}")
         for note in launch.notes:
             _say(f"{'':<{width}}  note      {redact(note)}")
     return 1 if failed else 0
@@ -116,7 +135,7 @@ def diagnose(project: Project, found: list[Entry], redact: Redactor, demo: bool 
     from backends.diagnostics import check_setup
 
     project.settings.LOGGING_CONFIG = None
-    findings = check_setup(project.settings, found, migrates_itself=demo)
+    findings = [*project.findings, *check_setup(project.settings, found, migrates_itself=demo)]
     for finding in findings:
         _say(redact(finding.line()))
     return 1 if any(f.severity == "error" for f in findings) else 0

@@ -19,6 +19,7 @@ from typing import Any
 
 from backends.base import Backend, ConfigError, Launch, Project, one_line, shown
 from backends.registry import resolve
+from tui import envfile
 
 
 class ProjectError(Exception):
@@ -50,8 +51,20 @@ def settings_from_manage_py(path: Path) -> str | None:
     return None
 
 
-def discover(settings: str | None, pythonpath: Sequence[str], cwd: Path) -> Project:
-    """Decide the settings module and import path, then import the settings."""
+def discover(
+    settings: str | None,
+    pythonpath: Sequence[str],
+    cwd: Path,
+    env_files: Sequence[str] = (),
+    load_env: bool = True,
+) -> Project:
+    """Load the .env files (``tui.envfile``), decide the settings module and import path, then
+    import the settings. The files come first: they may name DJANGO_SETTINGS_MODULE, and the
+    settings read DATABASE_URL and the like from the environment when they load."""
+    try:
+        loaded = envfile.load(env_files, cwd, enabled=load_env)
+    except envfile.EnvFileError as e:
+        raise ProjectError(str(e)) from e
     # The current folder is importable, as under ``python -m django``, which is how children run.
     extra = [*(str(Path(p).resolve()) for p in pythonpath), str(cwd)]
     module = settings or os.environ.get("DJANGO_SETTINGS_MODULE")
@@ -65,6 +78,8 @@ def discover(settings: str | None, pythonpath: Sequence[str], cwd: Path) -> Proj
         base_dir=str(cwd),
         pythonpath=tuple(dict.fromkeys(extra)),
         settings=load_settings(module, extra),
+        env_files=tuple(envfile.describe(file) for file in loaded),
+        findings=tuple(f for file in loaded for f in file.findings),
     )
 
 

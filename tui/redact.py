@@ -182,16 +182,25 @@ def _from_settings(settings: Any) -> Iterator[str]:
     if settings is None:
         return
     for name in ("SECRET_KEY", "SECRET_KEY_FALLBACKS"):
-        yield from _strings(getattr(settings, name, None))
-    databases = getattr(settings, "DATABASES", None)
+        yield from _strings(_setting(settings, name))
+    databases = _setting(settings, "DATABASES")
     if isinstance(databases, Mapping):
         for db in databases.values():
             if isinstance(db, Mapping):
                 yield from _strings(db.get("PASSWORD"))
-    processes = getattr(settings, "PRODUCTION_PROCESSES", None)
+    processes = _setting(settings, "PRODUCTION_PROCESSES")
     if isinstance(processes, Mapping):
         for spec in processes.values():
             yield from _found(spec)
+
+
+def _setting(settings: Any, name: str) -> Any:
+    """Django refuses to give an empty SECRET_KEY (ImproperlyConfigured): a project whose .env
+    is missing has one, and the console must still start and say what else is wrong."""
+    try:
+        return getattr(settings, name, None)
+    except Exception:
+        return None
 
 
 def _found(value: Any, key: str | None = None) -> Iterator[str]:

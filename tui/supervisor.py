@@ -358,7 +358,7 @@ def diagnose_setup(project: Project, entries: list[Entry]) -> list[Finding]:
     from backends.diagnostics import check_setup
 
     try:
-        return check_setup(project.settings, entries)
+        return [*project.findings, *check_setup(project.settings, entries)]
     finally:
         with contextlib.suppress(Exception):
             connections.close_all()
