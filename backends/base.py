@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -465,10 +466,30 @@ _SHAPE_HINTS: dict[type, str] = {
 
 
 def require_module(entry: str, module: str, extra: str) -> None:
-    """A server that is not installed is a config error with the install command, not a crash."""
+    """A server that is not installed is a config error with the install command, not a crash.
+    The command names the extra's own requirements: "prodserver-tui" is not on PyPI, so
+    ``pip install "prodserver-tui[extra]"`` would find nothing."""
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise ConfigError(
-            f'{entry}: {module} is not installed; run: pip install "prodserver-tui[{extra}]"'
-        )
+        wanted = " ".join(f'"{r}"' for r in _extra_requirements(extra)) or module
+        raise ConfigError(f"{entry}: {module} is not installed; run: pip install {wanted}")
+
+
+def _extra_requirements(extra: str) -> list[str]:
+    """``gunicorn>=22`` for the extra "gunicorn", from the installed package's metadata
+    (``Requires-Dist: gunicorn>=22; extra == 'gunicorn'``); none in a checkout that is not
+    installed."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        declared = requires("prodserver-tui") or []
+    except PackageNotFoundError:
+        return []
+    marker = re.compile(rf"""extra\s*==\s*["']{re.escape(extra)}["']""")
+    wanted = []
+    for line in declared:
+        requirement, _, condition = line.partition(";")
+        if marker.fullmatch(condition.strip()):
+            wanted.append(requirement.strip())
+    return wanted

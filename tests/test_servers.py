@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import socket
 import sys
+import tomllib
 from collections.abc import Awaitable, Callable
 from importlib.util import find_spec
 from pathlib import Path
@@ -43,9 +44,7 @@ GRACE = 6
 def _installed(module: str) -> pytest.MarkDecorator:
     return needs(
         module,
-        lambda: (
-            None if find_spec(module) else f'not installed: pip install "prodserver-tui[{module}]"'
-        ),
+        lambda: None if find_spec(module) else f'not installed: pip install -e ".[{module}]"',
     )
 
 
@@ -206,12 +205,18 @@ def test_both_spellings_resolve(prefix: str, short: str, cls: type[Backend]) -> 
     assert resolve("web", prefix + short) is cls
 
 
-def test_require_module_names_the_extra() -> None:
+def _extra(name: str) -> str:
+    """The extra's requirements as pyproject.toml declares them, quoted for a shell."""
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    return " ".join(f'"{r}"' for r in pyproject["project"]["optional-dependencies"][name])
+
+
+def test_require_module_names_the_extras_requirements() -> None:
+    """Not ``pip install "prodserver-tui[uvicorn]"``: that name is not on PyPI."""
     with pytest.raises(ConfigError) as e:
         require_module("web", "prodserver_tui_no_such_server", "uvicorn")
     assert str(e.value) == (
-        "web: prodserver_tui_no_such_server is not installed; "
-        'run: pip install "prodserver-tui[uvicorn]"'
+        f"web: prodserver_tui_no_such_server is not installed; run: pip install {_extra('uvicorn')}"
     )
 
 
@@ -231,9 +236,7 @@ def test_missing_server_is_an_install_hint(
     """``sys.modules[name] = None`` is Python's own way to make a module unimportable."""
     monkeypatch.setitem(sys.modules, module, None)
     built = build_entry("web", {"BACKEND": PRODSERVER + short}, _project(tmp_path))
-    assert built.error == (
-        f'web: {module} is not installed; run: pip install "prodserver-tui[{module}]"'
-    )
+    assert built.error == f"web: {module} is not installed; run: pip install {_extra(module)}"
 
 
 def _project(root: Path, **settings: Any) -> Project:

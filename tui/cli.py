@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tomllib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -154,9 +155,18 @@ def _positive(text: str) -> int:
 
 
 def _version() -> str:
+    """The installed distribution's; run from a checkout without installing (``python -m
+    tui.cli``), the pyproject.toml beside the packages says it, marked as such."""
     try:
         return version("prodserver-tui")
     except PackageNotFoundError:
+        pass
+    try:
+        pyproject = tomllib.loads(
+            (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+        )
+        return f"{pyproject['project']['version']} (a checkout, not installed)"
+    except (OSError, ValueError, KeyError):  # tomllib's TOMLDecodeError is a ValueError
         return "unknown"
 
 
