@@ -57,7 +57,7 @@ def postgres_missing() -> str | None:
     try:
         import psycopg
     except ImportError:
-        return "psycopg is not installed (pip install 'prodserver-tui[test]')"
+        return "psycopg is not installed (pip install -e '.[test]' in the checkout)"
     try:
         psycopg.connect(
             host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=2

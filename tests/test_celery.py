@@ -36,7 +36,7 @@ DJPROJECT = Path(__file__).resolve().parent / "djproject"
 
 def _why_not() -> str | None:
     if find_spec("celery") is None or find_spec("redis") is None:
-        return "celery[redis] is not installed (pip install 'prodserver-tui[celery]')"
+        return "celery[redis] is not installed (pip install -e '.[celery]' in the checkout)"
     import redis
 
     try:
