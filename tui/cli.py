@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tomllib
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from backends.base import ConfigError, Project, one_line
+from tui import version
 from tui.keep_scale import snippet
 from tui.outlet import Outlet
 from tui.project import Entry, ProjectError, discover, entries
@@ -62,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
         help="lines of output kept per process, and (--headless) waiting for a slow reader "
         "before the oldest are skipped (default: %(default)s)",
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     return p
 
 
@@ -152,22 +151,6 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be a positive integer")
     return value
-
-
-def _version() -> str:
-    """The installed distribution's; run from a checkout without installing (``python -m
-    tui.cli``), the pyproject.toml beside the packages says it, marked as such."""
-    try:
-        return version("prodserver-tui")
-    except PackageNotFoundError:
-        pass
-    try:
-        pyproject = tomllib.loads(
-            (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
-        )
-        return f"{pyproject['project']['version']} (a checkout, not installed)"
-    except (OSError, ValueError, KeyError):  # tomllib's TOMLDecodeError is a ValueError
-        return "unknown"
 
 
 if __name__ == "__main__":

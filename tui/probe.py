@@ -18,13 +18,11 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import urlsplit
 
-try:
-    USER_AGENT = f"prodserver-tui-probe/{version('prodserver-tui')}"
-except PackageNotFoundError:  # run from a checkout without installing
-    USER_AGENT = "prodserver-tui-probe/0"
+from tui import version
+
+USER_AGENT = f"prodserver-tui-probe/{version().split()[0]}"
 
 
 def probe_address(url: str) -> tuple[str, int] | None:
