@@ -42,6 +42,8 @@ class Database:
 
     def shown(self) -> str:
         """``postgresql "shop" on 127.0.0.1:5432``, ``sqlite /srv/db.sqlite3``."""
+        if self.vendor == "none":
+            return f'no database (DATABASES["{self.alias}"] names no ENGINE)'
         if self.private:
             return "an in-memory sqlite database (each process has its own)"
         if self.vendor == "sqlite":
