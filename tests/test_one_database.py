@@ -80,8 +80,8 @@ def test_a_worker_on_another_database_is_an_error_naming_both(
         [
             f"error    worker: worker will use {theirs} (its ARGS give --settings="
             "djproject.settings_worker), but the console's task statistics and the settings it "
-            f"loaded (djproject.settings) use sqlite {sqlite}, so tasks are enqueued in one "
-            "database and looked for in another — start every process with the same settings "
+            f"loaded (djproject.settings) use sqlite {sqlite}, so tasks are enqueued in one and "
+            "looked for in the other — start every process with the same settings "
             "and environment: the same DJANGO_SETTINGS_MODULE and DATABASE_URL (or the .env "
             "file that sets it); an entry's own --settings or environment must point at the "
             "same database"
@@ -91,8 +91,7 @@ def test_a_worker_on_another_database_is_an_error_naming_both(
     seen = console(djproject, DJPROJECT_WORKER_PG=scratch_pg)
     said = (
         f"worker uses {theirs}, but the web servers and the console's task statistics use "
-        f"sqlite {sqlite} (djproject.settings as the console loaded it), so tasks are enqueued "
-        "in one database and looked for in another"
+        f"sqlite {sqlite}, so tasks are enqueued in one and looked for in the other"
     )
     assert [line for line in seen["findings"] if "uses postgresql" in line] == [
         f"error    worker: {said} — start every process with the same settings and environment: "

@@ -27,7 +27,7 @@ from backends.dbident import Database
 from backends.diagnostics.finding import EntryLike, Finding
 
 CODE = "database-mismatch"
-APART = "so tasks are enqueued in one database and looked for in another"
+APART = "so tasks are enqueued in one and looked for in the other"
 FIX = (
     "start every process with the same settings and environment: the same "
     "DJANGO_SETTINGS_MODULE and DATABASE_URL (or the .env file that sets it); an entry's own "
@@ -63,7 +63,6 @@ def check_reported(reports: Mapping[str, Database], using: str = "default") -> l
     from django.conf import settings
 
     databases = getattr(settings, "DATABASES", None) or {}
-    module = str(getattr(settings, "SETTINGS_MODULE", "") or "the settings")
     stats = dbident.describe(databases.get(using) or {}, using)
     found = []
     for entry, theirs in sorted(reports.items()):
@@ -71,16 +70,15 @@ def check_reported(reports: Mapping[str, Database], using: str = "default") -> l
         stats_differ, web_differ = not theirs.same(stats), not theirs.same(web)
         if not (stats_differ or web_differ):
             continue
-        loaded = f"({module} as the console loaded it)"
         if not web_differ:
             what = f"the console's task statistics read {stats.shown()}, so they show none of them"
         elif not stats_differ or web.same(stats):
             also = " and the console's task statistics" if stats_differ else ""
-            what = f"the web servers{also} use {web.shown()} {loaded}, {APART}"
+            what = f"the web servers{also} use {web.shown()}, {APART}"
         else:
             what = (
                 f"the web servers use {web.shown()} and the console's task statistics read "
-                f"{stats.shown()} {loaded}, {APART}"
+                f"{stats.shown()}, {APART}"
             )
         what = f"{entry} uses {theirs.shown()}, but {what}"
         found.append(Finding("error", CODE, entry, what, FIX))
