@@ -1,6 +1,6 @@
 """Run by test_one_database in a fresh process (Django settings load once per process): the
-console on the test project, its worker given settings of its own (``ARGS {"settings":
-"djproject.settings_worker"}``), which put it on the database the environment says.
+console on a test project and its worker entry, which the test gave a database of its own
+(settings of its own in ARGS, or DATABASE_URL in its ENV).
 
 Waits for the worker's report of its database and for two statistics polls after it (so a
 check ran with it in hand), then prints one JSON object: the worker's report line, the
@@ -19,10 +19,8 @@ from textual.widgets import Static
 
 from backends.dbident import MARK
 from tui.app import ConsoleApp
-from tui.project import build_entry, discover
+from tui.project import discover, entries
 from tui.supervisor import Supervisor
-
-WORKER = "django_prodserver.backends.django_tasks.DjangoTasksWorker"
 
 
 def text(widget: Static) -> str:
@@ -31,9 +29,7 @@ def text(widget: Static) -> str:
 
 async def main(project_dir: Path) -> dict[str, object]:
     project = discover(None, [], project_dir)
-    args = {"queue": "default", "settings": "djproject.settings_worker"}
-    worker = build_entry("worker", {"BACKEND": WORKER, "ARGS": args}, project)
-    sup = Supervisor([worker], watchdog=False, stats_every=0.2, project=project)
+    sup = Supervisor(entries(project, ["worker"]), watchdog=False, stats_every=0.2, project=project)
     app = ConsoleApp(sup, project.settings_module, host="testhost")
     seen: dict[str, object] = {}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,20 +24,24 @@ from helpers import free_port, run_json
 from needs import needs
 
 from backends.dbident import MARK, Database, describe, parse, report_line
+from backends.diagnostics.database import FIX
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
+REALPROJECT = TESTS / "realproject"
 OWN_SETTINGS = {"queue": "default", "settings": "djproject.settings_worker"}
 PASSWORD = "worker-only-password"  # in settings_worker's DATABASES: never shown
 
 
 def env(**extra: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    """The test's environment without what the projects' settings and .env files set."""
+    dropped = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "SECRET_KEY", "PORT")
+    clean = {k: v for k, v in os.environ.items() if k not in dropped}
     return {**clean, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)]), **extra}
 
 
 def check(project: Path, **extra: str) -> tuple[int, list[str]]:
-    """``prodserver-tui --check`` in the project, the worker on settings of its own."""
+    """``prodserver-tui --check`` in the project; its lines about databases."""
     done = subprocess.run(
         [sys.executable, "-m", "tui.cli", "--check"],
         cwd=project,
@@ -50,11 +55,13 @@ def check(project: Path, **extra: str) -> tuple[int, list[str]]:
         timeout=60,
     )
     assert "Traceback" not in done.stderr, done.stderr
+    assert PASSWORD not in done.stdout + done.stderr
     return done.returncode, [line for line in done.stdout.splitlines() if "database" in line]
 
 
 def console(project: Path, **extra: str) -> dict[str, str]:
     argv = [sys.executable, str(TESTS / "console_databases.py"), str(project)]
+    extra.setdefault("DJPROJECT_WORKER_ARGS", json.dumps(OWN_SETTINGS))
     seen: dict[str, str] = run_json(argv, project, env(**extra), timeout=90)
     assert PASSWORD not in json.dumps(seen)
     return seen
@@ -101,6 +108,41 @@ def test_a_worker_on_another_database_is_an_error_naming_both(
     assert not [line for line in seen["findings"] if "will use" in line]  # the report won
     assert said in seen["pane"]
     assert seen["banner"] == ""
+
+
+@needs("PostgreSQL", postgres_missing)
+def test_a_worker_whose_env_sets_database_url_is_named_with_no_password(
+    tmp_path: Path, scratch_pg: str
+) -> None:
+    """The issue's project: settings from DATABASE_URL with an SQLite fallback, a .env without
+    DATABASE_URL, and the worker entry's own ENV putting it on PostgreSQL, password and all."""
+    project = tmp_path / "realproject"
+    shutil.copytree(REALPROJECT, project, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"))
+    (project / ".env").write_text(f"SECRET_KEY=test-only-key-{os.getpid()}\nPORT={free_port()}\n")
+    url = f"postgres://postgres:{PASSWORD}@127.0.0.1:5432/{scratch_pg}"
+    with (project / "realsite" / "settings" / "production.py").open("a") as settings:
+        settings.write(f'\nPRODUCTION_PROCESSES["worker"]["ENV"] = {{"DATABASE_URL": "{url}"}}\n')
+    sqlite = os.path.realpath(project / "db.sqlite3")
+    theirs = f'postgresql "{scratch_pg}" on 127.0.0.1:5432'
+
+    code, lines = check(project)
+    assert (code, lines[-1:]) == (
+        1,
+        [
+            f"error    worker: worker will use {theirs} (its environment sets DATABASE_URL), "
+            "but the console's task statistics and the settings it loaded (realsite.settings."
+            f"production) use sqlite {sqlite}, so tasks are enqueued in one and looked for in "
+            f"the other — {FIX}"
+        ],
+    )
+
+    seen = console(project)
+    said = (
+        f"worker uses {theirs}, but the web servers and the console's task statistics use "
+        f"sqlite {sqlite}, so tasks are enqueued in one and looked for in the other"
+    )
+    assert [f for f in seen["findings"] if "database" in f] == [f"error    worker: {said} — {FIX}"]
+    assert said in seen["pane"]
 
 
 def test_a_worker_on_the_same_database_spelled_otherwise_has_no_finding(djproject: Path) -> None:
