@@ -187,7 +187,7 @@ class Supervisor:
         first = child.ring.next_seq
         child.ring.append(stream, lines)
         if self._watch is not None and stream != "sys":
-            self._watch.saw(child.name, lines)  # a database that refused it: a finding
+            self._watch.saw(child.name, lines, child.pid)  # its database, refusals: findings
         if self._listeners or child.events is not None or child.waits_for_line:
             kept = child.ring.since(first)
             if stream != "sys":
@@ -312,7 +312,9 @@ class Supervisor:
             self._setup_findings = setup
         if runtime is not None:
             self._runtime_findings = runtime
-        taken = {f.key for f in self._ports_taken.values()}
+        # A probe's port-in-use, a worker's report of its database: what it met supersedes
+        # what the setup checks predicted.
+        taken = {f.key for f in [*self._ports_taken.values(), *self._runtime_findings]}
         setup = [f for f in self._setup_findings if f.key not in taken]
         findings = self.masked([*setup, *self._ports_taken.values(), *self._runtime_findings])
         if findings == self.findings:

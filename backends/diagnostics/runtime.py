@@ -1,7 +1,8 @@
 """Runtime checks, from each task statistics poll and which workers are up: tasks ready in a
 queue nobody serves, a backlog growing under idle workers, long waits, tasks left RUNNING by
 dead workers, failure spikes; and from the processes' own output: a database that refused
-connections for want of slots. A `Watch` keeps the little history this needs.
+connections for want of slots, and the database each task worker says it uses (database.py).
+A `Watch` keeps the little history this needs.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from backends import dbslots
+from backends import dbident, dbslots
 from backends.base import Backend, ConfigError, plural
-from backends.diagnostics import connections
+from backends.diagnostics import connections, database
 from backends.diagnostics.finding import EntryLike, Finding
 
 if TYPE_CHECKING:
+    from backends.dbident import Database
     from backends.taskstats import Snapshot
 
 
@@ -97,14 +99,23 @@ class Watch:
         self._stuck: list[Finding] = []
         self._stuck_at: float | None = None
         self._refused_at: dict[str, float] = {}  # entry -> when it last said "too many clients"
+        self._databases: dict[str, Database] = {}  # entry -> the database it said it uses
         self._polled: list[Finding] = []
         self.last: list[Finding] = []
 
-    def saw(self, entry: str, lines: Sequence[str]) -> None:
-        """An entry's own output: note a database that refused it for want of slots. Called
-        for every batch of output, so one scan of the batch, and only for the refusal."""
-        if lines and dbslots.refused("\n".join(lines)):
+    def saw(self, entry: str, lines: Sequence[str], pid: int | None = None) -> None:
+        """An entry's own output (its main process is ``pid``): note a database that refused
+        it for want of slots, and the database it says it uses. Called for every batch of
+        output, so one scan of the batch for each."""
+        if not lines:
+            return
+        text = "\n".join(lines)
+        if dbslots.refused(text):
             self._refused_at[entry] = self.clock()
+        if dbident.MARK in text:
+            said = database.reported(lines, pid)
+            if said is not None:
+                self._databases[entry] = said
 
     def check(
         self, stats: Snapshot, workers: Sequence[Worker], entries: Sequence[EntryLike] = ()
@@ -125,7 +136,11 @@ class Watch:
                 *self._stuck_tasks(workers, now),
                 *self._failing(stats, workers),
             ]
-        self.last = [*self._polled, *self._refused(entries, now)]
+        self.last = [
+            *self._polled,
+            *self._refused(entries, now),
+            *database.check_reported(dict(self._databases), self.using),  # `saw` adds meanwhile
+        ]
         return self.last
 
     def _refused(self, entries: Sequence[EntryLike], now: float) -> list[Finding]:

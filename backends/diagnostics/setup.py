@@ -23,6 +23,7 @@ import psutil
 
 from backends.base import flat
 from backends.diagnostics.connections import check_connections
+from backends.diagnostics.database import check_databases
 from backends.diagnostics.finding import EntryLike, Finding
 from backends.diagnostics.runtime import Worker, worker
 from backends.ports import WILDCARD_HOSTS, describe, listening, overlap
@@ -56,6 +57,7 @@ def check_setup(
         *_guarded(check_tasks_settings, settings, entries),
         *_guarded(check_servers, settings, entries),
         *_guarded(check_ports, entries),
+        *_guarded(check_databases, settings, entries),
     ]
     if not any(f.code in UNLOADABLE for f in found):
         database = [] if migrates_itself else _guarded(check_migrations)

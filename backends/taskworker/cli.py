@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 
 
 class OptionError(ValueError):
@@ -89,8 +91,23 @@ def parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds running tasks get to finish on stop, then they are killed",
     )
+    # db_worker's own (every manage.py command has them): a worker given its own settings
+    # says at start which database they point it at, and the console compares.
+    p.add_argument("--settings", help="settings module, instead of DJANGO_SETTINGS_MODULE")
+    p.add_argument("--pythonpath", help="a folder to add to the import path")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return p
+
+
+def use_project(settings: str | None, pythonpath: str | None) -> None:
+    """As manage.py's ``--settings`` and ``--pythonpath``, in the environment too, which the
+    worker processes inherit."""
+    if settings:
+        os.environ["DJANGO_SETTINGS_MODULE"] = settings
+    if pythonpath:
+        sys.path.insert(0, pythonpath)
+        inherited = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, inherited]))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         options = parser().parse_args(argv)
     except OptionError as e:
         raise SystemExit(f"taskworker: error: {e}") from None
+    use_project(options.settings, options.pythonpath)
     if options.child:
         from backends.taskworker.process import run_process
 

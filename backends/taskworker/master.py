@@ -36,7 +36,7 @@ from backends.backoff import Backoff
 from backends.base import plural
 from backends.taskworker import ids
 from backends.taskworker.process import HELD
-from backends.taskworker.setup import log, setup_django, setup_logging
+from backends.taskworker.setup import log, report_database, setup_django, setup_logging
 
 CRASH_DELAY_CAP = 30.0
 RECOVERY_RETRY_CAP = 30.0  # a recovery the database refused is retried, backing off to this
@@ -48,6 +48,7 @@ def run_master(options: argparse.Namespace) -> int:
     setup_logging(options.verbosity)
     master = Master(options)  # signal handlers first: a TTIN during start-up must not stop us
     setup_django()
+    report_database()
     return master.run()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 log = logging.getLogger("backends.taskworker")
@@ -30,6 +31,19 @@ def setup_django() -> None:
     import django
 
     django.setup()
+
+
+def report_database() -> None:
+    """One line for the console (``backends.dbident``): the database the tasks are claimed
+    from, as these settings and this environment make it, to compare with its own."""
+    from django.db import connections, router
+    from django_tasks_db.models import DBTaskResult
+
+    from backends import dbident
+
+    alias = router.db_for_write(DBTaskResult)
+    database = dbident.describe(connections[alias].settings_dict, alias)
+    print(dbident.report_line(database, os.getpid()), flush=True)
 
 
 def setup_logging(verbosity: int) -> None:
