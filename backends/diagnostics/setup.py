@@ -25,6 +25,7 @@ from backends.base import flat
 from backends.diagnostics.connections import check_connections
 from backends.diagnostics.finding import EntryLike, Finding
 from backends.diagnostics.runtime import Worker, worker
+from backends.diagnostics.sqlite import check_sqlite
 from backends.ports import WILDCARD_HOSTS, describe, listening, overlap
 
 TASKS_APP = "django_tasks_db"
@@ -62,6 +63,7 @@ def check_setup(
         found += database
         if not any(f.code in NO_DATABASE for f in database):
             found += _guarded(check_connections, entries)
+            found += _guarded(check_sqlite, settings, entries)
     return found
 
 
