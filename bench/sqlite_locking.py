@@ -12,8 +12,8 @@ connection holds or is about to commit the write lock (it would deadlock). ``IMM
 the write lock at ``BEGIN``, where the busy timeout does wait; WAL lets readers and the writer
 run side by side. This measures, in ONE run on the SAME kind of database, how often a site's
 writes and its tasks fail with Django's default settings and with those OPTIONS, for our worker
-(which forces immediate transactions and a 20 s busy timeout on its own connections) and for
-``db_worker``; ``--before REV`` adds our worker as it was at a git revision.
+(whose own connections take immediate transactions, and a 20 s busy timeout unless OPTIONS set
+one) and for ``db_worker``; ``--before REV`` adds our worker as it was at a git revision.
 
 What it does
 ------------
