@@ -26,6 +26,7 @@ from backends.diagnostics.connections import check_connections
 from backends.diagnostics.database import check_databases
 from backends.diagnostics.finding import EntryLike, Finding
 from backends.diagnostics.runtime import Worker, worker
+from backends.diagnostics.sqlite import check_sqlite
 from backends.ports import WILDCARD_HOSTS, describe, listening, overlap
 
 TASKS_APP = "django_tasks_db"
@@ -64,6 +65,7 @@ def check_setup(
         found += database
         if not any(f.code in NO_DATABASE for f in database):
             found += _guarded(check_connections, entries)
+            found += _guarded(check_sqlite, settings, entries)
     return found
 
 

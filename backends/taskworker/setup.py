@@ -17,11 +17,21 @@ _LEVELS = {
 }
 
 
+#: Seconds a connection of ours waits for SQLite's write lock (Python's default is 5).
+SQLITE_BUSY_TIMEOUT = 20.0
+
+
 def setup_django() -> None:
-    """Persistent, health-checked connections, whatever CONN_MAX_AGE says.
+    """Persistent, health-checked connections, whatever CONN_MAX_AGE says; on SQLite,
+    immediate transactions whatever OPTIONS say, and a busy timeout.
 
     With Django's default CONN_MAX_AGE=0 a worker reconnects for every task, which cut
-    db_worker's throughput 3x on PostgreSQL. Must run before any connection opens.
+    db_worker's throughput 3x on PostgreSQL. On SQLite a transaction begun with a plain
+    ``BEGIN`` (Django's default) reads first and asks for the write lock at its first write,
+    which SQLite refuses at once, busy timeout or not, while another process writes: tasks
+    failed with "database is locked" beside a web server (bench/sqlite_locking.py).
+    ``IMMEDIATE`` takes the lock at ``BEGIN``, where the busy timeout waits for it. Must run
+    before any connection opens.
     """
     from django.conf import settings
 
@@ -31,6 +41,20 @@ def setup_django() -> None:
     import django
 
     django.setup()
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=False):
+        if connection.vendor == "sqlite":
+            sqlite_writes_wait(connection.settings_dict.setdefault("OPTIONS", {}))
+
+
+def sqlite_writes_wait(options: dict[str, object]) -> None:
+    """Immediate transactions (EXCLUSIVE, stricter, is kept), and our busy timeout unless
+    OPTIONS set one: Python's unsaid 5 s is no choice, a timeout someone wrote is (a short
+    one shows a lock held too long in the pane sooner)."""
+    if str(options.get("transaction_mode") or "").upper() not in ("IMMEDIATE", "EXCLUSIVE"):
+        options["transaction_mode"] = "IMMEDIATE"
+    options.setdefault("timeout", SQLITE_BUSY_TIMEOUT)
 
 
 def report_database() -> None:

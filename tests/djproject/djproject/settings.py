@@ -36,6 +36,8 @@ DATABASES = {
         "OPTIONS": {"timeout": float(os.environ.get("DJPROJECT_SQLITE_TIMEOUT", "20"))},
     }
 }
+if "DJPROJECT_SQLITE_OPTIONS" in os.environ:  # a test of SQLite's locking sets them all (JSON)
+    DATABASES["default"]["OPTIONS"] = json.loads(os.environ["DJPROJECT_SQLITE_OPTIONS"])
 if os.environ.get("DJPROJECT_PG"):  # a scratch PostgreSQL database made by the test itself
     DATABASES["default"] = {
         "ENGINE": "django.db.backends.postgresql",

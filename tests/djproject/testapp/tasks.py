@@ -81,3 +81,18 @@ def use_database(path: str, token: str, seconds: float) -> int:
             (written,) = cursor.fetchone()
         time.sleep(0.1)
     return int(written)
+
+
+@task()
+def tally(token: str, seconds: float) -> int:
+    """Read, work ``seconds``, then write, in one transaction, as a search-index update does:
+    the shape SQLite refuses at once ("database is locked") when another process wrote
+    meanwhile, unless the transaction took the write lock at BEGIN. Needs testapp_note."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM testapp_note")
+        (count,) = cursor.fetchone()
+        time.sleep(seconds)
+        cursor.execute("INSERT INTO testapp_note (token) VALUES (%s)", [token])
+    return int(count)
