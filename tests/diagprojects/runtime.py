@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 from helpers import until
 
-from backends.diagnostics import Finding, Watch
+from backends.diagnostics import Finding
 from backends.taskworker import ids
 from tui.child import State
 from tui.project import discover, entries
@@ -56,7 +56,7 @@ def leave_running_for_dead_worker() -> None:
 
 async def main(project_dir: Path) -> dict[str, object]:
     project = discover(None, [], project_dir)
-    watch = Watch(grow_for=2.0, wait_limit=4.0, unserved_for=1.0, stuck_every=0.5, spike_min=10)
+    watch = dict(grow_for=2.0, wait_limit=4.0, unserved_for=1.0, stuck_every=0.5, spike_min=10)
     sup = Supervisor(
         entries(project, ["worker"]), watchdog=False, stats_every=0.3, project=project, watch=watch
     )
