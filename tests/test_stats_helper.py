@@ -32,12 +32,13 @@ def test_statistics_come_from_a_helper_and_the_console_never_loads_the_apps(
     seen = run_json(
         [sys.executable, str(TESTS / "console_small.py"), str(djproject)], djproject, env, 120
     )
+    loaded = loaded_by(log)
+    assert seen["console"] not in loaded, f"the console loaded the project's apps: {seen}"
+    assert "failed" not in seen, seen
     assert seen["traceback"] is True
     assert "statistics helper" in seen["error"] and "killed by SIGKILL" in seen["error"], seen
     assert seen["restarted"] is True
     assert seen["helpers_left"] == []
-    loaded = loaded_by(log)
-    assert seen["console"] not in loaded, (seen, loaded)
     assert set(seen["helpers"]) <= loaded, (seen, loaded)
 
 
@@ -60,6 +61,7 @@ def test_no_helper_outlives_a_sigkilled_console(djproject: Path, tmp_path: Path)
         while helper is None or helper not in loaded_by(log):
             assert time.monotonic() < deadline, "no statistics helper loaded the apps"
             assert console.poll() is None, "the console exited"
+            assert console.pid not in loaded_by(log), "the console loaded the project's apps"
             found = [
                 p.pid
                 for p in psutil.Process(console.pid).children()

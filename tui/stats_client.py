@@ -107,8 +107,10 @@ class StatsHelper:
         return answer
 
     async def _running(self) -> asyncio.subprocess.Process:
-        if self.proc is not None and self.proc.returncode is None:
-            return self.proc
+        if self.proc is not None:
+            if self.proc.returncode is None:
+                return self.proc
+            raise await self._lost(self.proc, "")  # it died between two requests
         if self._stopping():
             raise HelperFailed("the console is stopping")
         wait = self._next_start - time.monotonic()

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 POLL_TIMEOUT = 60.0  # s: a poll that long is stuck (a database that never answers): replaced
 SETUP_TIMEOUT = 300.0  # s: the setup checks load the whole project and its migrations
+SETUP_RETRY = 1.0  # s: asked again of a new helper (the helper's backoff paces its starts)
 ASK_TIMEOUT = 60.0  # s: a traceback, the stuck tasks, an action on one
 REFUSED_KEPT = 5  # lines per entry saying the database refused it, kept until the next poll
 
@@ -206,7 +207,7 @@ class Supervisor:
         child.ring.append(stream, lines)
         if self.project is not None and stream != "sys" and dbslots.refused("\n".join(lines)):
             # a database that refused it: a finding, from the next poll's runtime checks
-            said = [line[-1000:] for line in lines if dbslots.refused(line)]
+            said = [_around_refusal(line) for line in lines if dbslots.refused(line)]
             self._refused[child.name] = [*self._refused.get(child.name, []), *said][-REFUSED_KEPT:]
         if self._listeners or child.events is not None or child.waits_for_line:
             kept = child.ring.since(first)
@@ -327,7 +328,7 @@ class Supervisor:
                 if self.stopping:
                     return
                 self._publish(setup=[_setup_failed(str(e))])
-                await asyncio.sleep(self._stats_every)
+                await asyncio.sleep(SETUP_RETRY)
                 continue
             except (KeyError, TypeError, ValueError) as e:
                 found = [_setup_failed(f"the helper answered {e!r}")]
@@ -402,9 +403,15 @@ def _helper(
     args = []
     if project is not None:
         names = [e.name for e in entries if e.error is None]
-        args = ["--watch", json.dumps(watch or {}), "--diagnose", *names]
+        args = ["--watch", json.dumps(watch or {}), "--diagnose", json.dumps(names)]
     cwd = project.base_dir if project is not None else os.getcwd()
     return StatsHelper(args, env, cwd, stopping, guard)
+
+
+def _around_refusal(line: str) -> str:
+    """The words of a refusal in a line of any length: what the runtime check looks for."""
+    at = min((i for i in map(line.find, dbslots.REFUSALS) if i >= 0), default=0)
+    return line[max(0, at - 200) : at + 300]
 
 
 def _setup_failed(why: str) -> Finding:
