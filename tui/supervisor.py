@@ -392,11 +392,13 @@ def _helper(
     stopping: Callable[[], bool],
     guard: Callable[[int, Launch], None],
 ) -> StatsHelper:
-    """The helper loads the settings as the children do; for a real project it also builds
-    the same entries from them, to run the diagnostics."""
+    """The helper loads the settings as the children do (those of the project, else of the
+    first task worker); for a real project it also builds the same entries, for the checks."""
     import json
 
-    env = project.child_env() if project is not None else {}
+    workers = [e.backend.project for e in entries if e.kind == "tasks" and e.backend]
+    where = project or next(iter(workers), None)
+    env = where.child_env() if where is not None else {}
     ours = str(Path(__file__).resolve().parents[1])  # it must import this copy of ``tui``
     path = env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ours, path) if p)
@@ -404,7 +406,7 @@ def _helper(
     if project is not None:
         names = [e.name for e in entries if e.error is None]
         args = ["--watch", json.dumps(watch or {}), "--diagnose", json.dumps(names)]
-    cwd = project.base_dir if project is not None else os.getcwd()
+    cwd = where.base_dir if where is not None else os.getcwd()
     return StatsHelper(args, env, cwd, stopping, guard)
 
 

@@ -28,8 +28,13 @@ from tui.supervisor import Supervisor
 
 
 def enqueue(what: str, n: int, queue: str = "default") -> None:
-    """Real ``.enqueue()`` calls, from a thread (the ORM is blocking)."""
+    """Real ``.enqueue()`` calls, from a thread (the ORM is blocking). This script sets
+    Django up for them: the console it runs does not (its statistics helper does)."""
     from django.db import connections
+
+    from backends.django_setup import setup_once
+
+    setup_once()
     from myapp import tasks
 
     task = getattr(tasks, what).using(queue_name=queue)
