@@ -80,15 +80,23 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(
             headless.run(supervisor, sys.stdout.buffer, sys.stdout.isatty(), args.ring_lines)
         )
-    from tui.app import ConsoleApp
-
-    code = ConsoleApp(supervisor, project.settings_module).run() or 0
+    code = asyncio.run(console(supervisor, project.settings_module)) or 0
     kept = snippet(found, redact)
     if kept:  # a terminal that stopped reading gets two seconds to take it, not for ever
         outlet = Outlet(sys.stdout.fileno(), lambda _: b"")
         outlet.write(f"{kept}\n".encode())
         outlet.drain(2.0)
     return code
+
+
+async def console(supervisor: Supervisor, settings_module: str) -> int | None:
+    """The full-screen console, its processes started before the screen's code is imported:
+    Textual and the app take a few hundred milliseconds to load and mount, which the web
+    server spends booting instead (its first HTTP 200 comes as soon as under honcho)."""
+    await supervisor.start_all()
+    from tui.app import ConsoleApp
+
+    return await ConsoleApp(supervisor, settings_module, start=False).run_async()
 
 
 def check(found: list[Entry], redact: Redactor) -> int:
