@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 POLL_TIMEOUT = 60.0  # s: a poll that long is stuck (a database that never answers): replaced
 SETUP_TIMEOUT = 300.0  # s: the setup checks load the whole project and its migrations
+STARTED_WAIT = 10.0  # s: the helper starts once no child is starting, or after this long
 SETUP_RETRY = 1.0  # s: asked again of a new helper (the helper's backoff paces its starts)
 ASK_TIMEOUT = 60.0  # s: a traceback, the stuck tasks, an action on one
 REFUSED_KEPT = 5  # lines per entry saying the database refused it, kept until the next poll
@@ -283,6 +284,7 @@ class Supervisor:
     async def _stats_forever(self) -> None:
         """Task statistics (and the runtime checks) from the helper; attributed by pid here."""
         assert self.helper is not None
+        await self._children_started()
         while not self.stopping:
             refused, self._refused = self._refused, {}
             request = {
@@ -318,6 +320,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         entries = [c.entry for c in self.children.values()]
         ports = loop.run_in_executor(None, check_ports, entries)
+        await self._children_started()
         while True:
             try:
                 answer = await self.helper.ask({"op": "setup"}, SETUP_TIMEOUT)
@@ -335,6 +338,21 @@ class Supervisor:
             break
         self.setup_checked = True
         self._publish(setup=[*await ports, *found])
+        if not self._stats_wanted:  # nothing more to ask it: its memory goes back
+            await self.helper.close()
+
+    async def _children_started(self) -> None:
+        """The helper loads the whole project, as the children do while they boot: on a small
+        machine it would compete with them, and a web server that answers sooner matters
+        more than statistics that show sooner. So it waits until no child is starting, at
+        most STARTED_WAIT (a server that never answers must not hide the findings about it)."""
+        deadline = time.monotonic() + STARTED_WAIT
+        while (
+            time.monotonic() < deadline
+            and not self.stopping
+            and any(c.state is State.STARTING for c in self.children.values())
+        ):
+            await asyncio.sleep(0.05)
 
     async def ask(self, request: dict[str, Any]) -> dict[str, Any]:
         """A question for the helper from a client (the task panel): HelperFailed says why not."""
