@@ -80,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(
             headless.run(supervisor, sys.stdout.buffer, sys.stdout.isatty(), args.ring_lines)
         )
-    code = asyncio.run(console(supervisor, project.settings_module)) or 0
+    try:
+        code = asyncio.run(console(supervisor, project.settings_module)) or 0
+    except KeyboardInterrupt:  # before the screen was up: its processes are stopped
+        return 130
     kept = snippet(found, redact)
     if kept:  # a terminal that stopped reading gets two seconds to take it, not for ever
         outlet = Outlet(sys.stdout.fileno(), lambda _: b"")
@@ -89,11 +92,27 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+SCREEN_WAIT = 5.0  # s: the screen loads once no process is starting, or after this long
+
+
 async def console(supervisor: Supervisor, settings_module: str) -> int | None:
-    """The full-screen console, its processes started before the screen's code is imported:
-    Textual and the app take a few hundred milliseconds to load and mount, which the web
-    server spends booting instead (its first HTTP 200 comes as soon as under honcho)."""
+    """The full-screen console, loaded once its processes have started.
+
+    Loading and drawing the screen (Textual, the app) takes nearly a second of CPU, which on
+    a small machine the processes booting the project need more: loaded beside them, the
+    web server's first answer came 0.3-0.6 s later than under honcho on a 2-core machine. So
+    the processes start first, a line says so, and the screen follows once none is starting
+    (at most SCREEN_WAIT). A Ctrl+C meanwhile stops them as the screen's quit would.
+    """
     await supervisor.start_all()
+    outlet = Outlet(sys.stdout.fileno(), lambda _: b"")  # a terminal that does not read
+    outlet.write(f"prodserver-tui: starting {', '.join(supervisor.children)}…\n".encode())
+    outlet.drain(0.2)
+    try:
+        await supervisor.started(SCREEN_WAIT)
+    except asyncio.CancelledError:
+        await supervisor.stop_all()
+        raise
     from tui.app import ConsoleApp
 
     return await ConsoleApp(supervisor, settings_module, start=False).run_async()

@@ -284,7 +284,7 @@ class Supervisor:
     async def _stats_forever(self) -> None:
         """Task statistics (and the runtime checks) from the helper; attributed by pid here."""
         assert self.helper is not None
-        await self._children_started()
+        await self.started(STARTED_WAIT)
         while not self.stopping:
             refused, self._refused = self._refused, {}
             request = {
@@ -320,7 +320,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         entries = [c.entry for c in self.children.values()]
         ports = loop.run_in_executor(None, check_ports, entries)
-        await self._children_started()
+        await self.started(STARTED_WAIT)
         while True:
             try:
                 answer = await self.helper.ask({"op": "setup"}, SETUP_TIMEOUT)
@@ -341,12 +341,13 @@ class Supervisor:
         if not self._stats_wanted:  # nothing more to ask it: its memory goes back
             await self.helper.close()
 
-    async def _children_started(self) -> None:
-        """The helper loads the whole project, as the children do while they boot: on a small
-        machine it would compete with them, and a web server that answers sooner matters
-        more than statistics that show sooner. So it waits until no child is starting, at
-        most STARTED_WAIT (a server that never answers must not hide the findings about it)."""
-        deadline = time.monotonic() + STARTED_WAIT
+    async def started(self, within: float) -> None:
+        """Until no child is starting, at most ``within`` seconds. The helper waits for it:
+        it loads the whole project, as the children do while they boot, and on a small
+        machine it would compete with them; a web server that answers sooner matters more
+        than statistics that show sooner (and a server that never answers must not hide the
+        findings about it for long)."""
+        deadline = time.monotonic() + within
         while (
             time.monotonic() < deadline
             and not self.stopping
