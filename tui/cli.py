@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -104,6 +105,11 @@ async def console(supervisor: Supervisor, settings_module: str) -> int | None:
     the processes start first, a line says so, and the screen follows once none is starting
     (at most SCREEN_WAIT). A Ctrl+C meanwhile stops them as the screen's quit would.
     """
+    loop = asyncio.get_running_loop()
+    refuse = signal.getsignal(signal.SIGTSTP) is not signal.SIG_IGN
+    pressed: list[bool] = []  # Ctrl+Z before the screen: refused, and said once it is up
+    if refuse:
+        loop.add_signal_handler(signal.SIGTSTP, pressed.append, True)
     await supervisor.start_all()
     outlet = Outlet(sys.stdout.fileno(), lambda _: b"")  # a terminal that does not read
     outlet.write(f"prodserver-tui: starting {', '.join(supervisor.children)}…\n".encode())
@@ -113,9 +119,14 @@ async def console(supervisor: Supervisor, settings_module: str) -> int | None:
     except asyncio.CancelledError:
         await supervisor.stop_all()
         raise
+    if refuse:  # the screen's own refusal takes over
+        loop.remove_signal_handler(signal.SIGTSTP)
     from tui.app import ConsoleApp
 
-    return await ConsoleApp(supervisor, settings_module, start=False).run_async()
+    app = ConsoleApp(supervisor, settings_module, start=False)
+    if pressed:
+        app.action_suspend_process()  # the notice waits in the app's queue until it runs
+    return await app.run_async()
 
 
 def check(found: list[Entry], redact: Redactor) -> int:
