@@ -161,7 +161,7 @@ def summary(results: dict[str, dict[str, Any]]) -> str:
             f"| {num(ours, '{:.2f}')} ({at('main', 'prodserver-tui')} "
             f"+ statistics helper {at('helper', 'prodserver-tui')}) "
             f"| honcho {num(theirs, '{:.2f}')} ({at('main', 'honcho')}) "
-            f"| {ratio(ours, theirs, 'honcho')} |"
+            f"| {at('ratio', 'prodserver-tui', '{:.2f}')}x honcho (target 1.1x) |"
         )
     return "\n".join(lines) + "\n\n" + measured(results) + "\n"
 
