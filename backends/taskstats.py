@@ -62,6 +62,7 @@ from django.utils.connection import ConnectionDoesNotExist
 
 from backends import dbslots
 from backends.base import flat
+from backends.snapshot import Failure, QueueStats, Snapshot, WorkerCounts
 from backends.taskworker import ids
 
 if TYPE_CHECKING:
@@ -100,66 +101,6 @@ TRACEBACK_TAIL = 2000
 #: OPTIONS["timeout"] (often 20 s) is meant for writers; a display that reports a writer
 #: holding the file beats one that freezes, silently, for as long as the lock is held.
 SQLITE_LOCK_WAIT = 1.0
-
-
-@dataclass(frozen=True)
-class QueueStats:
-    """One line of the queue table.
-
-    ``wait_*`` count from when a task became due (``run_after`` for a deferred one, else
-    ``enqueued_at``): a task deferred by an hour did not wait an hour. Percentiles are ``None``
-    when no task of the queue is among the last SAMPLE finished.
-    """
-
-    backend: str
-    queue: str
-    ready: int
-    scheduled: int
-    running: int
-    succeeded_1m: int
-    failed_1m: int
-    succeeded_total: int
-    failed_total: int
-    throughput_10s: float
-    throughput_60s: float
-    wait_p50: float | None
-    wait_p95: float | None
-    run_p50: float | None
-    run_p95: float | None
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A recent failure, recognisable in one line without opening its traceback."""
-
-    id: str
-    task_path: str
-    queue: str
-    exception: str
-    message: str
-    finished_at: datetime
-    worker_id: str | None
-
-
-@dataclass(frozen=True)
-class WorkerCounts:
-    """Per worker process on this host, so the console can show work next to each process."""
-
-    running: int
-    succeeded_1m: int
-    failed_1m: int
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """One poll. With ``error`` set everything else is empty: keep showing the last good one."""
-
-    taken_at: datetime
-    queues: list[QueueStats]
-    failures: list[Failure]
-    by_pid: dict[int, WorkerCounts]
-    oldest_ready_wait: float | None
-    error: str | None = None
 
 
 def poll(using: str = "default", failures: int = 10) -> Snapshot:

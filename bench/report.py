@@ -146,6 +146,23 @@ def summary(results: dict[str, dict[str, Any]]) -> str:
             f"{num(tasks(db, 'db_worker2x1@600'))} (600) "
             f"| {joined(ratio(ours, theirs, 'db_worker'), ratio(ours, persistent, 'persistent'))} |"
         )
+    start = rows_of(results, "startup")
+    for project, what in (("big", "a project of 400 admin models"), ("demo", "the demo")):
+
+        def at(field: str, tool: str, fmt: str = "{:.0f}", project: str = project) -> str:
+            return num(pick(start, field, project=project, tool=tool), fmt)
+
+        ours = pick(start, "first200", project=project, tool="prodserver-tui")
+        if ours is None:
+            continue
+        theirs = pick(start, "first200", project=project, tool="honcho")
+        lines.append(
+            f"| start-up on {what}: first HTTP 200, s (own RSS, MB) "
+            f"| {num(ours, '{:.2f}')} ({at('main', 'prodserver-tui')} "
+            f"+ statistics helper {at('helper', 'prodserver-tui')}) "
+            f"| honcho {num(theirs, '{:.2f}')} ({at('main', 'honcho')}) "
+            f"| {at('ratio', 'prodserver-tui', '{:.2f}')}x honcho (target 1.1x) |"
+        )
     return "\n".join(lines) + "\n\n" + measured(results) + "\n"
 
 
@@ -161,7 +178,7 @@ def measured(results: dict[str, dict[str, Any]]) -> str:
     runs = ", ".join(
         f"{name} {data['env']['date']} (load average {load(data['env'])})"
         for name, data in results.items()
-        if name in ("output", "console", "taskworker")
+        if name in ("output", "console", "taskworker", "startup")
     )
     return (
         f"_{env['machine']}; Python {env['python']}, Django {env['django']}, "

@@ -31,10 +31,11 @@ from test_hostile_output import CONTROL
 from textual.widgets import DataTable, Static
 
 from backends.django_setup import setup_once
+from backends.snapshot import failed
 from tui.app import ConsoleApp
 from tui.headless import Printer
 from tui.project import discover, entries
-from tui.supervisor import Supervisor, _failed_stats
+from tui.supervisor import Supervisor
 from tui.widgets.taskpanel import TaskPanel
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ async def main(project_dir: Path, mode: str, failures: int) -> dict[str, object]
         make_stuck(path, queue)
 
     def stats() -> Snapshot:
-        return sup.stats or _failed_stats("no statistics yet")
+        return sup.stats or failed("no statistics yet")
 
     try:
         async with app.run_test(size=(160, 48)) as pilot:

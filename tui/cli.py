@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from pathlib import Path
 
@@ -96,15 +97,52 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(
             headless.run(supervisor, sys.stdout.buffer, sys.stdout.isatty(), args.ring_lines)
         )
-    from tui.app import ConsoleApp
-
-    code = ConsoleApp(supervisor, project.settings_module).run() or 0
+    try:
+        code = asyncio.run(console(supervisor, project.settings_module)) or 0
+    except KeyboardInterrupt:  # before the screen was up: its processes are stopped
+        return 130
     kept = snippet(found, redact)
     if kept:  # a terminal that stopped reading gets two seconds to take it, not for ever
         outlet = Outlet(sys.stdout.fileno(), lambda _: b"")
         outlet.write(f"{kept}\n".encode())
         outlet.drain(2.0)
     return code
+
+
+SCREEN_WAIT = 5.0  # s: the screen loads once no process is starting, or after this long
+
+
+async def console(supervisor: Supervisor, settings_module: str) -> int | None:
+    """The full-screen console, loaded once its processes have started.
+
+    Loading and drawing the screen (Textual, the app) takes nearly a second of CPU, which on
+    a small machine the processes booting the project need more: loaded beside them, the
+    web server's first answer came 0.3-0.6 s later than under honcho on a 2-core machine. So
+    the processes start first, a line says so, and the screen follows once none is starting
+    (at most SCREEN_WAIT). A Ctrl+C meanwhile stops them as the screen's quit would.
+    """
+    loop = asyncio.get_running_loop()
+    refuse = signal.getsignal(signal.SIGTSTP) is not signal.SIG_IGN
+    pressed: list[bool] = []  # Ctrl+Z before the screen: refused, and said once it is up
+    if refuse:
+        loop.add_signal_handler(signal.SIGTSTP, pressed.append, True)
+    await supervisor.start_all()
+    outlet = Outlet(sys.stdout.fileno(), lambda _: b"")  # a terminal that does not read
+    outlet.write(f"prodserver-tui: starting {', '.join(supervisor.children)}…\n".encode())
+    outlet.drain(0.2)
+    try:
+        await supervisor.started(SCREEN_WAIT)
+    except asyncio.CancelledError:
+        await supervisor.stop_all()
+        raise
+    if refuse:  # the screen's own refusal takes over
+        loop.remove_signal_handler(signal.SIGTSTP)
+    from tui.app import ConsoleApp
+
+    app = ConsoleApp(supervisor, settings_module, start=False)
+    if pressed:
+        app.action_suspend_process()  # the notice waits in the app's queue until it runs
+    return await app.run_async()
 
 
 def check(found: list[Entry], redact: Redactor) -> int:

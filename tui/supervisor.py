@@ -10,26 +10,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
 
+from backends import dbident, dbslots
 from backends.base import Launch, Project
-from backends.django_setup import SetupFailed, setup_once
+from backends.snapshot import failed, from_json
 from tui.child import Child, State
 from tui.output import Line, Ring, inert_all
 from tui.project import Entry
 from tui.redact import Redactor
 from tui.sampler import Sampler, Usage, quiet
+from tui.stats_client import HelperError, HelperFailed, StatsHelper
+from tui.stats_helper import finding_from_json, worker_json
 from tui.watchdog_client import Watchdog
 
 if TYPE_CHECKING:
-    from backends.diagnostics import Finding, Watch, Worker
-    from backends.taskstats import Snapshot, WorkerCounts
+    from backends.diagnostics import Finding, Worker
+    from backends.snapshot import Snapshot, WorkerCounts
+
+POLL_TIMEOUT = 60.0  # s: a poll that long is stuck (a database that never answers): replaced
+SETUP_TIMEOUT = 300.0  # s: the setup checks load the whole project and its migrations
+STARTED_WAIT = 10.0  # s: the helper starts once no child is starting, or after this long
+SETUP_RETRY = 1.0  # s: asked again of a new helper (the helper's backoff paces its starts)
+ASK_TIMEOUT = 60.0  # s: a traceback, the stuck tasks, an action on one
+REFUSED_KEPT = 5  # lines per entry saying the database refused it, kept until the next poll
 
 
 class Listener(Protocol):
@@ -50,7 +61,7 @@ class Supervisor:
         stats_every: float = 1.5,
         redact: Redactor | None = None,
         project: Project | None = None,
-        watch: Watch | None = None,
+        watch: dict[str, float] | None = None,
     ) -> None:
         self.redact = redact or Redactor.for_project()  # for every line the console writes
         self.children = {e.name: Child(e, self, Ring(max_lines=ring_lines)) for e in entries}
@@ -72,18 +83,21 @@ class Supervisor:
         self._diagnosed: asyncio.Task[None] | None = None
         # Diagnostics run only for a real project (the CLI passes it): setup once, then runtime
         # checks on each statistics poll. ``findings`` is what they say now, setup first.
+        # Both, and the statistics, run in the statistics helper: they need the project's apps.
         self.project = project
+        self.helper: StatsHelper | None = None
+        if self._stats_wanted or project is not None:
+            self.helper = _helper(entries, project, watch, lambda: self.stopping, self.watch)
         self.findings: list[Finding] = []
         self._setup_findings: list[Finding] = []
         self._runtime_findings: list[Finding] = []
         # port-in-use met by a probe, per entry: kept apart so the setup check cannot undo it
         self._ports_taken: dict[str, Finding] = {}
-        self._watch: Watch | None = None
+        self._refused: dict[str, list[str]] = {}  # output saying so, for the runtime checks
+        # Each entry's last word on its database, with the pid that said it: sent with every
+        # poll (said once at start, it must outlive a replaced helper).
+        self._databases: dict[str, tuple[int | None, str]] = {}
         self.setup_checked = False  # the setup checks have run (their findings are in)
-        if project is not None:
-            from backends.diagnostics import Watch
-
-            self._watch = watch or Watch()
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -100,15 +114,17 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         if self._sampling is None:
             self._sampling = loop.create_task(self._sample_forever())
-        if self._stats_wanted and self._stats is None:
-            self._stats = loop.create_task(self._stats_forever())
-        if self.project is not None and self._diagnosed is None:
-            self._diagnosed = loop.create_task(self._diagnose_setup(self.project))
+        # The children first: the statistics and the checks load the whole project, and a
+        # web server that answers sooner matters more than a finding that shows sooner.
         for child in self.children.values():
             if child.state is State.CONFIG_ERROR:
                 child._set(State.CONFIG_ERROR)
             else:
                 await child.start()
+        if self.project is not None and self._diagnosed is None and not self.stopping:
+            self._diagnosed = loop.create_task(self._diagnose_setup())
+        if self._stats_wanted and self._stats is None and not self.stopping:
+            self._stats = loop.create_task(self._stats_forever())
 
     async def start(self, name: str) -> None:
         await self.children[name].start()
@@ -138,6 +154,8 @@ class Supervisor:
         self._sampling = self._stats = self._diagnosed = None
         for task in list(self._tasks):
             task.cancel()
+        if self.helper is not None:
+            await self.helper.close()
         if self._watchdog is not None:
             await self._watchdog.close()
             self._watchdog = None
@@ -165,6 +183,8 @@ class Supervisor:
     def kill_all(self) -> None:
         for child in self.children.values():
             child.kill()
+        if self.helper is not None:
+            self.helper.kill()
 
     # -- plumbing for children -------------------------------------------------------------
 
@@ -174,8 +194,11 @@ class Supervisor:
             self._watchdog.register(pid, launch)
 
     def _running(self) -> list[tuple[int, Launch]]:
-        """Every child with a process, for a new watchdog to guard."""
-        return [(c.pid, c._launch) for c in self.children.values() if c.pid is not None]
+        """Every child with a process, the statistics helper too, for a new watchdog to guard."""
+        running = [(c.pid, c._launch) for c in self.children.values() if c.pid is not None]
+        if self.helper is not None and self.helper.pid is not None:
+            running.append((self.helper.pid, self.helper.launch))
+        return running
 
     def _say(self, text: str) -> None:
         """A line of the console's own in every pane (the watchdog's fate concerns all)."""
@@ -186,14 +209,26 @@ class Supervisor:
         self.stir()
         first = child.ring.next_seq
         child.ring.append(stream, lines)
-        if self._watch is not None and stream != "sys":
-            self._watch.saw(child.name, lines, child.pid)  # its database, refusals: findings
+        if self.project is not None and stream != "sys":
+            self._note_for_checks(child, lines)
         if self._listeners or child.events is not None or child.waits_for_line:
             kept = child.ring.since(first)
             if stream != "sys":
                 child.saw(kept)
             for listener in self._listeners:
                 listener.on_lines(child, kept)
+
+    def _note_for_checks(self, child: Child, lines: list[str]) -> None:
+        """What the helper's runtime checks need of an entry's output: a database that refused
+        it (the words around it) and the database it says it uses (its last report)."""
+        text = "\n".join(lines)
+        if dbslots.refused(text):
+            said = [_around_refusal(line) for line in lines if dbslots.refused(line)]
+            self._refused[child.name] = [*self._refused.get(child.name, []), *said][-REFUSED_KEPT:]
+        if dbident.MARK in text:
+            reports = [x for x in lines if x.startswith(dbident.MARK) and len(x) <= dbident.LONGEST]
+            if reports:
+                self._databases[child.name] = (child.pid, reports[-1])
 
     def emit_state(self, child: Child) -> None:
         self.stir()
@@ -260,34 +295,86 @@ class Supervisor:
                     )
 
     async def _stats_forever(self) -> None:
-        """Task statistics from the database, off the loop; attributed to entries by pid."""
-        loop = asyncio.get_running_loop()
-        while True:
+        """Task statistics (and the runtime checks) from the helper; attributed by pid here."""
+        assert self.helper is not None
+        await self.started(STARTED_WAIT)
+        while not self.stopping:
+            refused, self._refused = self._refused, {}
+            request = {
+                "op": "poll",
+                "workers": [worker_json(w) for w in self._task_workers()],
+                "refused": refused,
+                "databases": self._databases,
+            }
+            found = None
             try:
-                stats = await loop.run_in_executor(None, poll_task_stats)
-            except Exception as e:  # never let the statistics loop die: say why instead
-                stats = _failed_stats(f"cannot read task statistics: {e}")
+                answer = await self.helper.ask(request, POLL_TIMEOUT)
+                stats = from_json(answer["stats"])
+                if answer.get("findings") is not None:
+                    found = [finding_from_json(f) for f in answer["findings"]]
+            except HelperFailed as e:  # never let the statistics loop die: say why instead
+                stats = failed(f"cannot read task statistics: {e}")
+            except (KeyError, TypeError, ValueError) as e:
+                stats = failed(f"cannot read task statistics: the helper answered {e!r}")
             # Rows and errors quoting them are anyone's text: made inert once, here.
             self.stats = inert_all(stats)
             for child in self.children.values():
                 if child.kind == "tasks":
                     child.tasks = _attribute(self.stats, child.usage)
-            if self._watch is not None:
-                workers = self._task_workers()
-                entries = [c.entry for c in self.children.values()]
-                found = await loop.run_in_executor(
-                    None, diagnose_runtime, self._watch, self.stats, workers, entries
-                )
+            if found is not None:
                 self._publish(runtime=found)
             await asyncio.sleep(self._stats_every)
 
-    async def _diagnose_setup(self, project: Project) -> None:
-        """Setup checks read the database and /proc: off the loop, once per start."""
+    async def _diagnose_setup(self) -> None:
+        """The setup checks, once per start, beside the children: in the helper, except the
+        ports, which only this process can tell from its own children's."""
+        from backends.diagnostics.setup import check_ports
+
+        assert self.helper is not None
         loop = asyncio.get_running_loop()
         entries = [c.entry for c in self.children.values()]
-        found = await loop.run_in_executor(None, diagnose_setup, project, entries)
+        ports = loop.run_in_executor(None, check_ports, entries)
+        await self.started(STARTED_WAIT)
+        while True:
+            try:
+                answer = await self.helper.ask({"op": "setup"}, SETUP_TIMEOUT)
+                found = [finding_from_json(f) for f in answer["findings"]]
+            except HelperError as e:  # it answered: the checks themselves failed
+                found = [_setup_failed(str(e))]
+            except HelperFailed as e:  # it died or hung: said, and asked again of the next
+                if self.stopping:
+                    return
+                self._publish(setup=[_setup_failed(str(e))])
+                await asyncio.sleep(SETUP_RETRY)
+                continue
+            except (KeyError, TypeError, ValueError) as e:
+                found = [_setup_failed(f"the helper answered {e!r}")]
+            break
         self.setup_checked = True
-        self._publish(setup=found)
+        assert self.project is not None
+        self._publish(setup=[*self.project.findings, *await ports, *found])
+        if not self._stats_wanted:  # nothing more to ask it: its memory goes back
+            await self.helper.close()
+
+    async def started(self, within: float) -> None:
+        """Until no child is starting, at most ``within`` seconds. The helper waits for it:
+        it loads the whole project, as the children do while they boot, and on a small
+        machine it would compete with them; a web server that answers sooner matters more
+        than statistics that show sooner (and a server that never answers must not hide the
+        findings about it for long)."""
+        deadline = time.monotonic() + within
+        while (
+            time.monotonic() < deadline
+            and not self.stopping
+            and any(c.state is State.STARTING for c in self.children.values())
+        ):
+            await asyncio.sleep(0.05)
+
+    async def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A question for the helper from a client (the task panel): HelperFailed says why not."""
+        if self.helper is None:
+            raise HelperFailed("no statistics helper: no entry of this project runs tasks")
+        return await self.helper.ask(request, ASK_TIMEOUT)
 
     def _task_workers(self) -> list[Worker]:
         from backends.diagnostics import worker
@@ -334,69 +421,52 @@ def _up(pid: int) -> bool:
         return False
 
 
-def poll_task_stats() -> Snapshot:
-    """Runs in a worker thread: Django is set up on first use, connections closed after."""
-    from django.db import connections
+def _helper(
+    entries: Sequence[Entry],
+    project: Project | None,
+    watch: dict[str, float] | None,
+    stopping: Callable[[], bool],
+    guard: Callable[[int, Launch], None],
+) -> StatsHelper:
+    """The helper loads the settings as the children do (those of the project, else of the
+    first task worker); for a real project it also builds the same entries, for the checks."""
+    import json
 
-    from backends import taskstats
-
-    try:
-        setup_once()
-    except SetupFailed as e:  # the project's apps failed to load: say so, keep the console up
-        return _failed_stats(f"Django cannot load the project's apps: {e}")
-    try:
-        return taskstats.poll()
-    except Exception as e:
-        return _failed_stats(f"cannot read task statistics: {type(e).__name__}: {e}")
-    finally:
-        with contextlib.suppress(Exception):
-            connections.close_all()
-
-
-def diagnose_setup(project: Project, entries: list[Entry]) -> list[Finding]:
-    """Runs in a worker thread, like the statistics poll: connections closed after."""
-    from django.db import connections
-
-    from backends.diagnostics import check_setup
-
-    try:
-        return [*project.findings, *check_setup(project.settings, entries)]
-    finally:
-        with contextlib.suppress(Exception):
-            connections.close_all()
+    workers = [e.backend.project for e in entries if e.kind == "tasks" and e.backend]
+    where = project or next(iter(workers), None)
+    env = where.child_env() if where is not None else {}
+    ours = str(Path(__file__).resolve().parents[1])  # it must import this copy of ``tui``
+    path = env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ours, path) if p)
+    args = []
+    if project is not None:
+        names = [e.name for e in entries if e.error is None]
+        args = ["--watch", json.dumps(watch or {}), "--diagnose", json.dumps(names)]
+    cwd = where.base_dir if where is not None else os.getcwd()
+    return StatsHelper(args, env, cwd, stopping, guard)
 
 
-def diagnose_runtime(
-    watch: Watch, stats: Snapshot, workers: list[Worker], entries: list[Entry]
-) -> list[Finding]:
-    """Runs in a worker thread after a poll: stuck tasks, failure spikes and a server out of
-    connection slots read the database."""
-    from django.db import connections
-
-    try:
-        return watch.check(stats, workers, entries)
-    except Exception:  # a check that cannot read now must not end the statistics loop
-        return watch.last
-    finally:
-        with contextlib.suppress(Exception):
-            connections.close_all()
+def _around_refusal(line: str) -> str:
+    """The words of a refusal in a line of any length: what the runtime check looks for."""
+    at = min((i for i in map(line.find, dbslots.REFUSALS) if i >= 0), default=0)
+    return line[max(0, at - 200) : at + 300]
 
 
-def _failed_stats(error: str) -> Snapshot:
-    from backends.taskstats import Snapshot
+def _setup_failed(why: str) -> Finding:
+    from backends.diagnostics import Finding
 
-    return Snapshot(
-        taken_at=datetime.now(UTC),
-        queues=[],
-        failures=[],
-        by_pid={},
-        oldest_ready_wait=None,
-        error=error,
+    return Finding(
+        "warning",
+        "check-failed",
+        None,
+        f"the setup checks could not run ({why})",
+        "run prodserver-tui --check for them",
+        topic="setup",
     )
 
 
 def _attribute(stats: Snapshot, usage: Usage | None) -> WorkerCounts | None:
-    from backends.taskstats import WorkerCounts
+    from backends.snapshot import WorkerCounts
 
     if usage is None or stats.error:
         return None

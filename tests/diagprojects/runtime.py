@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 from helpers import until
 
-from backends.diagnostics import Finding, Watch
+from backends.diagnostics import Finding
 from backends.taskworker import ids
 from tui.child import State
 from tui.project import discover, entries
@@ -28,8 +28,13 @@ from tui.supervisor import Supervisor
 
 
 def enqueue(what: str, n: int, queue: str = "default") -> None:
-    """Real ``.enqueue()`` calls, from a thread (the ORM is blocking)."""
+    """Real ``.enqueue()`` calls, from a thread (the ORM is blocking). This script sets
+    Django up for them: the console it runs does not (its statistics helper does)."""
     from django.db import connections
+
+    from backends.django_setup import setup_once
+
+    setup_once()
     from myapp import tasks
 
     task = getattr(tasks, what).using(queue_name=queue)
@@ -56,7 +61,7 @@ def leave_running_for_dead_worker() -> None:
 
 async def main(project_dir: Path) -> dict[str, object]:
     project = discover(None, [], project_dir)
-    watch = Watch(grow_for=2.0, wait_limit=4.0, unserved_for=1.0, stuck_every=0.5, spike_min=10)
+    watch = dict(grow_for=2.0, wait_limit=4.0, unserved_for=1.0, stuck_every=0.5, spike_min=10)
     sup = Supervisor(
         entries(project, ["worker"]), watchdog=False, stats_every=0.3, project=project, watch=watch
     )

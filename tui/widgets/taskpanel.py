@@ -1,7 +1,8 @@
 """The task panel: queues, throughput, latency, recent failures, and stuck tasks to act on.
 
 Queue numbers come from the supervisor's last statistics poll. Tracebacks and stuck tasks
-are read from the database in a thread when the panel needs them, never on the event loop.
+are read, and stuck tasks changed, by the statistics helper (a child process that holds the
+project's apps) when the panel needs them; the panel only waits for its answer.
 The panel opens on the failures, since that is what it is opened for: Down picks the next one,
 and the chosen failure's message and traceback get the rest of the screen, scrollable, so
 they stay readable at 80x24.
@@ -9,8 +10,7 @@ they stay readable at 80x24.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -22,37 +22,25 @@ from textual.widgets import DataTable, Label, Static
 from backends.taskworker.ids import label
 from tui import format as fmt
 from tui.output import inert, inert_all
+from tui.stats_client import HelperFailed
 from tui.supervisor import Supervisor
 from tui.widgets.dialogs import Dialog
 
-if TYPE_CHECKING:  # importing it loads the Django ORM: only when the panel needs it
-    from backends.taskstats import Failure
-    from backends.taskworker.recovery import StuckTask
+if TYPE_CHECKING:
+    from backends.snapshot import Failure
 
-T = TypeVar("T")
 NO_FAILURES = "No failed task recorded."
-TRACEBACK_SHOWN = 20_000  # characters, from the end: where the exception is; a task's can be MBs
 
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s" if value < 10 else f"{value:.0f}s"
 
 
-def _from_database(read: Callable[[], T]) -> T:
-    """Run ``read`` against the project's database in this (worker) thread, then close the
-    thread's connections: Django keeps one per thread, and this thread is not reused.
-    What it read is made inert: rows hold anyone's text (a task's exception, its queue name).
-    Any failure, even settings that cannot load, is raised to the caller to show."""
-    import django
-    from django.conf import settings
-    from django.db import connections
-
-    try:
-        django.setup()
-        return inert_all(read())
-    finally:
-        if settings.configured:
-            connections.close_all()
+async def _from_database(supervisor: Supervisor, request: dict[str, Any], key: str) -> Any:
+    """The helper's answer to ``request``, made inert: rows hold anyone's text (a task's
+    exception, its queue name). Any failure is raised to the caller to show."""
+    answer = await supervisor.ask(request)
+    return inert_all(answer[key])
 
 
 def failure_heading(failure: Failure) -> Text:
@@ -198,29 +186,14 @@ class TaskPanel(Dialog):
             self.query_one("#traceback Static", Static).update("reading the traceback…")
             self.show_traceback(chosen.id)
 
-    @work(thread=True, exclusive=True, group="traceback")
-    def show_traceback(self, task_id: str) -> None:
-        def read() -> str:
-            from django.db.models.functions import Length, Right
-            from django_tasks_db.models import DBTaskResult
-
-            rows = (
-                DBTaskResult.objects.filter(id=task_id)
-                .annotate(tail=Right("traceback", TRACEBACK_SHOWN), size=Length("traceback"))
-                .values_list("tail", "size")
-            )
-            tail, size = next(iter(rows), ("", 0))
-            if not tail:
-                return "(no traceback recorded)"
-            if size > TRACEBACK_SHOWN:
-                return f"… {size - TRACEBACK_SHOWN} characters before these not shown\n{tail}"
-            return str(tail)
-
+    @work(exclusive=True, group="traceback")
+    async def show_traceback(self, task_id: str) -> None:
+        request = {"op": "traceback", "id": task_id}
         try:
-            traceback = _from_database(read)
-        except Exception as e:
+            traceback = str(await _from_database(self.supervisor, request, "text"))
+        except (HelperFailed, KeyError) as e:
             traceback = inert(f"cannot read the traceback: {e}")
-        self.app.call_from_thread(self._show_traceback, task_id, traceback)
+        self._show_traceback(task_id, traceback)
 
     def _show_traceback(self, task_id: str, traceback: str) -> None:
         """The innermost frames and the exception are at the end: show the end."""
@@ -228,30 +201,23 @@ class TaskPanel(Dialog):
             self.query_one("#traceback Static", Static).update(traceback.rstrip())
             self.query_one("#traceback", VerticalScroll).scroll_end(animate=False)
 
-    @work(thread=True, exclusive=True, group="stuck")
-    def find_stuck(self) -> None:
-        from backends.taskworker.recovery import find_stuck
-
+    @work(exclusive=True, group="stuck")
+    async def find_stuck(self) -> None:
         try:
-            stuck = _from_database(find_stuck)
-        except Exception as e:
-            self.app.call_from_thread(
-                self.notify,
-                inert(f"cannot look for stuck tasks: {e}"),
-                severity="error",
-                markup=False,
-            )
+            stuck = await _from_database(self.supervisor, {"op": "stuck"}, "stuck")
+        except (HelperFailed, KeyError) as e:
+            self.notify(inert(f"cannot look for stuck tasks: {e}"), severity="error", markup=False)
             return
-        self.app.call_from_thread(self._show_stuck, stuck)
+        self._show_stuck(stuck)
 
-    def _show_stuck(self, stuck: list[StuckTask]) -> None:
+    def _show_stuck(self, stuck: list[dict[str, str]]) -> None:
         """The stuck table takes room only when there is something stuck to act on."""
         table = self.query_one("#stuck", DataTable)
         table.clear()
-        self.stuck_ids = [s.id for s in stuck]
+        self.stuck_ids = [s["id"] for s in stuck]
         for s in stuck:
-            row = (s.task_path, s.queue, label(s.worker_id), s.reason)
-            table.add_row(*map(Text, row), key=s.id)
+            shown = (s["task_path"], s["queue"], label(s["worker_id"]), s["reason"])
+            table.add_row(*map(Text, shown), key=s["id"])
         table.display = bool(stuck)
         self.query_one("#stuck-label", Label).update(
             "Stuck tasks: RUNNING, but their worker process is gone (e requeue, f fail)"
@@ -276,28 +242,16 @@ class TaskPanel(Dialog):
         if task_id:
             self.act_on_stuck(task_id, fail=True)
 
-    @work(thread=True, group="stuck-action")
-    def act_on_stuck(self, task_id: str, fail: bool) -> None:
-        from backends.taskworker.recovery import mark_failed, requeue
-
-        def act() -> int:
-            if fail:
-                return mark_failed([task_id], "marked failed from prodserver-tui")
-            return requeue([task_id])
-
+    @work(group="stuck-action")
+    async def act_on_stuck(self, task_id: str, fail: bool) -> None:
+        request = {"op": "fail" if fail else "requeue", "id": task_id}
         try:
-            changed = _from_database(act)
-        except Exception as e:
-            self.app.call_from_thread(
-                self.notify,
-                inert(f"cannot change task {task_id}: {e}"),
-                severity="error",
-                markup=False,
-            )
+            changed = await _from_database(self.supervisor, request, "changed")
+        except (HelperFailed, KeyError) as e:
+            self.notify(inert(f"cannot change task {task_id}: {e}"), severity="error", markup=False)
             return
         verb = "marked failed" if fail else "requeued"
-        self.app.call_from_thread(
-            self.notify,
+        self.notify(
             f"task {task_id} {verb}" if changed else f"task {task_id} was not stuck any more",
             markup=False,
         )
