@@ -8,46 +8,22 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
 from conftest import FIXTURES
-from helpers import tree, wait_gone
+from helpers import Drained, tree, wait_gone
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-class Headless:
-    """``prodserver-tui --headless`` in its own session, its output drained by a thread."""
-
-    def __init__(self, cwd: Path, *args: str) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-        env["PYTHONPATH"] = str(REPO)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tui.cli", "--headless", "--settings", "s", *args],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            text=True,
-        )
-        self.lines: list[str] = []
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, text: str, count: int = 1, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while sum(text in line for line in self.lines) < count:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise AssertionError(f"never saw {text!r} x{count}:\n" + "\n".join(self.lines))
-            time.sleep(0.05)
+def headless(cwd: Path, *args: str) -> Drained:
+    """``prodserver-tui --headless`` on the settings ``s`` in ``cwd``."""
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env["PYTHONPATH"] = str(REPO)
+    return Drained(
+        [sys.executable, "-m", "tui.cli", "--headless", "--settings", "s", *args], cwd, env
+    )
 
 
 def settings(folder: Path, entries: dict[str, str]) -> None:
@@ -77,7 +53,7 @@ def py(script: str, *args: str) -> str:
 
 def test_headless_prefixes_lines_and_exits_0_when_all_stop_cleanly(tmp_path: Path) -> None:
     settings(tmp_path, {"chatty": py("chatty"), "grouped": py("spawns_grandchild")})
-    run = Headless(tmp_path)
+    run = headless(tmp_path)
     run.wait_for("-- running", count=2)
     run.wait_for("| out 2")
     run.proc.send_signal(signal.SIGINT)
@@ -92,7 +68,7 @@ def test_headless_says_how_many_lines_a_flood_skipped(tmp_path: Path) -> None:
     """One read of a flood holds thousands of lines, more than a 100-line ring keeps: what
     the ring dropped before headless saw it is counted, not silently missing."""
     settings(tmp_path, {"flood": py("flood", "100000")})
-    run = Headless(tmp_path, "--ring-lines", "100")
+    run = headless(tmp_path, "--ring-lines", "100")
     run.wait_for("exited with code 0")
     run.proc.send_signal(signal.SIGINT)
     assert run.proc.wait(timeout=15) == 0
@@ -110,7 +86,7 @@ def test_exit_is_non_zero_when_something_had_to_be_killed(tmp_path: Path) -> Non
         f"'BACKEND': 'backends.command.Command', 'GRACE': 1, "
         f"'ARGS': [sys.executable, {str(FIXTURES / 'ignores_sigterm.py')!r}]}}}}\n"
     )
-    run = Headless(tmp_path)
+    run = headless(tmp_path)
     run.wait_for("ignoring SIGTERM")
     run.proc.send_signal(signal.SIGTERM)
     assert run.proc.wait(timeout=15) == 1

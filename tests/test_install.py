@@ -22,8 +22,6 @@ import site
 import subprocess
 import sys
 import tarfile
-import threading
-import time
 import tomllib
 import urllib.request
 import zipfile
@@ -31,7 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from helpers import free_port
+from helpers import Drained, free_port
 from needs import needs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -143,12 +141,12 @@ def test_the_wheel_runs_in_a_fresh_venv_with_no_source_tree(
     assert f"web     gunicorn  {python} -m gunicorn --bind=127.0.0.1:{port}" in check, check
     assert not [row for row in check.splitlines() if row.startswith(("error", "warn"))]
 
-    console = Console([command, "--demo", "--headless", "web", "worker"], away, demo)
+    console = Drained([command, "--demo", "--headless", "web", "worker"], away, clean_env(**demo))
     try:
-        console.wait_for("web    | -- ready in")
+        console.wait_for("web    | -- ready in", timeout=30)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/enqueue/", timeout=5) as answer:
             assert answer.status == 200
-        console.wait_for("tui.demo.tasks.fast")
+        console.wait_for("tui.demo.tasks.fast", timeout=30)
         console.proc.send_signal(signal.SIGTERM)
         assert console.proc.wait(timeout=45) == 0, "\n".join(console.lines)
     finally:
@@ -230,38 +228,3 @@ def clean_env(**extra: str) -> dict[str, str]:
     dropped = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "DJANGO_SETTINGS_MODULE")
     kept = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("PIP_")}
     return {**kept, **extra}
-
-
-class Console:
-    """The installed command in its own session, its output drained by a thread."""
-
-    def __init__(self, argv: list[str], cwd: Path, extra: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=clean_env(**extra),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            text=True,
-        )
-        self.lines: list[str] = []
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, text: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise AssertionError(f"never saw {text!r}:\n" + "\n".join(self.lines))
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
