@@ -25,7 +25,7 @@ import pytest
 from conftest import _postgres, postgres_missing
 from helpers import free_port, run_json, tree, wait_gone
 from needs import needs
-from test_cli import Headless
+from test_cli import headless
 
 from backends.base import Project
 from backends.diagnostics import Finding, check_entry_keys, check_ports, diff
@@ -437,7 +437,7 @@ def test_headless_prints_a_finding_when_it_appears_and_when_it_clears(
     tmp_path: Path, migrated: Path
 ) -> None:
     folder = site(tmp_path, migrated)
-    run = Headless(folder, "--settings", "site_settings", "worker")
+    run = headless(folder, "--settings", "site_settings", "worker")
     try:
         run.wait_for("-- running", timeout=30)
         script = "from myapp.tasks import hello\nfor i in range(3): "

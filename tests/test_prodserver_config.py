@@ -15,7 +15,7 @@ from pathlib import Path
 
 from helpers import free_port, tree, wait_gone
 from needs import needs, nothing_on
-from test_cli import Headless
+from test_cli import headless
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -73,7 +73,7 @@ def test_django_prodserver_style_config_checks_and_runs(djproject: Path) -> None
         "web-g", "web-w", "web-u", "web-uw", "worker-celery", "worker"
     ]  # fmt: skip
 
-    run = Headless(djproject, "--settings", "prodserver_settings")
+    run = headless(djproject, "--settings", "prodserver_settings")
 
     def said(name: str, text: str) -> bool:
         return any(f" {name} " in line and text in line for line in run.lines)
