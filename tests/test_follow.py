@@ -83,7 +83,9 @@ async def test_findings_banner_coming_and_going_keeps_every_log_following(
     async with app.run_test(size=(160, 48)) as pilot:
         await started(app, pilot)
         sup = app.supervisor
-        held = Finding("error", "port-in-use", "a", "port 8000 is in use", "stop the other server")
+        # Not port-in-use: an entry reaching running clears that one by itself (its own socket
+        # answers, or it has no probe), and "a" may reach running just after this.
+        held = Finding("error", "unknown-keys", "a", "ARGS has no key FOO", "remove FOO")
         general = Finding("warning", "debug", None, "DEBUG is on", "turn it off")
         banners = [app.query_one("#findings"), app.panes[0].query_one(".findings")]
         sup._publish(setup=[held, general])
