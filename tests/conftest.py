@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -38,18 +39,31 @@ def djproject(
 ) -> Iterator[Path]:
     """A private, migrated copy of tests/djproject: tests may write to it and run it freely."""
     monkeypatch.setenv("DJPROJECT_DB", str(tmp_path / "db.sqlite3"))
-    scratch = None
-    if request.param == "postgresql":
-        scratch = f"prodserver_test_{os.getpid()}_{next(_scratch_numbers)}"
-        _postgres(f'CREATE DATABASE "{scratch}"')
-        monkeypatch.setenv("DJPROJECT_PG", scratch)
-    project = migrated_copy(tmp_path)
-    yield project
-    if scratch:
-        _postgres(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgresql":
+            monkeypatch.setenv("DJPROJECT_PG", stack.enter_context(scratch_database()))
+        yield migrated_copy(tmp_path)
 
 
 _scratch_numbers = itertools.count()
+
+
+@contextlib.contextmanager
+def scratch_database() -> Iterator[str]:
+    """An empty database of its own on the shared PostgreSQL server, dropped afterwards."""
+    name = f"prodserver_test_{os.getpid()}_{next(_scratch_numbers)}"
+    _postgres(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        _postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def scratch_pg() -> Iterator[str]:
+    """The name of an empty scratch PostgreSQL database (a test that needs PostgreSQL)."""
+    with scratch_database() as name:
+        yield name
 
 
 def postgres_missing() -> str | None:

@@ -8,7 +8,6 @@ once per process, and .env lands in the console's environment).
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import signal
@@ -16,11 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from conftest import TESTS, _postgres, postgres_missing
+from conftest import TESTS, postgres_missing
 from helpers import free_port, run_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,7 +27,6 @@ from tui import envfile
 
 REPO = TESTS.parent
 REALPROJECT = TESTS / "realproject"
-_numbers = itertools.count()
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -63,22 +59,14 @@ def console(project: Path, *args: str, **env: str) -> subprocess.CompletedProces
     )
 
 
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    name = f"prodserver_envfile_{os.getpid()}_{next(_numbers)}"
-    _postgres(f'CREATE DATABASE "{name}"')
-    yield name
-    _postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @needs("PostgreSQL", postgres_missing)
 def test_env_file_reaches_the_worker_the_web_and_the_statistics(
-    tmp_path: Path, pg_database: str
+    tmp_path: Path, scratch_pg: str
 ) -> None:
     """The issue's "tasks silently never ran": the web server loads .env itself (wsgi.py) and
     writes to PostgreSQL; the worker and the statistics must use that database too."""
-    url = f"postgres://postgres@127.0.0.1:5432/{pg_database}"
-    project = copy(tmp_path, f"SECRET_KEY=not-secret-{pg_database}\nDATABASE_URL={url}\n")
+    url = f"postgres://postgres@127.0.0.1:5432/{scratch_pg}"
+    project = copy(tmp_path, f"SECRET_KEY=not-secret-{scratch_pg}\nDATABASE_URL={url}\n")
     (project / ".env").write_text(
         (project / ".env").read_text() + f"PORT={free_port()}\n", encoding="utf-8"
     )
@@ -92,7 +80,7 @@ def test_env_file_reaches_the_worker_the_web_and_the_statistics(
     seen = run_json(
         [sys.executable, str(TESTS / "realproject_console.py"), str(project)], project, env
     )
-    assert seen["web"] == f"postgresql {pg_database}"
+    assert seen["web"] == f"postgresql {scratch_pg}"
     assert seen["orders"] == "first", seen  # the worker ran the web's task, in PostgreSQL
     assert seen["later_ready"] == 3, seen  # the statistics read the same database
     assert not (project / "db.sqlite3").exists()  # nobody fell back to SQLite

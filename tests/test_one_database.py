@@ -15,11 +15,9 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from conftest import _postgres, postgres_missing
+from conftest import postgres_missing
 from helpers import free_port, run_json
 from needs import needs
 
@@ -67,14 +65,6 @@ def console(project: Path, **extra: str) -> dict[str, str]:
     seen: dict[str, str] = run_json(argv, project, env(**extra), timeout=90)
     assert PASSWORD not in json.dumps(seen)
     return seen
-
-
-@pytest.fixture
-def scratch_pg() -> Iterator[str]:
-    name = f"prodserver_onedb_{os.getpid()}"
-    _postgres(f'CREATE DATABASE "{name}"')
-    yield name
-    _postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @needs("PostgreSQL", postgres_missing)
