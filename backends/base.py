@@ -142,7 +142,7 @@ class Knob:
     control), or an absolute target over the control channel (``backends.control``; the
     process answers with its counts). A knob with none changes by a graceful restart with the
     new value. The console compares what it asked for with what it observes and corrects
-    one step at a time (``tui.scaling``): observed by counting child processes
+    one step at a time (``tui.engine.scaling``): observed by counting child processes
     (``children``), from the channel's answers, else taken from the command's success.
     """
 

@@ -2,7 +2,7 @@
 serialisation.
 
 The console shows these, but the poll that fills them runs in the statistics helper (a child,
-``tui/stats_helper.py``), because reading them needs the project's app registry. The console
+``tui/engine/stats_helper.py``), because reading them needs the project's app registry. The console
 imports this module, not ``taskstats``: the ORM alone would add about 10 MB to it. `to_json`
 and `from_json` are the only place these types become JSON and back.
 """

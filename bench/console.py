@@ -17,7 +17,7 @@ What it measures
    once a second; after it, minutes), 20 s of: CPU time (user + system, psutil) of the
    console process itself, as % of one core, its own children excluded, and its RSS (the
    largest of one sample a second).
-   The ``tui.watchdog`` child is reported on its own row. The same for ``honcho start``
+   The ``tui.engine.watchdog`` child is reported on its own row. The same for ``honcho start``
    (a Procfile of the four sleepers, output to /dev/null; its per-child forks and ``sh``
    wrappers on a "helpers" row), for mprocs, under the same pty, when it is available, and
    for a bare Textual app of three static panes (what any Textual screen costs at rest).
@@ -568,7 +568,7 @@ def run_idle(
     table: Table, reaper: Reaper, args: argparse.Namespace, mprocs: str | None, skip: str
 ) -> None:
     peers: list[tuple[str, Callable[[Reaper, float, float], dict[str, Usage]], str]] = [
-        ("prodserver-tui", idle_console, "tui.watchdog"),
+        ("prodserver-tui", idle_console, "tui.engine.watchdog"),
         ("honcho start", idle_honcho, "helpers (forks, sh)"),
         ("mprocs (pty 160x48)", idle_mprocs(mprocs, skip), "helpers"),
         ("bare Textual app, 3 static panes", idle_bare, "helpers"),

@@ -116,7 +116,7 @@ def summary(results: dict[str, dict[str, Any]]) -> str:
         ratio(rate("prodserver-tui"), rate("mprocs"), "mprocs"),
     )
     ours_idle = idle("prodserver-tui")
-    watchdog = idle("prodserver-tui: tui.watchdog")
+    watchdog = idle("prodserver-tui: tui.engine.watchdog")
     both = ours_idle + watchdog if isinstance(ours_idle, float) and watchdog else None
     lines = [
         "| measured side by side | prodserver-tui | peers, same run | ratio |",

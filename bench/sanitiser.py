@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import Column, Report
-from tui.output import Ring, Sanitiser
+from tui.engine.output import Ring, Sanitiser
 
 LINES = 1_000_000
 CHUNK = 64 * 1024

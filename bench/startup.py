@@ -331,7 +331,10 @@ def console_roles(root: psutil.Process) -> dict[str, int]:
             argv = " ".join(child.cmdline())
         except psutil.Error:
             continue
-        for role, module in (("helper", "tui.stats_helper"), ("watchdog", "tui.watchdog")):
+        for role, module in (
+            ("helper", "tui.engine.stats_helper"),
+            ("watchdog", "tui.engine.watchdog"),
+        ):
             if module in argv:
                 found[role] += rss(child)
     return found

@@ -19,8 +19,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from tui import demo  # noqa: E402
 from tui.app import ConsoleApp  # noqa: E402
+from tui.engine.supervisor import Supervisor  # noqa: E402
 from tui.project import discover, entries  # noqa: E402
-from tui.supervisor import Supervisor  # noqa: E402
 
 SHOTS: list[tuple[str, tuple[int, int], list[str]]] = [
     ("console.svg", (160, 48), []),

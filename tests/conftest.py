@@ -15,8 +15,8 @@ from helpers import migrated_copy
 from needs import needs, pytest_configure, pytest_runtest_setup  # noqa: F401  (the plugin's hooks)
 
 from tui.app import ConsoleApp
+from tui.engine.supervisor import Supervisor
 from tui.project import Entry
-from tui.supervisor import Supervisor
 
 TESTS = Path(__file__).resolve().parent
 

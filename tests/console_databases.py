@@ -19,8 +19,8 @@ from textual.widgets import Static
 
 from backends.dbident import MARK
 from tui.app import ConsoleApp
+from tui.engine.supervisor import Supervisor
 from tui.project import discover, entries
-from tui.supervisor import Supervisor
 
 
 def text(widget: Static) -> str:

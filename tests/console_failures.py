@@ -15,8 +15,8 @@ from helpers import until
 from textual.widgets import DataTable
 
 from tui.app import ConsoleApp
+from tui.engine.supervisor import Supervisor
 from tui.project import discover, entries
-from tui.supervisor import Supervisor
 from tui.widgets.taskpanel import TaskPanel
 
 

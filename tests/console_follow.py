@@ -16,8 +16,8 @@ from conftest import fixture_argv
 from helpers import command, until
 
 from tui.app import ConsoleApp
+from tui.engine.supervisor import Supervisor
 from tui.project import discover, entries
-from tui.supervisor import Supervisor
 from tui.widgets.logview import LogView, plain
 from tui.widgets.pane import ProcessPane
 from tui.widgets.taskpanel import TaskPanel

@@ -33,9 +33,9 @@ from textual.widgets import DataTable, Static
 from backends.django_setup import setup_once
 from backends.snapshot import failed
 from tui.app import ConsoleApp
+from tui.engine.supervisor import Supervisor
 from tui.headless import Printer
 from tui.project import discover, entries
-from tui.supervisor import Supervisor
 from tui.widgets.taskpanel import TaskPanel
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from helpers import enqueue, until, wait_gone
 from textual.widgets import Static
 
 from tui.app import ConsoleApp
+from tui.engine.supervisor import Supervisor
 from tui.project import discover, entries
-from tui.supervisor import Supervisor
 
 
 def helper_pids() -> list[int]:
@@ -29,7 +29,7 @@ def helper_pids() -> list[int]:
     return [
         p.pid
         for p in psutil.Process().children()
-        if "tui.stats_helper" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE
+        if "tui.engine.stats_helper" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE
     ]
 
 

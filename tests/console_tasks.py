@@ -16,8 +16,8 @@ import psutil
 from helpers import until
 
 from tui.app import ConsoleApp
+from tui.engine.supervisor import Supervisor
 from tui.project import discover, entries
-from tui.supervisor import Supervisor
 from tui.widgets.taskpanel import TaskPanel
 
 

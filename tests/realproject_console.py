@@ -18,8 +18,8 @@ from pathlib import Path
 
 from helpers import get
 
+from tui.engine.supervisor import Supervisor
 from tui.project import discover, entries
-from tui.supervisor import Supervisor
 
 
 async def waited(condition: Callable[[], object], timeout: float) -> bool:

@@ -13,11 +13,11 @@ from types import SimpleNamespace
 from backends.base import Project
 from backends.taskstats import Failure, QueueStats, Snapshot, WorkerCounts
 from tui.app import ConsoleApp
-from tui.child import Exit, State
-from tui.output import Line
+from tui.engine.child import Exit, State
+from tui.engine.output import Line
+from tui.engine.sampler import Usage
+from tui.engine.supervisor import Supervisor
 from tui.project import build_entry
-from tui.sampler import Usage
-from tui.supervisor import Supervisor
 
 NOW = 1_800_000_000.0
 MB = 1024 * 1024

@@ -22,9 +22,9 @@ from needs import needs
 from backends.base import Project
 from backends.celery import CeleryBeat, CeleryWorker
 from backends.registry import resolve
-from tui.child import Child, State
+from tui.engine.child import Child, State
+from tui.engine.supervisor import Supervisor
 from tui.project import build_entry
-from tui.supervisor import Supervisor
 
 Supervise = Callable[..., Awaitable[Supervisor]]
 BROKER = "redis://127.0.0.1:6379/7"

@@ -12,7 +12,7 @@ from conftest import Console, fixture_argv
 from helpers import command, enqueue, gunicorn, is_alive, run_json, tree, until
 
 from tui.app import ConsoleApp
-from tui.child import State
+from tui.engine.child import State
 from tui.keep_scale import snippet
 from tui.project import Entry
 from tui.widgets.dialogs import HelpScreen, ScaleScreen

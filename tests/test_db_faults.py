@@ -35,7 +35,7 @@ from pgcluster import Cluster, private_cluster
 from test_recovery import run as run_django
 
 from backends.taskworker import ids
-from tui.supervisor import Supervisor
+from tui.engine.supervisor import Supervisor
 
 Supervise = Callable[..., Awaitable[Supervisor]]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import is_alive, wait_gone
 
-from tui.deathsig import guarded
+from tui.engine.deathsig import guarded
 
 # Says which signal ended it: a handler for SIGTERM writes "term" and exits 0.
 CHILD = """
@@ -29,7 +29,7 @@ time.sleep(600)
 # until it is SIGKILLed.
 PARENT = """
 import subprocess, sys, time
-from tui.deathsig import guarded
+from tui.engine.deathsig import guarded
 argv = guarded([sys.executable, "-c", sys.argv[1], sys.argv[2]], sys.argv[3] == "1", 15)
 print(subprocess.Popen(argv).pid, flush=True)
 time.sleep(600)

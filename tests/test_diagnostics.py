@@ -511,7 +511,7 @@ def test_a_failed_django_setup_keeps_its_real_cause(tmp_path: Path) -> None:
     )
     script = (
         "import json\n"
-        "from tui.stats_helper import poll as poll_task_stats\n"
+        "from tui.engine.stats_helper import poll as poll_task_stats\n"
         "from backends.diagnostics import check_migrations\n"
         "first, second = poll_task_stats().error, poll_task_stats().error\n"
         "print(json.dumps([first, second, check_migrations()[0].what]))\n"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from backends.base import ACCESS_LOG
-from tui.events import EventCounter
-from tui.output import Line
-from tui.probe import request_line
+from tui.engine.events import EventCounter
+from tui.engine.output import Line
+from tui.engine.probe import request_line
 
 GUNICORN = '127.0.0.1 - - [27/Nov/2026:09:31:25 +0000] "GET /a HTTP/1.1" {} 2 "-" "curl/8"'
 UVICORN = 'INFO:     127.0.0.1:51234 - "POST /b HTTP/1.1" {} OK'

@@ -26,7 +26,7 @@ from textual.pilot import Pilot
 
 from backends.diagnostics import Finding
 from tui.app import ConsoleApp
-from tui.child import State
+from tui.engine.child import State
 from tui.project import Entry
 from tui.widgets.logview import plain
 

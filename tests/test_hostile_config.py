@@ -27,10 +27,10 @@ from hypothesis import strategies as st
 
 from backends.base import MAX_GRACE, Backend, Project, flags_from_dict
 from backends.registry import _IMPLEMENTED
-from tui.probe import probe_address
+from tui.engine.probe import probe_address
+from tui.engine.supervisor import Supervisor
 from tui.project import Entry, ProjectError, build_entry, entries
 from tui.redact import Redactor
-from tui.supervisor import Supervisor
 
 REPO = Path(__file__).resolve().parent.parent
 ARGV_JSON = str(FIXTURES / "argv_json.py")

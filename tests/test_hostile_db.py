@@ -25,7 +25,7 @@ from test_hostile_output import hostile
 from textual.command import CommandList
 
 from tui.app import ConsoleApp
-from tui.supervisor import Supervisor
+from tui.engine.supervisor import Supervisor
 
 REPO = TESTS.parent
 

@@ -36,10 +36,10 @@ from textual.strip import Strip
 from textual.widgets._toast import Toast
 
 from tui.app import ConsoleApp
-from tui.child import State
+from tui.engine.child import State
+from tui.engine.output import Line, Ring, Sanitiser
+from tui.engine.supervisor import Supervisor
 from tui.headless import Printer
-from tui.output import Line, Ring, Sanitiser
-from tui.supervisor import Supervisor
 from tui.widgets.logview import LogView, cells, plain
 
 SGR = re.compile(r"\x1b\[[0-9;:]*m")

@@ -18,9 +18,9 @@ from textual.widget import Widget
 from textual.widgets import Sparkline
 
 from tui.app import ConsoleApp
-from tui.child import State
+from tui.engine.child import State
+from tui.engine.supervisor import Supervisor
 from tui.project import Entry
-from tui.supervisor import Supervisor
 from tui.widgets.logview import LogView
 from tui.widgets.pane import ProcessPane
 

@@ -15,10 +15,10 @@ from conftest import fixture_argv
 from helpers import command, gunicorn, until
 
 from tui.app import ConsoleApp
-from tui.child import State
-from tui.output import Ring
+from tui.engine.child import State
+from tui.engine.output import Ring
+from tui.engine.supervisor import Supervisor
 from tui.project import Entry
-from tui.supervisor import Supervisor
 from tui.widgets.dialogs import HelpScreen
 
 # Enough lines that the flood's 80-byte lines hit the character bound (4,000,000) first:

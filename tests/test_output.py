@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tui.output import Line, Ring, Sanitiser, clean
+from tui.engine.output import Line, Ring, Sanitiser, clean
 
 SGR = re.compile(r"\x1b\[[0-9;:]*m")
 KIB64 = 64 * 1024

@@ -66,7 +66,7 @@ from helpers import (
 from needs import needs
 
 from backends.procid import started
-from tui.watchdog_client import start_watchdog
+from tui.engine.watchdog_client import start_watchdog
 
 REPO = Path(__file__).resolve().parent.parent
 SETTINGS = "own_death"  # the settings module written into the project copy
@@ -427,7 +427,7 @@ BOTH_DEAD_DESCENDANTS = 7
 
 
 def watchdogs(console: int) -> list[psutil.Process]:
-    return [p for p in psutil.Process(console).children() if "tui.watchdog" in p.cmdline()]
+    return [p for p in psutil.Process(console).children() if "tui.engine.watchdog" in p.cmdline()]
 
 
 def test_nothing_survives_when_console_and_watchdog_are_both_sigkilled(project: Path) -> None:

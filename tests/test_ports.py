@@ -14,7 +14,7 @@ import pytest
 from needs import require
 
 from backends.ports import describe, held_by, holder
-from tui.sampler import tree_pids
+from tui.engine.sampler import tree_pids
 
 LISTEN = """\
 import socket, sys, time

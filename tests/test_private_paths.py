@@ -24,9 +24,9 @@ from helpers import until
 
 from backends import control
 from backends.base import Project
-from tui.child import State
+from tui.engine.child import State
+from tui.engine.supervisor import Supervisor
 from tui.project import build_entry
-from tui.supervisor import Supervisor
 
 Supervise = Callable[..., Awaitable[Supervisor]]
 REPO = Path(__file__).resolve().parent.parent

@@ -16,10 +16,10 @@ import pytest
 from conftest import fixture_argv
 from helpers import command, entry, free_port, until
 
-import tui.child as child_module
-from tui.child import Child, State
-from tui.probe import USER_AGENT
-from tui.supervisor import Supervisor
+import tui.engine.child as child_module
+from tui.engine.child import Child, State
+from tui.engine.probe import USER_AGENT
+from tui.engine.supervisor import Supervisor
 
 Supervise = Callable[..., Awaitable[Supervisor]]
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]

@@ -21,8 +21,8 @@ from helpers import (
 )
 
 from backends.taskworker import ids
-from tui.child import State
-from tui.supervisor import Supervisor
+from tui.engine.child import State
+from tui.engine.supervisor import Supervisor
 
 Supervise = Callable[..., Awaitable[Supervisor]]
 

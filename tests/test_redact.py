@@ -273,7 +273,7 @@ def test_headless_command_line_is_masked_but_the_childs_output_is_its_own(tmp_pa
 
 def test_findings_are_masked_before_anyone_shows_them() -> None:
     from backends.diagnostics import Finding
-    from tui.supervisor import Supervisor
+    from tui.engine.supervisor import Supervisor
 
     sup = Supervisor([], watchdog=False, redact=Redactor([PASSWORD]))
     found = Finding("error", "database-error", None, f"cannot connect as u:{PASSWORD}", "check it")

@@ -1,7 +1,7 @@
 """Scaling converges on real servers: lost signals, quick presses, restarts, reaped pids.
 
 The console compares what was asked for with what the process tree has and corrects one step
-at a time (tui/scaling.py). These tests make the ways a counted signal goes wrong happen for
+at a time (tui/engine/scaling.py). These tests make the ways a counted signal goes wrong happen for
 real: a SIGSTOP landing between the console's look and its signal (SIGCONT then discards the
 pending TTIN), a restart between asking and acting, a main process reaped before its exit was
 processed.
@@ -22,9 +22,9 @@ import pytest
 from conftest import Console
 from helpers import WORKER, entry, gunicorn, until
 
-from tui.child import Child, State
-from tui.output import Line
-from tui.supervisor import Supervisor
+from tui.engine.child import Child, State
+from tui.engine.output import Line
+from tui.engine.supervisor import Supervisor
 
 Supervise = Callable[..., Awaitable[Supervisor]]
 SCALING = {signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2}

@@ -20,7 +20,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from tui.app import ConsoleApp
-from tui.supervisor import Supervisor
+from tui.engine.supervisor import Supervisor
 from tui.widgets.dialogs import ConfirmScreen, FindingsScreen, HelpScreen, ScaleScreen
 from tui.widgets.pane import show
 from tui.widgets.taskpanel import TaskPanel

@@ -28,9 +28,9 @@ from backends.granian import GranianASGIServer, GranianWSGIServer
 from backends.registry import resolve
 from backends.uvicorn import UvicornServer, UvicornWSGIServer, own_deadline
 from backends.waitress import WaitressServer
-from tui.child import Child, State
+from tui.engine.child import Child, State
+from tui.engine.supervisor import Supervisor
 from tui.project import build_entry
-from tui.supervisor import Supervisor
 
 Supervise = Callable[..., Awaitable[Supervisor]]
 PRODSERVER = "django_prodserver.backends."

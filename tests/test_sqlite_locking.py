@@ -18,7 +18,7 @@ from conftest import fixture_argv
 from helpers import WORKER, enqueue, entry, statuses, until
 from test_diagnostics import check
 
-from tui.supervisor import Supervisor
+from tui.engine.supervisor import Supervisor
 
 Supervise = Callable[..., Awaitable[Supervisor]]
 

@@ -65,7 +65,7 @@ def test_no_helper_outlives_a_sigkilled_console(djproject: Path, tmp_path: Path)
             found = [
                 p.pid
                 for p in psutil.Process(console.pid).children()
-                if "tui.stats_helper" in " ".join(p.cmdline())
+                if "tui.engine.stats_helper" in " ".join(p.cmdline())
             ]
             helper = found[0] if found else None
             time.sleep(0.05)

@@ -16,9 +16,9 @@ import pytest
 from conftest import fixture_argv
 from helpers import command, free_port, is_alive, tree, until, wait_gone
 
-import tui.child as child_module
-from tui.child import State
-from tui.supervisor import Supervisor
+import tui.engine.child as child_module
+from tui.engine.child import State
+from tui.engine.supervisor import Supervisor
 
 Supervise = Callable[..., Awaitable[Supervisor]]
 
@@ -317,7 +317,9 @@ async def test_stop_all_does_not_block_the_loop_on_a_stalled_watchdog() -> None:
     try:
         await sup.start_all()
         await until(lambda: sup["idle"].state is State.RUNNING, what="running")
-        [watchdog] = [p for p in psutil.Process().children() if "tui.watchdog" in p.cmdline()]
+        [watchdog] = [
+            p for p in psutil.Process().children() if "tui.engine.watchdog" in p.cmdline()
+        ]
         watchdog.suspend()
         marks: dict[str, float] = {}
 

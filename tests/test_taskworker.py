@@ -17,7 +17,7 @@ from conftest import POSTGRES
 from helpers import WORKER, enqueue, entry, query, statuses, until
 
 from backends.taskworker import ids
-from tui.supervisor import Supervisor
+from tui.engine.supervisor import Supervisor
 
 Supervise = Callable[..., Awaitable[Supervisor]]
 RunWorker = Callable[..., Awaitable[Supervisor]]

@@ -34,9 +34,9 @@ from textual.widgets import Footer, Static
 from backends.base import ConfigError
 from backends.diagnostics import Finding
 from tui import format as fmt
-from tui.child import Child, State
-from tui.output import Line
-from tui.supervisor import Supervisor
+from tui.engine.child import Child, State
+from tui.engine.output import Line
+from tui.engine.supervisor import Supervisor
 from tui.terminal import REFUSE_SUSPEND, Driver
 from tui.widgets.dialogs import ConfirmScreen, FindingsScreen, HelpScreen, ScaleScreen
 from tui.widgets.logview import LogView

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from backends.base import ConfigError, Project, one_line
 from tui import version
+from tui.engine.supervisor import Supervisor
 from tui.keep_scale import snippet
 from tui.outlet import Outlet
 from tui.project import Entry, ProjectError, discover, entries
 from tui.redact import Redactor
-from tui.supervisor import Supervisor
 
 EXAMPLES = """\
 examples:

@@ -21,10 +21,10 @@ from functools import partial
 from typing import BinaryIO
 
 from backends.diagnostics import Finding, diff
-from tui.child import Child, State
+from tui.engine.child import Child, State
+from tui.engine.output import Line, uncoloured
+from tui.engine.supervisor import Supervisor
 from tui.outlet import Outlet
-from tui.output import Line, uncoloured
-from tui.supervisor import Supervisor
 
 _COLOURS = (36, 33, 32, 35, 34, 31, 96, 93, 92, 95, 94, 91)  # ANSI foregrounds, cycled by name
 _SEVERITY_COLOURS = {"error": 31, "warning": 33, "info": 36}

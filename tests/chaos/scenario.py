@@ -47,9 +47,9 @@ for _path in (str(TESTS), str(REPO)):  # run as a script or imported by bench/ch
 from helpers import WORKER, command, entry, get, gunicorn, migrated_copy, query  # noqa: E402
 
 from backends.taskworker import ids  # noqa: E402
-from tui.child import Child, State  # noqa: E402
-from tui.output import Line  # noqa: E402
-from tui.supervisor import Supervisor  # noqa: E402
+from tui.engine.child import Child, State  # noqa: E402
+from tui.engine.output import Line  # noqa: E402
+from tui.engine.supervisor import Supervisor  # noqa: E402
 
 TABLE = "django_tasks_database_dbtaskresult"
 TASK_ENTRIES = ("tasks1", "tasks2")

@@ -16,8 +16,8 @@ from pathlib import Path
 import psutil
 from helpers import command, gunicorn, is_alive, until
 
-from tui.child import State
-from tui.supervisor import Supervisor
+from tui.engine.child import State
+from tui.engine.supervisor import Supervisor
 
 Supervise = Callable[..., Awaitable[Supervisor]]
 TAG = "chaos-race-sleeper"

@@ -16,8 +16,8 @@ from helpers import until
 from textual.widgets import Static
 
 from tui.app import ConsoleApp
+from tui.engine.supervisor import Supervisor
 from tui.project import discover, entries
-from tui.supervisor import Supervisor
 from tui.widgets.dialogs import FindingsScreen
 
 

@@ -22,9 +22,9 @@ from helpers import until
 
 from backends.diagnostics import Finding
 from backends.taskworker import ids
-from tui.child import State
+from tui.engine.child import State
+from tui.engine.supervisor import Supervisor
 from tui.project import discover, entries
-from tui.supervisor import Supervisor
 
 
 def enqueue(what: str, n: int, queue: str = "default") -> None:

@@ -28,7 +28,7 @@ from textual.scroll_view import ScrollView
 from textual.scrollbar import ScrollDown, ScrollTo, ScrollUp
 from textual.strip import Strip
 
-from tui.output import Line, Ring, uncoloured
+from tui.engine.output import Line, Ring, uncoloured
 
 # Invisible in a cell but kept by a paste: soft hyphen, zero-width space and word joiner,
 # invisible operators, byte order mark, tag characters. Not ZWJ / ZWNJ: emoji and scripts need

@@ -19,8 +19,8 @@ from textual.widgets import Input, Sparkline, Static
 
 from backends.diagnostics import Finding
 from tui import format as fmt
-from tui.child import Child, State
-from tui.scaling import KnobView
+from tui.engine.child import Child, State
+from tui.engine.scaling import KnobView
 from tui.widgets.logview import LogView
 
 SEARCH_PLACEHOLDER = "search this log (Enter: find, Esc: close)"

@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.widget import Widget
 
 from tui import format as fmt
-from tui.child import Child
+from tui.engine.child import Child
 
 
 class ProcessList(Widget):

@@ -21,9 +21,9 @@ from textual.widgets import DataTable, Label, Static
 
 from backends.taskworker.ids import label
 from tui import format as fmt
-from tui.output import inert, inert_all
-from tui.stats_client import HelperFailed
-from tui.supervisor import Supervisor
+from tui.engine.output import inert, inert_all
+from tui.engine.stats_client import HelperFailed
+from tui.engine.supervisor import Supervisor
 from tui.widgets.dialogs import Dialog
 
 if TYPE_CHECKING:

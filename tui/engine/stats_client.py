@@ -1,4 +1,4 @@
-"""The console's end of the statistics helper (``tui/stats_helper.py``): start it, ask it,
+"""The console's end of the statistics helper (``tui/engine/stats_helper.py``): start it, ask it,
 and replace it when it dies or stops answering.
 
 Guarded like every child: a parent-death signal, the watchdog, and the end of its stdin when
@@ -23,7 +23,7 @@ from typing import Any
 
 from backends.backoff import Backoff
 from backends.base import Launch, flat
-from tui.deathsig import guarded
+from tui.engine.deathsig import guarded
 
 HEALTHY_AFTER = 10.0  # a helper that died sooner is replaced after a backoff, not at once
 STOP_WAIT = 2.0  # after its stdin closes, a helper still there this long is killed
@@ -51,7 +51,7 @@ class StatsHelper:
         stopping: Callable[[], bool],
         watch: Callable[[int, Launch], None],
     ) -> None:
-        argv = (sys.executable, "-m", "tui.stats_helper", *args)
+        argv = (sys.executable, "-m", "tui.engine.stats_helper", *args)
         self.launch = Launch(argv=argv, env=env, cwd=cwd, grace=STOP_WAIT)
         self._stopping = stopping
         self._watch = watch  # tells the watchdog about each new helper

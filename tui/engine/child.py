@@ -25,17 +25,17 @@ import psutil
 from backends.backoff import Backoff
 from backends.base import ConfigError, Launch, one_line, plural, positive_int
 from backends.ports import describe, held_by, holder
-from tui.deathsig import guarded
-from tui.events import EventCounter
-from tui.output import Line, Ring, Sanitiser
-from tui.probe import answers, probe_address, request_line
+from tui.engine.deathsig import guarded
+from tui.engine.events import EventCounter
+from tui.engine.output import Line, Ring, Sanitiser
+from tui.engine.probe import answers, probe_address, request_line
+from tui.engine.sampler import Usage, tree_pids
+from tui.engine.scaling import Scaler
 from tui.project import Entry
-from tui.sampler import Usage, tree_pids
-from tui.scaling import Scaler
 
 if TYPE_CHECKING:
     from backends.taskstats import Snapshot, WorkerCounts
-    from tui.supervisor import Supervisor
+    from tui.engine.supervisor import Supervisor
 
 BACKOFF_FIRST = 1.0
 BACKOFF_CAP = 30.0
@@ -370,7 +370,7 @@ class Child:
         cannot converge (a note and the pane say why). Never raises once recorded.
 
         The new value is recorded at once as the target (two quick "+" make a target two
-        higher, not two signals); the reconcile loop (``tui.scaling``) moves the running
+        higher, not two signals); the reconcile loop (``tui.engine.scaling``) moves the running
         process there one observed step at a time.
         """
         backend = self.entry.backend

@@ -11,7 +11,7 @@ import re
 import time
 from collections import Counter, deque
 
-from tui.output import Line
+from tui.engine.output import Line
 
 WINDOW = 60
 

@@ -149,7 +149,7 @@ def _signame(number: int) -> str:
 
 def start_watchdog() -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tui.watchdog"],
+        [sys.executable, "-m", "tui.engine.watchdog"],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

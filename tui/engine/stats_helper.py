@@ -1,4 +1,4 @@
-"""The console's statistics helper: ``python -m tui.stats_helper [--diagnose '["web"]']``.
+"""The console's statistics helper: ``python -m tui.engine.stats_helper [--diagnose '["web"]']``.
 
 Task statistics, tracebacks, stuck tasks and the diagnostics that read the database need the
 project's app registry (``django.setup()``), which on a real project is most of its code: done
@@ -207,7 +207,7 @@ def _project(names: list[str], watch: dict[str, Any]) -> Helper:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tui.stats_helper")
+    p = argparse.ArgumentParser(prog="python -m tui.engine.stats_helper")
     p.add_argument("--diagnose", metavar="JSON", help="run the diagnostics for these entries")
     p.add_argument("--watch", default="{}", help="the runtime checks' thresholds, as JSON")
     args = p.parse_args(argv)

@@ -38,10 +38,10 @@ import psutil
 from backends.base import Backend, ConfigError, Knob
 from backends.control import ENV as CONTROL_ENV
 from backends.control import Client
-from tui.output import Sanitiser, inert
+from tui.engine.output import Sanitiser, inert
 
 if TYPE_CHECKING:
-    from tui.child import Child
+    from tui.engine.child import Child
 
 EVERY = 0.2  # seconds between two comparisons while a knob differs
 STEP_TIMEOUT = 10.0  # a signal step whose effect never showed: sent again
@@ -135,7 +135,7 @@ class Scaler:
     def _observed(self, backend: Backend, knob: Knob) -> int | None:
         """While a scale is under way (or stuck), the loop's latest look; otherwise the
         sampler's count of children, else what the process started with or reported."""
-        from tui.child import State
+        from tui.engine.child import State
 
         child = self.child
         if child.state is not State.RUNNING or child.pid is None:
@@ -179,7 +179,7 @@ class Scaler:
         self._waiters = waiting
 
     async def _turn(self) -> None:
-        from tui.child import State  # child.py imports this module
+        from tui.engine.child import State  # child.py imports this module
 
         child, backend = self.child, self.child.entry.backend
         if backend is None:

@@ -17,7 +17,7 @@ small beside the start-up of a Python server. The signal fires when the
 main thread, so it fires when the console dies. It reaches the direct child only; its own
 children (gunicorn's workers, the task worker's processes) notice their parent's death by
 themselves (gunicorn checks its parent pid, the task worker's pipe from its master closes),
-and while the watchdog lives it stops whole trees (``tui/watchdog.py``).
+and while the watchdog lives it stops whole trees (``tui/engine/watchdog.py``).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ number cannot be reused while anyone is in the group).
 
 Idle, it costs nothing: it blocks in ``poll`` on the pipe and on a pidfd per child (readable
 when that child ends), and does no periodic scan; it reads /proc only when told something
-and when stopping. Run as ``python -m tui.watchdog`` in its own session so a terminal's
+and when stopping. Run as ``python -m tui.engine.watchdog`` in its own session so a terminal's
 signals do not reach it; the console starts a new one if it dies.
 """
 
@@ -99,7 +99,7 @@ class Guard:
     """The children the console told us about, their descendants, and how to stop each.
 
     A child stays here until nothing of its tree is left: when the console dies, the kernel
-    kills each child at once (its parent-death signal, ``tui/deathsig.py``), often before
+    kills each child at once (its parent-death signal, ``tui/engine/deathsig.py``), often before
     we hear the pipe close, and what it leaves behind is still stopped by its own rule.
     """
 

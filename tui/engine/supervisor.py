@@ -22,14 +22,14 @@ import psutil
 from backends import dbident, dbslots
 from backends.base import Launch, Project
 from backends.snapshot import failed, from_json
-from tui.child import Child, State
-from tui.output import Line, Ring, inert_all
+from tui.engine.child import Child, State
+from tui.engine.output import Line, Ring, inert_all
+from tui.engine.sampler import Sampler, Usage, quiet
+from tui.engine.stats_client import HelperError, HelperFailed, StatsHelper
+from tui.engine.stats_helper import finding_from_json, worker_json
+from tui.engine.watchdog_client import Watchdog
 from tui.project import Entry
 from tui.redact import Redactor
-from tui.sampler import Sampler, Usage, quiet
-from tui.stats_client import HelperError, HelperFailed, StatsHelper
-from tui.stats_helper import finding_from_json, worker_json
-from tui.watchdog_client import Watchdog
 
 if TYPE_CHECKING:
     from backends.diagnostics import Finding, Worker
