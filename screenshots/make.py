@@ -19,6 +19,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from tui import demo  # noqa: E402
 from tui.app import ConsoleApp  # noqa: E402
+from tui.engine.local import LocalEngine  # noqa: E402
 from tui.engine.supervisor import Supervisor  # noqa: E402
 from tui.project import discover, entries  # noqa: E402
 
@@ -40,7 +41,7 @@ def free_port() -> int:
 async def shoot(name: str, size: tuple[int, int], keys: list[str]) -> None:
     project = discover(demo.SETTINGS_MODULE, [], Path.cwd())
     sup = Supervisor(entries(project))
-    app = ConsoleApp(sup, project.settings_module, host="demo-host")
+    app = ConsoleApp(LocalEngine(sup, project.settings_module), host="demo-host")
     try:
         async with app.run_test(size=size) as pilot:
             await asyncio.sleep(15)  # web ready, tasks flowing, sparklines filling

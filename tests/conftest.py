@@ -15,6 +15,7 @@ from helpers import migrated_copy
 from needs import needs, pytest_configure, pytest_runtest_setup  # noqa: F401  (the plugin's hooks)
 
 from tui.app import ConsoleApp
+from tui.engine.local import LocalEngine
 from tui.engine.supervisor import Supervisor
 from tui.project import Entry
 
@@ -125,7 +126,7 @@ async def console() -> AsyncIterator[Console]:
     def make(*entries: Entry, **options: Any) -> ConsoleApp:
         sup = Supervisor(list(entries), watchdog=False, **{"stats_every": 0.5, **options})
         made.append(sup)
-        return ConsoleApp(sup, "test.settings", host="testhost")
+        return ConsoleApp(LocalEngine(sup, "test.settings"), host="testhost")
 
     yield make
     for sup in made:

@@ -19,6 +19,7 @@ from textual.widgets import Static
 
 from backends.dbident import MARK
 from tui.app import ConsoleApp
+from tui.engine.local import LocalEngine
 from tui.engine.supervisor import Supervisor
 from tui.project import discover, entries
 
@@ -30,7 +31,7 @@ def text(widget: Static) -> str:
 async def main(project_dir: Path) -> dict[str, object]:
     project = discover(None, [], project_dir)
     sup = Supervisor(entries(project, ["worker"]), watchdog=False, stats_every=0.2, project=project)
-    app = ConsoleApp(sup, project.settings_module, host="testhost")
+    app = ConsoleApp(LocalEngine(sup, project.settings_module), host="testhost")
     seen: dict[str, object] = {}
 
     def report() -> str | None:

@@ -15,6 +15,7 @@ from helpers import until
 from textual.widgets import DataTable
 
 from tui.app import ConsoleApp
+from tui.engine.local import LocalEngine
 from tui.engine.supervisor import Supervisor
 from tui.project import discover, entries
 from tui.widgets.taskpanel import TaskPanel
@@ -28,7 +29,7 @@ def screen_text(app: ConsoleApp) -> str:
 async def main(project_dir: Path, failures: int) -> dict[str, object]:
     project = discover(None, [], project_dir)
     sup = Supervisor(entries(project, ["worker"]), watchdog=False, stats_every=0.5)
-    app = ConsoleApp(sup, project.settings_module, host="testhost")
+    app = ConsoleApp(LocalEngine(sup, project.settings_module), host="testhost")
     seen: dict[str, object] = {}
 
     def failed() -> int:

@@ -16,6 +16,7 @@ from conftest import fixture_argv
 from helpers import command, until
 
 from tui.app import ConsoleApp
+from tui.engine.local import LocalEngine
 from tui.engine.supervisor import Supervisor
 from tui.project import discover, entries
 from tui.widgets.logview import LogView, plain
@@ -68,7 +69,7 @@ async def task_panel(project_dir: Path) -> dict[str, str]:
     project = discover(None, [], project_dir)
     chatty = [command(name, fixture_argv("chatty", "50")) for name in ("a", "b", "c")]
     sup = Supervisor([*entries(project, ["worker"]), *chatty], watchdog=False, stats_every=0.5)
-    app = ConsoleApp(sup, project.settings_module, host="testhost")
+    app = ConsoleApp(LocalEngine(sup, project.settings_module), host="testhost")
     failed: dict[str, str] = {}
     try:
         async with app.run_test(size=(160, 48)) as pilot:

@@ -33,6 +33,7 @@ from textual.widgets import DataTable, Static
 from backends.django_setup import setup_once
 from backends.snapshot import failed
 from tui.app import ConsoleApp
+from tui.engine.local import LocalEngine
 from tui.engine.supervisor import Supervisor
 from tui.headless import Printer
 from tui.project import discover, entries
@@ -198,7 +199,7 @@ async def main(project_dir: Path, mode: str, failures: int) -> dict[str, object]
     setup_once()
     await orm(make_hostile_rows if mode == "payloads" else make_fuzz_rows)
     sup = Supervisor(entries(project, ["worker"]), watchdog=False, stats_every=0.1, project=project)
-    app = ConsoleApp(sup, project.settings_module, host="testhost")
+    app = ConsoleApp(LocalEngine(sup, project.settings_module), host="testhost")
     read_end, write_end = os.pipe()
     screens: list[str] = []
 
@@ -211,7 +212,7 @@ async def main(project_dir: Path, mode: str, failures: int) -> dict[str, object]
 
     try:
         async with app.run_test(size=(160, 48)) as pilot:
-            sup.subscribe(Printer(["worker"], write_end, True, on_broken=lambda: None))
+            app.engine.watch(Printer(app.engine, write_end, True, on_broken=lambda: None))
             await until(lambda: stats().failures and len(stats().failures) >= failures, timeout=30)
             await until(lambda: sup.findings, what="the failure-spike finding")
             # Its start-up recovery would requeue the stuck task: made after the recovery ran.

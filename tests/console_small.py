@@ -20,6 +20,7 @@ from helpers import enqueue, until, wait_gone
 from textual.widgets import Static
 
 from tui.app import ConsoleApp
+from tui.engine.local import LocalEngine
 from tui.engine.supervisor import Supervisor
 from tui.project import discover, entries
 
@@ -36,7 +37,7 @@ def helper_pids() -> list[int]:
 async def main(project_dir: Path) -> dict[str, object]:
     project = discover(None, [], project_dir)
     sup = Supervisor(entries(project, ["worker"]), stats_every=0.3, project=project)
-    app = ConsoleApp(sup, project.settings_module, host="testhost")
+    app = ConsoleApp(LocalEngine(sup, project.settings_module), host="testhost")
     seen: dict[str, object] = {"console": os.getpid()}
     helpers: list[int] = []
 

@@ -16,6 +16,7 @@ import psutil
 from helpers import until
 
 from tui.app import ConsoleApp
+from tui.engine.local import LocalEngine
 from tui.engine.supervisor import Supervisor
 from tui.project import discover, entries
 from tui.widgets.taskpanel import TaskPanel
@@ -24,7 +25,7 @@ from tui.widgets.taskpanel import TaskPanel
 async def main(project_dir: Path) -> dict[str, object]:
     project = discover(None, [], project_dir)
     sup = Supervisor(entries(project, ["worker"]), watchdog=False, stats_every=0.5)
-    app = ConsoleApp(sup, project.settings_module, host="testhost")
+    app = ConsoleApp(LocalEngine(sup, project.settings_module), host="testhost")
     seen: dict[str, object] = {}
 
     def threads() -> int:

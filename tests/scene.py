@@ -14,6 +14,7 @@ from backends.base import Project
 from backends.taskstats import Failure, QueueStats, Snapshot, WorkerCounts
 from tui.app import ConsoleApp
 from tui.engine.child import Exit, State
+from tui.engine.local import LocalEngine
 from tui.engine.output import Line
 from tui.engine.sampler import Usage
 from tui.engine.supervisor import Supervisor
@@ -117,5 +118,9 @@ def scene() -> ConsoleApp:
         oldest_ready_wait=1.4,
     )
     return ConsoleApp(
-        sup, "mysite.settings", clock=lambda: NOW, start=False, host="shop-01", info_every=3600
+        LocalEngine(sup, "mysite.settings", clock=lambda: NOW),
+        clock=lambda: NOW,
+        start=False,
+        host="shop-01",
+        info_every=3600,
     )

@@ -23,7 +23,7 @@ REPO = TESTS.parent
 
 
 def running(app: ConsoleApp, *names: str) -> Callable[[], bool]:
-    return lambda: all(app.supervisor[n].state is State.RUNNING for n in names)
+    return lambda: all(app.engine.supervisor[n].state is State.RUNNING for n in names)
 
 
 def chatty() -> Entry:
@@ -33,7 +33,7 @@ def chatty() -> Entry:
 async def test_restart_stop_start_and_restart_all(console: Console) -> None:
     app = console(chatty(), command("other", fixture_argv("chatty", "5")))
     async with app.run_test(size=(160, 48)) as pilot:
-        sup = app.supervisor
+        sup = app.engine.supervisor
         await until(running(app, "chatty", "other"), what="both running")
         first = sup["chatty"].pid
         await pilot.press("r")
@@ -81,8 +81,10 @@ async def test_quit_stops_everything_and_leaves_no_orphan(console: Console) -> N
     app = console(chatty(), command("parent", fixture_argv("spawns_grandchild", "escape")))
     async with app.run_test(size=(160, 48)) as pilot:
         await until(running(app, "chatty", "parent"), what="running")
-        await until(lambda: len(tree(app.supervisor["parent"].pid or 0)) == 2, what="grandchild")
-        pids = [p for c in app.supervisor.children.values() for p in tree(c.pid or 0)]
+        await until(
+            lambda: len(tree(app.engine.supervisor["parent"].pid or 0)) == 2, what="grandchild"
+        )
+        pids = [p for c in app.engine.supervisor.children.values() for p in tree(c.pid or 0)]
         await pilot.press("q")
         await until(lambda: app.return_code is not None, what="the app to exit")
     assert app.return_code == 0
@@ -94,9 +96,11 @@ async def test_second_quit_kills_what_ignores_sigterm(console: Console) -> None:
     app = console(stubborn)
     async with app.run_test(size=(160, 48)) as pilot:
         await until(running(app, "stubborn"), what="running")
-        pid = app.supervisor["stubborn"].pid
+        pid = app.engine.supervisor["stubborn"].pid
         await pilot.press("q")
-        await until(lambda: app.supervisor["stubborn"].state is State.STOPPING, what="stopping")
+        await until(
+            lambda: app.engine.supervisor["stubborn"].state is State.STOPPING, what="stopping"
+        )
         assert "before SIGKILL" in str(app.current.title_text())  # the countdown is shown
         await pilot.press("ctrl+c")
         await until(lambda: app.return_code is not None, timeout=10, what="exit")
@@ -110,7 +114,7 @@ async def test_gunicorn_workers_scale_with_plus_minus_and_dialog(
     web, _port = gunicorn(djproject, workers=2)
     app = console(web)
     async with app.run_test(size=(160, 48)) as pilot:
-        sup = app.supervisor
+        sup = app.engine.supervisor
 
         def workers() -> int:
             return len(psutil.Process(sup["web"].pid).children()) if sup["web"].pid else -1
@@ -148,7 +152,7 @@ def test_task_worker_threads_scale_and_task_panel_opens(djproject: Path) -> None
 async def test_log_keys_search_wrap_follow_zoom_copy_help(console: Console) -> None:
     app = console(chatty())
     async with app.run_test(size=(160, 48)) as pilot:
-        await until(lambda: app.supervisor["chatty"].ring.next_seq > 200, what="lines")
+        await until(lambda: app.engine.supervisor["chatty"].ring.next_seq > 200, what="lines")
         await pilot.pause(0.2)
         log = app.current.log_view
         assert log.follow
@@ -178,7 +182,7 @@ async def test_log_keys_search_wrap_follow_zoom_copy_help(console: Console) -> N
 async def test_scrolled_up_the_log_stays_put_and_counts_new_lines(console: Console) -> None:
     app = console(chatty())
     async with app.run_test(size=(160, 48)) as pilot:
-        await until(lambda: app.supervisor["chatty"].ring.next_seq > 200, what="lines")
+        await until(lambda: app.engine.supervisor["chatty"].ring.next_seq > 200, what="lines")
         await pilot.pause(0.2)
         log = app.current.log_view
         await pilot.press("home")
@@ -193,7 +197,7 @@ async def test_scrolled_up_the_log_stays_put_and_counts_new_lines(console: Conso
 async def test_a_full_ring_says_how_many_lines_it_dropped(console: Console) -> None:
     app = console(chatty(), ring_lines=50)
     async with app.run_test(size=(160, 48)):
-        ring = app.supervisor["chatty"].ring
+        ring = app.engine.supervisor["chatty"].ring
         await until(lambda: ring.dropped > 20, what="a full ring")
         await until(
             lambda: f"{ring.dropped} older lines dropped" in str(app.current.title_text()),
@@ -204,7 +208,7 @@ async def test_a_full_ring_says_how_many_lines_it_dropped(console: Console) -> N
 async def test_a_search_that_lands_on_the_last_screen_stops_following(console: Console) -> None:
     app = console(chatty())
     async with app.run_test(size=(160, 48)) as pilot:
-        ring = app.supervisor["chatty"].ring
+        ring = app.engine.supervisor["chatty"].ring
         await until(lambda: ring.next_seq > 100, what="lines")
         log = app.current.log_view
         newest = ring.since(ring.next_seq - 1)[0].text  # on screen: the view follows
@@ -220,12 +224,14 @@ async def test_palette_has_an_entry_per_process_and_action(console: Console) -> 
     app = console(chatty())
     async with app.run_test(size=(160, 48)) as pilot:
         await until(running(app, "chatty"), what="running")
-        first = app.supervisor["chatty"].pid
+        first = app.engine.supervisor["chatty"].pid
         await pilot.press("ctrl+p")
         await pilot.press(*"chatty: restart")
         await pilot.pause(0.5)
         await pilot.press("enter")
-        await until(lambda: app.supervisor["chatty"].pid not in (None, first), what="restarted")
+        await until(
+            lambda: app.engine.supervisor["chatty"].pid not in (None, first), what="restarted"
+        )
 
 
 async def test_small_terminal_shows_the_process_list(console: Console) -> None:
@@ -247,8 +253,12 @@ async def test_hostile_output_renders_as_text(console: Console) -> None:
         command("bad", ["no-such-program-for-sure"]),
     )
     async with app.run_test(size=(160, 48)) as pilot:
-        await until(lambda: any("END" in ln.text for ln in app.supervisor["hostile"].ring.since(0)))
-        await until(lambda: any("done" in ln.text for ln in app.supervisor["long"].ring.since(0)))
+        await until(
+            lambda: any("END" in ln.text for ln in app.engine.supervisor["hostile"].ring.since(0))
+        )
+        await until(
+            lambda: any("done" in ln.text for ln in app.engine.supervisor["long"].ring.since(0))
+        )
         await pilot.pause(0.3)
         await pilot.press("w")  # wrapped megabyte lines too
         await pilot.pause(0.3)

@@ -192,9 +192,11 @@ async def test_the_worker_pane_says_what_is_wrong_with_the_database() -> None:
 
     app = scene()
     error = "database 'default' is unreachable (connection refused): check DATABASES['default']"
-    assert app.supervisor.stats is not None
-    app.supervisor.stats = dataclasses.replace(app.supervisor.stats, queues=[], error=error)
-    app.supervisor["worker"].tasks = None  # what the statistics loop sets on an error
+    assert app.engine.supervisor.stats is not None
+    app.engine.supervisor.stats = dataclasses.replace(
+        app.engine.supervisor.stats, queues=[], error=error
+    )
+    app.engine.supervisor["worker"].tasks = None  # what the statistics loop sets on an error
     async with app.run_test(size=(100, 40)):
         (pane,) = [p for p in app.panes if p.child.name == "worker"]
         shown, width = str(pane.stats_text()).splitlines()[1], pane.width

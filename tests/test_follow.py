@@ -49,7 +49,7 @@ def console(console: Console) -> Console:
 
 
 async def started(app: ConsoleApp, pilot: Pilot[int]) -> None:
-    for child in app.supervisor.children.values():
+    for child in app.engine.supervisor.children.values():
         await until(lambda c=child: c.ring.next_seq > 60, what=f"{child.name}: lines")  # type: ignore[misc]
     await all_follow(app, "at start")
 
@@ -82,7 +82,7 @@ async def test_findings_banner_coming_and_going_keeps_every_log_following(
     app = console(*NAMES)
     async with app.run_test(size=(160, 48)) as pilot:
         await started(app, pilot)
-        sup = app.supervisor
+        sup = app.engine.supervisor
         # Not port-in-use: an entry reaching running clears that one by itself (its own socket
         # answers, or it has no probe), and "a" may reach running just after this.
         held = Finding("error", "unknown-keys", "a", "ARGS has no key FOO", "remove FOO")
@@ -98,8 +98,8 @@ async def test_findings_banner_coming_and_going_keeps_every_log_following(
 
 async def test_full_rings_at_mount_follow(console: Console) -> None:
     app = console(*NAMES, ring_lines=100)
-    await app.supervisor.start_all()
-    for child in app.supervisor.children.values():
+    await app.engine.supervisor.start_all()
+    for child in app.engine.supervisor.children.values():
         await until(lambda c=child: c.ring.dropped > 50, what=f"{child.name}: a full ring")  # type: ignore[misc]
     app.start_processes = False
     async with app.run_test(size=(160, 48)) as pilot:

@@ -25,6 +25,7 @@ from test_hostile_output import hostile
 from textual.command import CommandList
 
 from tui.app import ConsoleApp
+from tui.engine.local import LocalEngine
 from tui.engine.supervisor import Supervisor
 
 REPO = TESTS.parent
@@ -156,7 +157,7 @@ async def test_copy_takes_neither_concealed_text_nor_invisible_characters() -> N
     )
     child = [sys.executable, "-c", f"import sys; sys.stdout.buffer.write({printed!r})"]
     sup = Supervisor([command("hostile", child)], watchdog=False)
-    app = ConsoleApp(sup, host="testhost")
+    app = ConsoleApp(LocalEngine(sup), host="testhost")
     try:
         async with app.run_test(size=(120, 30)) as pilot:
             await until(lambda: any("rf" in line.text for line in sup["hostile"].ring.since(0)))
@@ -179,7 +180,7 @@ async def test_the_command_palette_shows_entry_names_as_text() -> None:
     tag must show as written, not link, not act, and not crash the search."""
     name = "[link=https://evil.example]web[/link]"
     sup = Supervisor([command(name, [sys.executable, "-c", "pass"])], watchdog=False)
-    app = ConsoleApp(sup, host="testhost", start=False)
+    app = ConsoleApp(LocalEngine(sup), host="testhost", start=False)
     async with app.run_test(size=(120, 30)) as pilot:
         await pilot.press("ctrl+p", *"web")
 

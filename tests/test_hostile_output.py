@@ -22,8 +22,6 @@ import time
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from conftest import FIXTURES, fixture_argv
@@ -36,7 +34,7 @@ from textual.strip import Strip
 from textual.widgets._toast import Toast
 
 from tui.app import ConsoleApp
-from tui.engine.child import State
+from tui.engine.local import LocalEngine
 from tui.engine.output import Line, Ring, Sanitiser
 from tui.engine.supervisor import Supervisor
 from tui.headless import Printer
@@ -305,9 +303,11 @@ async def printed(lines: list[Line], colour: bool) -> bytes:
     """What --headless writes for these lines, read back from a real pipe."""
     read_end, write_end = os.pipe()
     try:
-        printer = Printer(["web"], write_end, colour, on_broken=lambda: None)
-        child: Any = SimpleNamespace(name="web", state=State.RUNNING)
-        printer.on_lines(child, lines)
+        engine = LocalEngine(Supervisor([command("web", ["true"])], watchdog=False))
+        printer = Printer(engine, write_end, colour, on_broken=lambda: None)
+        for line in lines:
+            engine.output("web").append(line.stream, [line.text])
+        printer.on_lines("web")
         drained = await asyncio.get_running_loop().run_in_executor(None, printer.outlet.drain, 10)
         assert drained, "the writer did not drain"
         os.close(write_end)
@@ -355,7 +355,7 @@ async def test_markup_in_search_terms_and_names_is_never_interpreted() -> None:
     fixture holds it) or an entry named like a tag must show as typed and crash nothing."""
     name = "[b]web[/]"
     sup = Supervisor([command(name, fixture_argv("hostile_output"))], watchdog=False)
-    app = ConsoleApp(sup, "test.settings", host="testhost")
+    app = ConsoleApp(LocalEngine(sup, "test.settings"), host="testhost")
     try:
         async with app.run_test(size=(160, 48), notifications=True) as pilot:
             await until(lambda: any("END" in ln.text for ln in sup[name].ring.since(0)))

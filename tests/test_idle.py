@@ -19,6 +19,7 @@ from textual.widgets import Sparkline
 
 from tui.app import ConsoleApp
 from tui.engine.child import State
+from tui.engine.local import LocalEngine
 from tui.engine.supervisor import Supervisor
 from tui.project import Entry
 from tui.widgets.logview import LogView
@@ -68,7 +69,9 @@ async def test_idle_panes_neither_redraw_nor_pull_logs(
     def clock() -> float:
         return time.time() + shift
 
-    app = ConsoleApp(sup, "test.settings", clock=clock, host="testhost", info_every=0.2)
+    app = ConsoleApp(
+        LocalEngine(sup, "test.settings"), clock=clock, host="testhost", info_every=0.2
+    )
     refreshed: list[object] = []
     synced: list[object] = []
     monkeypatch.setattr(Widget, "refresh", counting(refreshed, Widget.refresh))

@@ -16,6 +16,7 @@ from helpers import command, gunicorn, until
 
 from tui.app import ConsoleApp
 from tui.engine.child import State
+from tui.engine.local import LocalEngine
 from tui.engine.output import Ring
 from tui.engine.supervisor import Supervisor
 from tui.project import Entry
@@ -60,7 +61,7 @@ async def test_twenty_processes_one_flooding_stay_responsive_and_bounded(
     entries = twenty(djproject)
     assert len(entries) == 20
     sup = Supervisor(entries, watchdog=False, ring_lines=RING_LINES)
-    app = ConsoleApp(sup, "test.settings", host="testhost")
+    app = ConsoleApp(LocalEngine(sup, "test.settings"), host="testhost")
     try:
         async with app.run_test(size=(160, 48)) as pilot:
             await until(

@@ -297,6 +297,7 @@ async def test_the_pane_shows_not_answering_and_waits_for_nothing_without_a_prob
     """Silent: "not answering". Unprobed: nothing waited for. Answered by another program's
     socket: not ready, and the title says whose port it is."""
     from tui.app import ConsoleApp
+    from tui.engine.local import LocalEngine
 
     port = free_port()
     off = f"http://127.0.0.1:{free_port()}"
@@ -310,7 +311,7 @@ async def test_the_pane_shows_not_answering_and_waits_for_nothing_without_a_prob
         ],
         watchdog=False,
     )
-    app = ConsoleApp(sup, "test.settings", host="testhost")
+    app = ConsoleApp(LocalEngine(sup, "test.settings"), host="testhost")
     try:
         async with app.run_test(size=(160, 48)):
             await until(

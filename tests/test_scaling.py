@@ -190,7 +190,7 @@ async def test_quick_presses_show_scaling_and_converge(console: Console, djproje
     web, _port = gunicorn(djproject, workers=2)
     app = console(web, stats_every=0)
     async with app.run_test(size=(160, 48)) as pilot:
-        child = app.supervisor["web"]
+        child = app.engine.supervisor["web"]
         await running_with(child, 2)
         master = psutil.Process(child.pid or 0)
         master.suspend()

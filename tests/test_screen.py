@@ -20,6 +20,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from tui.app import ConsoleApp
+from tui.engine.local import LocalEngine
 from tui.engine.supervisor import Supervisor
 from tui.widgets.dialogs import ConfirmScreen, FindingsScreen, HelpScreen, ScaleScreen
 from tui.widgets.pane import show
@@ -70,9 +71,9 @@ OPENERS = {
 async def test_layout_follows_resizes_made_while_a_dialog_is_open(opened: str) -> None:
     opener, kind = OPENERS[opened]
     app = scene()
-    web = app.supervisor["web"].entry.backend
+    web = app.engine.supervisor["web"].entry.backend
     assert web is not None
-    app.supervisor.project = web.project  # its folder does not exist here: the check fails
+    app.engine.supervisor.project = web.project  # its folder does not exist here: the check fails
     async with app.run_test(size=SMALL) as pilot:
         expected: dict[tuple[int, int], dict[str, Region]] = {}
         for size in (SMALL, BIG, SMALL):  # what each size looks like with nothing on top
@@ -113,7 +114,7 @@ async def test_a_crashed_web_pane_keeps_its_restarts_and_exit_when_narrow(djproj
     still says ``↻1`` and ``last signal 9``; the URL, pid and uptime give way first."""
     web, port = gunicorn(djproject, workers=1)
     sup = Supervisor([web], watchdog=False)
-    app = ConsoleApp(sup, "test.settings", host="testhost")
+    app = ConsoleApp(LocalEngine(sup, "test.settings"), host="testhost")
     try:
         async with app.run_test(size=BIG) as pilot:
             child = sup["web"]

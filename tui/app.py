@@ -1,10 +1,11 @@
 """The console: a pane per process, live output and numbers, keys to act on them.
 
-The app only drives the supervisor's API (start, stop, restart, scale, states, rings) and
-redraws what changed: logs of visible panes when lines arrive (at most ten times a second),
+The app knows the engine only through its interface (``tui.engine.api.Engine``: views,
+output by sequence, actions), in this process or across the control socket, and redraws
+what changed: logs of visible panes when lines arrive (at most ten times a second),
 numbers when a new sample or state does, clock texts (uptimes, countdowns) when the figure
-shown changes. An idle console so costs next to nothing. Every supervisor call runs as a
-worker, so no key ever waits for a process.
+shown changes. An idle console so costs next to nothing. Every action runs as a worker, so
+no key ever waits for a process.
 """
 
 from __future__ import annotations
@@ -31,12 +32,10 @@ from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from backends.base import ConfigError
 from backends.diagnostics import Finding
 from tui import format as fmt
-from tui.engine.child import Child, State
-from tui.engine.output import Line
-from tui.engine.supervisor import Supervisor
+from tui.engine.api import ActionError, Engine
+from tui.engine.views import EngineView, ProcessView, State
 from tui.terminal import REFUSE_SUSPEND, Driver
 from tui.widgets.dialogs import ConfirmScreen, FindingsScreen, HelpScreen, ScaleScreen
 from tui.widgets.logview import LogView
@@ -61,22 +60,16 @@ KEY_NAMES = {
 LOG_POLL = 0.1  # at least this long between two looks at the rings while lines arrive
 
 
-def hang_up(supervisor: Supervisor) -> Callable[[int, object], None]:
-    """The terminal is gone (an SSH session dropped): leave, the watchdog stops the rest.
+def hang_up(signum: int, frame: object) -> None:
+    """The terminal is gone (an SSH session dropped): leave at once.
 
     Textual blocks for ever writing to a terminal that vanished, and the event loop may
     already be stuck in such a write, so nothing that needs the loop can be trusted here.
-    This runs in the main thread even then: it closes the watchdog's pipe, and the watchdog
-    stops every process with its own stop signal and grace period (task workers drain), as
-    a quit would, while we wait for them (leaving first would SIGKILL each child: its
-    parent-death signal).
+    Nothing needs doing either: the engine runs in its own process and hears the console's
+    connection close; it stops everything gracefully if this console owned it (a foreground
+    run that was not detached), and goes on serving otherwise.
     """
-
-    def handler(signum: int, frame: object) -> None:
-        supervisor.hand_over()
-        os._exit(128 + signal.SIGHUP)
-
-    return handler
+    os._exit(128 + signal.SIGHUP)
 
 
 class ConsoleApp(App[int]):
@@ -109,6 +102,7 @@ class ConsoleApp(App[int]):
         Binding("question_mark", "help", "Help", id="help"),
         Binding("escape", "escape", "Close search / unzoom", show=False),
         Binding("q", "quit", "Quit", id="quit"),
+        Binding("d", "detach", "Detach", id="detach", show=False),
         Binding(
             "ctrl+c", "force_quit", "Kill all and quit", id="force-quit", show=False, priority=True
         ),
@@ -124,29 +118,36 @@ class ConsoleApp(App[int]):
 
     def __init__(
         self,
-        supervisor: Supervisor,
-        settings_module: str = "",
+        engine: Engine,
         clock: Callable[[], float] = time.time,
         start: bool = True,
         host: str | None = None,
         info_every: float = 1.0,
+        owner: bool = True,
     ) -> None:
         super().__init__()
-        self.supervisor = supervisor
-        self.settings_module = settings_module
+        self.engine = engine
         self.clock = clock
         self.start_processes = start
         self.host = host or socket.gethostname()
         self.info_every = info_every  # numbers and sparklines; a frozen scene sets it high
-        children = list(supervisor.children.values())
-        self.panes = [ProcessPane(c, i + 1, clock) for i, c in enumerate(children)]
-        self.process_list = ProcessList(children, clock)
+        # The owner started the engine for this run (a foreground console): q stops everything.
+        # An attached console only looks: q (and d) leave everything running.
+        self.owner = owner
+        self.state = engine.view()
+        self.panes = [
+            ProcessPane(view, engine.output(view.name), i + 1, clock)
+            for i, view in enumerate(self.state.processes)
+        ]
+        self.process_list = ProcessList(list(self.state.processes), clock)
         self.current = self.panes[0]
         self.quitting = False
         self.zoomed = False
         self._lines_came = asyncio.Event()  # set by on_lines, waited for by follow_logs
         self.header = Static(id="header", markup=False)  # kept: the tick may outlive the screen
-        supervisor.subscribe(self)
+        self._findings: tuple[Finding, ...] | None = None  # shown now
+        self._asked: dict[tuple[str, str], int] = {}  # scale targets sent, not yet settled
+        engine.watch(self)
 
     def get_driver_class(self) -> type[AnyDriver]:
         """Ours on Linux and macOS: a terminal that stops reading never stalls the loop."""
@@ -176,10 +177,10 @@ class ConsoleApp(App[int]):
         # Not possible outside the main thread (tests): there is nothing to hook then.
         with contextlib.suppress(RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGTERM, self.action_quit)
-            signal.signal(signal.SIGHUP, hang_up(self.supervisor))
-        self.on_findings(self.supervisor.findings)
+            signal.signal(signal.SIGHUP, hang_up)
+        self.see(self.state)
         if self.start_processes:
-            self.run_worker(self.supervisor.start_all(), group="control")
+            self.run_worker(self.engine.start_all(), group="control")
 
     def on_resize(self, event: events.Resize) -> None:
         self.reflow(event.size)
@@ -205,25 +206,38 @@ class ConsoleApp(App[int]):
             grid.styles.grid_size_columns = columns
             grid.styles.grid_size_rows = math.ceil(n / columns)
 
-    # -- the supervisor's events (same loop, same thread) --------------------------------------
+    # -- the engine's events (same loop, same thread) ------------------------------------------
 
-    def on_lines(self, child: Child, lines: list[Line]) -> None:
+    def on_lines(self, name: str) -> None:
         """Output is pulled by the log views, batched: only wake the loop that pulls it."""
         self._lines_came.set()
 
-    def on_state(self, child: Child) -> None:
-        if not self.is_running:  # the supervisor outlives the app (it stops processes after)
+    def on_view(self) -> None:
+        """A state or the findings changed: redraw what they change, now."""
+        if not self.is_running:  # the engine outlives the app (it stops processes after)
             return
-        for pane in self.panes:
-            if pane.child is child and pane.is_mounted:
+        self.see(self.engine.view(), at_once=True)
+
+    def see(self, view: EngineView, at_once: bool = False) -> None:
+        """The engine's newest view into every pane; a pane redraws when its texts may differ
+        (``at_once``: a state changed, redraw those whose view changed without waiting)."""
+        self.state = view
+        for pane, process in zip(self.panes, view.processes, strict=True):
+            changed = process != pane.child
+            pane.see(process, view.stats)
+            if at_once and changed and pane.is_mounted:
                 pane.update_info()
+        self.process_list.children_ = list(view.processes)
         if self.process_list.is_mounted:
             self.process_list.refresh()
+        if view.findings != self._findings:
+            self.show_findings(view.findings)
 
-    def on_findings(self, findings: list[Finding]) -> None:
+    def show_findings(self, findings: tuple[Finding, ...]) -> None:
         """Each diagnostic in its entry's pane; the project-wide ones under the header."""
         if not self.is_running:
             return
+        self._findings = findings
         names = {pane.child.name for pane in self.panes}
         for pane in self.panes:
             pane.show_findings([f for f in findings if f.entry == pane.child.name])
@@ -250,6 +264,7 @@ class ConsoleApp(App[int]):
         """Once a second: sparklines move on; texts are rebuilt only where they may differ."""
         now = self.clock()
         due = False
+        self.see(self.engine.view())
         for pane in self.panes:
             pane.sample()
             if pane.stale(now):
@@ -261,7 +276,7 @@ class ConsoleApp(App[int]):
 
     def header_text(self) -> Text:
         """Most useful first: states and totals survive a narrow terminal, names go first."""
-        children = [p.child for p in self.panes]
+        children = self.state.processes
         counts: dict[State, int] = {}
         for c in children:
             counts[c.state] = counts.get(c.state, 0) + 1
@@ -276,7 +291,7 @@ class ConsoleApp(App[int]):
         usages = [c.usage for c in children if c.usage]
         parts.append((f"cpu {sum(u.cpu for u in usages):.1f}%", ""))
         parts.append((f"mem {fmt.size(sum(u.rss for u in usages))}", ""))
-        stats = self.supervisor.stats
+        stats = self.state.stats
         if stats is not None and stats.error:
             parts.append((f"tasks: {stats.error}", "red", fmt.CRITICAL))
         elif stats is not None:
@@ -284,8 +299,8 @@ class ConsoleApp(App[int]):
             parts.append((f"tasks {fmt.rate(sum(q.throughput_60s for q in stats.queues))}", ""))
             parts.append((f"ready {sum(q.ready for q in stats.queues)}", ""))
             parts.append(fmt.failed(failed))
-        if self.settings_module:
-            parts.append((self.settings_module, "dim", fmt.LOW))
+        if self.state.settings_module:
+            parts.append((self.state.settings_module, "dim", fmt.LOW))
         parts.append((self.host, "dim", fmt.LOW))
         return fmt.fit(head, parts, max(20, self.size.width - 2))
 
@@ -331,7 +346,18 @@ class ConsoleApp(App[int]):
             self.action_check_deploy,
         )
         yield SystemCommand("help", "every key", self.action_help)
-        yield SystemCommand("quit", "stop every process gracefully, then exit", self.action_quit)
+        if self.owner:
+            yield SystemCommand(
+                "quit", "stop every process gracefully, then exit", self.action_quit
+            )
+        yield SystemCommand(
+            "detach", "leave every process running, exit this console", self.action_detach
+        )
+        yield SystemCommand(
+            "stop everything",
+            "stop every process gracefully and the engine, then exit",
+            self.action_stop_everything,
+        )
         yield from (c for c in super().get_system_commands(screen) if c.title != "Quit")
 
     def process_commands(self, pane: ProcessPane) -> Iterator[SystemCommand]:
@@ -346,11 +372,10 @@ class ConsoleApp(App[int]):
         yield command("stop / start", "stop it, or start it again", self.action_stop_start)
         yield command("zoom", "this pane alone, full screen", self.action_zoom)
         yield command("search the log", "find text in its output", self.action_search)
-        backend = pane.child.entry.backend
-        if backend is not None and backend.knobs:
+        if pane.child.knobs:
             yield command("scale…", "every knob", self.action_scale_dialog)
-            if backend.main_knob:
-                knob = backend.main_knob
+            if pane.child.main_knob:
+                knob = pane.child.main_knob
                 yield command(f"{knob} +1", f"one more {knob}", self.action_scale_up)
                 yield command(f"{knob} -1", f"one fewer {knob}", self.action_scale_down)
         if pane.child.kind == "tasks":
@@ -362,35 +387,44 @@ class ConsoleApp(App[int]):
 
     # -- actions on the current process --------------------------------------------------------
 
-    def _control(self, what: str, job: Awaitable[object]) -> None:
-        """Run a supervisor call as a worker: the key returns at once, errors become notices."""
+    def _control(self, what: str, job: Callable[[], Awaitable[object]]) -> None:
+        """Run an action as a worker: the key returns at once, a refusal becomes a notice
+        (an attached ``--read-only`` console refuses them all, saying so)."""
+        if self.refused(what):
+            return
 
         async def run() -> None:
             try:
-                await job
-            except ConfigError as e:
+                await job()
+            except ActionError as e:
                 self.notify(str(e), severity="error", markup=False)
 
         self.run_worker(run(), group="control", description=what)
 
+    def refused(self, what: str) -> bool:
+        """A read-only console says so instead of acting."""
+        if self.engine.read_only:
+            self.notify(f"read-only console: {what} refused", severity="warning", markup=False)
+        return self.engine.read_only
+
     def action_restart(self) -> None:
         name = self.current.child.name
-        self._control(f"restart {name}", self.supervisor.restart(name))
+        self._control(f"restart {name}", partial(self.engine.restart, name))
 
     def action_stop_start(self) -> None:
         child = self.current.child
         if child.state in (State.STARTING, State.RUNNING, State.BACKOFF):
-            self._control(f"stop {child.name}", self.supervisor.stop(child.name))
+            self._control(f"stop {child.name}", partial(self.engine.stop, child.name))
         elif child.state is not State.STOPPING:
-            self._control(f"start {child.name}", self.supervisor.start(child.name))
+            self._control(f"start {child.name}", partial(self.engine.start, child.name))
 
     def action_restart_all(self) -> None:
         async def all_of_them() -> None:
             for pane in self.panes:
                 if pane.child.state is not State.CONFIG_ERROR:
-                    await self.supervisor.restart(pane.child.name)
+                    await self.engine.restart(pane.child.name)
 
-        self._control("restart all", all_of_them())
+        self._control("restart all", all_of_them)
 
     def action_scale_up(self) -> None:
         self._scale_main(+1)
@@ -399,14 +433,15 @@ class ConsoleApp(App[int]):
         self._scale_main(-1)
 
     def _scale_main(self, step: int) -> None:
-        backend = self.current.child.entry.backend
-        if backend is None or backend.main_knob is None:
-            self.notify(
-                f"{self.current.child.name} has nothing to scale", severity="warning", markup=False
-            )
+        child = self.current.child
+        knob = child.main_knob
+        if knob is None:
+            self.notify(f"{child.name} has nothing to scale", severity="warning", markup=False)
             return
-        knob = backend.main_knob
-        value = backend.scale[knob] + step
+        # Two quick presses make a target two higher: the second counts from the first's
+        # target, not from a view that may not show it yet.
+        desired = next(k.desired for k in child.knobs if k.name == knob)
+        value = self._asked.get((child.name, knob), desired) + step
         if value < 1:
             self.notify(f"{knob} cannot go below 1", severity="warning")
             return
@@ -414,8 +449,7 @@ class ConsoleApp(App[int]):
 
     def action_scale_dialog(self) -> None:
         child = self.current.child
-        backend = child.entry.backend
-        if backend is None or not backend.knobs:
+        if not child.knobs:
             self.notify(f"{child.name} has nothing to scale", severity="warning", markup=False)
             return
 
@@ -423,22 +457,31 @@ class ConsoleApp(App[int]):
             if isinstance(wanted, dict) and wanted:
                 self.scale(child, wanted)
 
-        self.push_screen(ScaleScreen(child.name, backend), apply)
+        self.push_screen(ScaleScreen(child.name, child.knobs), apply)
 
-    def scale(self, child: Child, wanted: dict[str, object]) -> None:
+    def scale(self, child: ProcessView, wanted: dict[str, object]) -> None:
         """Live knobs change now; the others need a restart, which is asked for first."""
-        backend = child.entry.backend
-        assert backend is not None
-        live = {k: v for k, v in wanted.items() if backend.knob(k).live}
+        live_knobs = {k.name for k in child.knobs if k.live}
+        live = {k: v for k, v in wanted.items() if k in live_knobs}
         later = {k: v for k, v in wanted.items() if k not in live}
 
         def apply(changes: dict[str, object]) -> None:
-            try:  # recorded now, applied by the worker
-                steps = [self.supervisor.scale(child.name, k, v) for k, v in changes.items()]
-            except ConfigError as e:
-                self.notify(str(e), severity="error", markup=False)
+            if self.refused(f"scale {child.name}"):
                 return
-            self._control(f"scale {child.name}", asyncio.gather(*steps))
+            for k, v in changes.items():
+                with contextlib.suppress(TypeError, ValueError):
+                    self._asked[(child.name, k)] = int(str(v))
+
+            async def steps() -> None:  # each recorded at once, applied by the engine
+                try:
+                    await asyncio.gather(
+                        *(self.engine.scale(child.name, k, v) for k, v in changes.items())
+                    )
+                finally:
+                    for k in changes:
+                        self._asked.pop((child.name, k), None)
+
+            self._control(f"scale {child.name}", steps)
 
         if live:
             apply(live)
@@ -456,27 +499,23 @@ class ConsoleApp(App[int]):
 
     def action_check_deploy(self) -> None:
         """Django's ``check --deploy`` in a fresh process of the project, shown in a dialog."""
-        project = self.supervisor.project
-        if project is None:
-            self.notify("no Django project to check", severity="warning")
-            return
         self.notify("running manage.py check --deploy…")
 
         async def run() -> None:
-            from backends.diagnostics import check_deploy
-
-            loop = asyncio.get_running_loop()
-            found = await loop.run_in_executor(None, check_deploy, project)
-            shown = self.supervisor.masked(found)
-            self.push_screen(FindingsScreen("manage.py check --deploy", shown))
+            try:
+                found = await self.engine.check_deploy()
+            except ActionError as e:
+                self.notify(str(e), severity="warning", markup=False)
+                return
+            self.push_screen(FindingsScreen("manage.py check --deploy", found))
 
         self.run_worker(run(), group="checks", exclusive=True)
 
     def action_tasks(self) -> None:
-        if self.supervisor.stats is None and not any(p.child.kind == "tasks" for p in self.panes):
+        if self.state.stats is None and not any(p.child.kind == "tasks" for p in self.panes):
             self.notify("no task worker in PRODUCTION_PROCESSES", severity="warning")
             return
-        self.push_screen(TaskPanel(self.supervisor))
+        self.push_screen(TaskPanel(self.engine))
 
     # -- the log of the current process --------------------------------------------------------
 
@@ -525,8 +564,33 @@ class ConsoleApp(App[int]):
     # -- quitting ------------------------------------------------------------------------------
 
     def action_quit(self) -> None:  # type: ignore[override]
+        """The owner's q stops everything (as the console always did); an attached console's
+        q only leaves, as ``d`` does."""
+        if self.owner:
+            self.action_stop_everything()
+        else:
+            self.action_detach()
+
+    def action_detach(self) -> None:
+        """Leave every process running: the engine goes on without this console."""
+        if self.quitting:
+            return
+
+        async def leave() -> None:
+            try:
+                await self.engine.detach()
+            except ActionError as e:
+                self.notify(str(e), severity="error", markup=False)
+                return
+            self.exit(0, return_code=0)
+
+        self.run_worker(leave(), group="quit")
+
+    def action_stop_everything(self) -> None:
         if self.quitting:
             self.action_force_quit()
+            return
+        if self.refused("stopping everything (d detaches)"):
             return
         self.quitting = True
         self.notify("stopping every process… q again or Ctrl+C to kill them now")
@@ -534,12 +598,22 @@ class ConsoleApp(App[int]):
         self.set_interval(0.5, self.tick_info)
 
         async def shutdown() -> None:
-            code = 0 if await self.supervisor.stop_all() else 1
+            try:
+                code = 0 if await self.engine.stop_all() else 1
+            except ActionError as e:
+                self.notify(str(e), severity="error", markup=False)
+                code = 1
             self.exit(code, return_code=code)
 
         self.run_worker(shutdown(), group="quit")
 
     def action_force_quit(self) -> None:
+        """Ctrl+C: the owner kills everything; an attached console leaves, killing nothing
+        (Ctrl+C is too easy to press in a terminal that only looks)."""
+        if not self.owner:
+            self.action_detach()
+            return
         if not self.quitting:
-            self.action_quit()
-        self.supervisor.kill_all()
+            self.action_stop_everything()
+        if not self.engine.read_only:
+            self.engine.kill_all()

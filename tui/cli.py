@@ -10,6 +10,7 @@ from pathlib import Path
 
 from backends.base import ConfigError, Project, one_line
 from tui import version
+from tui.engine.local import LocalEngine
 from tui.engine.supervisor import Supervisor
 from tui.keep_scale import snippet
 from tui.outlet import Outlet
@@ -95,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         from tui import headless
 
         return asyncio.run(
-            headless.run(supervisor, sys.stdout.buffer, sys.stdout.isatty(), args.ring_lines)
+            headless.run(
+                LocalEngine(supervisor), sys.stdout.buffer, sys.stdout.isatty(), args.ring_lines
+            )
         )
     try:
         code = asyncio.run(console(supervisor, project.settings_module)) or 0
@@ -139,7 +142,7 @@ async def console(supervisor: Supervisor, settings_module: str) -> int | None:
         loop.remove_signal_handler(signal.SIGTSTP)
     from tui.app import ConsoleApp
 
-    app = ConsoleApp(supervisor, settings_module, start=False)
+    app = ConsoleApp(LocalEngine(supervisor, settings_module), start=False)
     if pressed:
         app.action_suspend_process()  # the notice waits in the app's queue until it runs
     return await app.run_async()

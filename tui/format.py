@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.cells import cell_len
 from rich.text import Text
 
-from tui.engine.child import State
+from tui.engine.views import State
 
 STATE_STYLE = {
     State.STARTING: "yellow",

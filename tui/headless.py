@@ -1,4 +1,4 @@
-"""The thinnest client of the supervisor: every child's lines on one stream, honcho-style.
+"""The thinnest client of the engine: every child's lines on one stream, honcho-style.
 
 ``HH:MM:SS name | line``, a colour per name only on a terminal (colours from children are
 dropped too when writing to a file or pipe), and state changes as lines of their own. Meant
@@ -21,9 +21,9 @@ from functools import partial
 from typing import BinaryIO
 
 from backends.diagnostics import Finding, diff
-from tui.engine.child import Child, State
+from tui.engine.api import Engine
 from tui.engine.output import Line, uncoloured
-from tui.engine.supervisor import Supervisor
+from tui.engine.views import State
 from tui.outlet import Outlet
 
 _COLOURS = (36, 33, 32, 35, 34, 31, 96, 93, 92, 95, 94, 91)  # ANSI foregrounds, cycled by name
@@ -38,12 +38,14 @@ _STATE_COLOURS = {State.RUNNING: 32, State.CONFIG_ERROR: 31, State.BACKOFF: 33, 
 class Printer:
     def __init__(
         self,
-        names: list[str],
+        engine: Engine,
         fd: int,
         colour: bool,
         on_broken: Callable[[], object],
         backlog: int = 10_000,
     ) -> None:
+        self.engine = engine
+        names = engine.names()
         width = max(map(len, names), default=0)
         self.width = width
         self.findings: list[Finding] = []
@@ -59,17 +61,20 @@ class Printer:
             for i, name in enumerate(names)
         }
 
-    def on_lines(self, child: Child, lines: list[Line]) -> None:
+    def on_lines(self, name: str) -> None:
+        ring = self.engine.output(name)
+        lines = ring.since(self.next_seq.get(name, ring.first_seq))
         if not lines:
             return
         clock = time.strftime("%H:%M:%S", time.localtime(lines[0].time))
-        head = f"{clock} {self.prefix[child.name]} "
+        head = f"{clock} {self.prefix[name]} "
         # One read bigger than the ring (a flood) reaches us trimmed to the ring's newest lines.
-        gap = lines[0].seq - self.next_seq.get(child.name, lines[0].seq)
-        self.next_seq[child.name] = lines[-1].seq + 1
+        gap = lines[0].seq - self.next_seq.get(name, lines[0].seq)
+        self.next_seq[name] = lines[-1].seq + 1
         note = self._skipped(head, gap, "more at once than --ring-lines keeps") if gap > 0 else ""
         if self.colour:
-            sys_head = f"{head}\x1b[{_STATE_COLOURS.get(child.state, 1)}m"
+            state = self.engine.view().process(name).state if _has_sys(lines) else None
+            sys_head = f"{head}\x1b[{_STATE_COLOURS.get(state, 1) if state else 1}m"
             text = "".join(
                 f"{sys_head if line.stream == 'sys' else head}{line.text}\x1b[0m\n"
                 for line in lines
@@ -78,11 +83,12 @@ class Printer:
             text = "".join(f"{head}{uncoloured(line.text)}\n" for line in lines)
         self.outlet.write((note + text).encode("utf-8", "replace"), len(lines), max(gap, 0))
 
-    def on_state(self, child: Child) -> None:
-        """State changes arrive as lines of their own (stream "sys"): nothing more to print."""
-
-    def on_findings(self, findings: list[Finding]) -> None:
-        """A diagnostic when it appears and when it clears, under its entry's name."""
+    def on_view(self) -> None:
+        """State changes arrive as lines of their own (stream "sys"); a diagnostic is printed
+        when it appears and when it clears, under its entry's name."""
+        findings = list(self.engine.view().findings)
+        if findings == self.findings:
+            return
         appeared, cleared = diff(self.findings, findings)
         self.findings = findings
         clock = time.strftime("%H:%M:%S")
@@ -123,7 +129,11 @@ class Printer:
         self.outlet.write(text.encode("utf-8", "replace"), lines)
 
 
-async def run(supervisor: Supervisor, out: BinaryIO, colour: bool, backlog: int = 10_000) -> int:
+def _has_sys(lines: list[Line]) -> bool:
+    return any(line.stream == "sys" for line in lines)
+
+
+async def run(engine: Engine, out: BinaryIO, colour: bool, backlog: int = 10_000) -> int:
     """Run until a signal; 0 when everything stopped within its grace period, else 1.
     At most ``backlog`` lines wait for a slow reader."""
     loop = asyncio.get_running_loop()
@@ -131,7 +141,7 @@ async def run(supervisor: Supervisor, out: BinaryIO, colour: bool, backlog: int 
 
     def on_signal() -> None:
         if stop.is_set():  # second Ctrl-C: no more waiting
-            supervisor.kill_all()
+            engine.kill_all()
         stop.set()
 
     stops = [signal.SIGINT, signal.SIGTERM]
@@ -141,16 +151,20 @@ async def run(supervisor: Supervisor, out: BinaryIO, colour: bool, backlog: int 
         loop.add_signal_handler(sig, on_signal)
     # The reader went away (``| head`` ended): stop everything, quietly.
     broken = partial(loop.call_soon_threadsafe, stop.set)
-    printer = Printer(list(supervisor.children), out.fileno(), colour, broken, backlog)
-    supervisor.subscribe(printer)
+    printer = Printer(engine, out.fileno(), colour, broken, backlog)
+    engine.watch(printer)
     if signal.getsignal(signal.SIGTSTP) is not signal.SIG_IGN:
         loop.add_signal_handler(signal.SIGTSTP, printer.say, REFUSE_SUSPEND)
-    await supervisor.start_all()
-    if all(c.state is State.CONFIG_ERROR for c in supervisor.children.values()):
+    await engine.start_all()
+    if _all_broken(engine):
         stop.set()
     await stop.wait()
-    clean = await supervisor.stop_all()
+    clean = await engine.stop_all()
     await loop.run_in_executor(None, printer.outlet.drain, 2.0)
-    if all(c.state is State.CONFIG_ERROR for c in supervisor.children.values()):
+    if _all_broken(engine):
         return 1
     return 0 if clean else 1
+
+
+def _all_broken(engine: Engine) -> bool:
+    return all(p.state is State.CONFIG_ERROR for p in engine.view().processes)

@@ -16,6 +16,7 @@ from helpers import until
 from textual.widgets import Static
 
 from tui.app import ConsoleApp
+from tui.engine.local import LocalEngine
 from tui.engine.supervisor import Supervisor
 from tui.project import discover, entries
 from tui.widgets.dialogs import FindingsScreen
@@ -28,7 +29,7 @@ def text(widget: Static) -> str:
 async def main(project_dir: Path, names: list[str], deploy: bool) -> dict[str, object]:
     project = discover(None, [], project_dir)
     sup = Supervisor(entries(project, names), watchdog=False, stats_every=0.5, project=project)
-    app = ConsoleApp(sup, project.settings_module, host="testhost")
+    app = ConsoleApp(LocalEngine(sup, project.settings_module), host="testhost")
     seen: dict[str, object] = {}
     try:
         async with app.run_test(size=(160, 48)) as pilot:

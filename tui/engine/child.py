@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import os
 import re
 import signal
 import subprocess
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import psutil
@@ -29,12 +27,13 @@ from tui.engine.deathsig import guarded
 from tui.engine.events import EventCounter
 from tui.engine.output import Line, Ring, Sanitiser
 from tui.engine.probe import answers, probe_address, request_line
-from tui.engine.sampler import Usage, tree_pids
+from tui.engine.sampler import tree_pids
 from tui.engine.scaling import Scaler
+from tui.engine.views import Events, Exit, ProcessView, State, Usage
 from tui.project import Entry
 
 if TYPE_CHECKING:
-    from backends.taskstats import Snapshot, WorkerCounts
+    from backends.taskstats import WorkerCounts
     from tui.engine.supervisor import Supervisor
 
 BACKOFF_FIRST = 1.0
@@ -46,22 +45,6 @@ HEALTH_EVERY = 10.0  # once ready, a web server is asked again this often
 PROBE_TIMEOUT = 5.0  # once past its start, an answer later than this is no answer
 PIPE_IDLE = 2.0  # after the main process exits, pipes quiet this long are closed unread to EOF
 PIPE_DRAIN = 30.0  # and pipes still talking this long after it (a grandchild we missed) too
-
-
-class State(enum.StrEnum):
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"  # stopped on request (or never started); stays down until started
-    BACKOFF = "backoff"  # ended by itself (code or signal, in ``detail``): restarting soon
-    CONFIG_ERROR = "config-error"
-
-
-@dataclass(frozen=True)
-class Exit:
-    code: int | None
-    signal: int | None
-    forced: bool  # had to be SIGKILLed after its grace period
 
 
 class Child:
@@ -129,6 +112,39 @@ class Child:
             return describe_exit(self.last_exit)
         return ""
 
+    def view(self, now: float) -> ProcessView:
+        """What clients see of it, at ``now`` (``time.time()``)."""
+        backend = self.entry.backend
+        left = None if self.stop_deadline is None else self.stop_deadline - time.monotonic()
+        options = backend.options if backend else {}
+        queues = str(options.get("queue") or options.get("queue_name") or "default")
+        events = self.events
+        return ProcessView(
+            name=self.name,
+            kind=self.kind,
+            state=self.state,
+            detail=self.detail,
+            pid=self.pid,
+            started_at=self.started_at,
+            restarts=self.restarts,
+            last_exit=self.last_exit,
+            next_try_at=self.next_try_at,
+            stop_at=None if left is None else now + left,
+            usage=self.usage,
+            tasks=self.tasks,
+            url=self.shown_url,
+            probed=bool(backend and backend.health),
+            ready_after=self.ready_after,
+            healthy=self.healthy,
+            answered_by=self.answered_by,
+            knobs=tuple(self.scaler.views()),
+            main_knob=backend.main_knob if backend else None,
+            queues=tuple(queues.split(",")) if self.kind == "tasks" else (),
+            events=None
+            if events is None
+            else Events(events.per_second(now=now), events.by_kind(now=now)),
+        )
+
     @property
     def shown_url(self) -> str | None:
         """Where it answers HTTP, for panes: a declared URL may hold credentials."""
@@ -148,10 +164,6 @@ class Child:
             self.ready_after = time.time() - (self.started_at or time.time())
             self.note(f"-- ready in {self.ready_after:.1f} s")
             self._set(State.RUNNING)
-
-    def sup_stats(self) -> Snapshot | None:
-        """The latest task statistics of the whole project (queues are shared by entries)."""
-        return self._sup.stats
 
     def note(self, text: str, masked: bool = False) -> None:
         """A line of the console's own about this process, kept in its output like the rest.

@@ -16,20 +16,10 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import psutil
 
-
-@dataclass(frozen=True)
-class Usage:
-    cpu: float  # percent of one core, summed over the tree
-    rss: int  # bytes, summed
-    processes: int  # size of the tree
-    children: int  # direct children of the main process: gunicorn's workers, our worker's
-    threads: int  # OS threads over the tree
-    pids: frozenset[int]  # the tree, to attribute task statistics to this entry
-
+from tui.engine.views import Usage
 
 IDLE_CPU = 1.0  # % of one core: below it a tree only wakes for timers (one 10 ms tick a second)
 

@@ -39,6 +39,7 @@ from backends.base import Backend, ConfigError, Knob
 from backends.control import ENV as CONTROL_ENV
 from backends.control import Client
 from tui.engine.output import Sanitiser, inert
+from tui.engine.views import KnobView
 
 if TYPE_CHECKING:
     from tui.engine.child import Child
@@ -49,18 +50,6 @@ AFTER_RESUME = 1.0  # a step sent around a suspension is known lost this soon af
 SIGNAL_TRIES = 3  # unanswered signal steps in a row before the scale is called stuck
 COMMAND_TIMEOUT = 10.0  # a command's change must show by then
 CHANNEL_TIMEOUT = 15.0  # a channel target must be reported by then
-
-
-@dataclass(frozen=True)
-class KnobView:
-    """One knob as the pane shows it."""
-
-    name: str
-    desired: int  # what the user asked for
-    configured: int  # what the settings say
-    observed: int | None  # what the running process has, when known
-    converging: bool  # a scale is under way: "scaling observed→desired"
-    why: str | None  # the scale could not converge, and why
 
 
 @dataclass
@@ -123,6 +112,7 @@ class Scaler:
             views.append(
                 KnobView(
                     name=knob.name,
+                    live=knob.live,
                     desired=desired,
                     configured=backend.configured[knob.name],
                     observed=observed,

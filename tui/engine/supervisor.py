@@ -22,11 +22,12 @@ import psutil
 from backends import dbident, dbslots
 from backends.base import Launch, Project
 from backends.snapshot import failed, from_json
-from tui.engine.child import Child, State
+from tui.engine.child import Child
 from tui.engine.output import Line, Ring, inert_all
-from tui.engine.sampler import Sampler, Usage, quiet
+from tui.engine.sampler import Sampler, quiet
 from tui.engine.stats_client import HelperError, HelperFailed, StatsHelper
 from tui.engine.stats_helper import finding_from_json, worker_json
+from tui.engine.views import EngineView, State, Usage
 from tui.engine.watchdog_client import Watchdog
 from tui.project import Entry
 from tui.redact import Redactor
@@ -98,6 +99,17 @@ class Supervisor:
         # poll (said once at start, it must outlive a replaced helper).
         self._databases: dict[str, tuple[int | None, str]] = {}
         self.setup_checked = False  # the setup checks have run (their findings are in)
+
+    def view(self, settings_module: str = "", now: float | None = None) -> EngineView:
+        """What clients see; ``now`` is when the rates in it are counted up to."""
+        now = time.time() if now is None else now
+        return EngineView(
+            processes=tuple(c.view(now) for c in self.children.values()),
+            stats=self.stats,
+            findings=tuple(self.findings),
+            settings_module=settings_module,
+            stopping=self.stopping,
+        )
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)

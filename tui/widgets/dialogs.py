@@ -13,8 +13,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from backends.base import Backend
 from backends.diagnostics import Finding
+from tui.engine.views import KnobView
 from tui.widgets.pane import finding_text
 
 
@@ -67,30 +67,27 @@ class HelpScreen(Dialog):
 class ScaleScreen(Dialog):
     """Every knob of one process; Enter applies what changed. Returns {knob: value}."""
 
-    def __init__(self, name: str, backend: Backend) -> None:
+    def __init__(self, name: str, knobs: tuple[KnobView, ...]) -> None:
         super().__init__()
         self.process = name
-        self.backend = backend
+        self.knobs = knobs
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(Text(f"Scale {self.process}", style="bold"))
-            for knob in self.backend.knobs:
+            for knob in self.knobs:
                 how = "live" if knob.live else "by a graceful restart"
                 yield Label(
-                    f"{knob.name} (now {self.backend.scale[knob.name]}, configured "
-                    f"{self.backend.configured[knob.name]}, changes {how})"
+                    f"{knob.name} (now {knob.desired}, configured {knob.configured}, changes {how})"
                 )
-                yield Input(
-                    str(self.backend.scale[knob.name]), id=f"knob-{knob.name}", type="integer"
-                )
+                yield Input(str(knob.desired), id=f"knob-{knob.name}", type="integer")
             yield Label("Enter applies, Esc cancels.", classes="hint")
 
     def on_input_submitted(self) -> None:
         wanted = {}
-        for knob in self.backend.knobs:
+        for knob in self.knobs:
             value = self.query_one(f"#knob-{knob.name}", Input).value.strip()
-            if value and value != str(self.backend.scale[knob.name]):
+            if value and value != str(knob.desired):
                 wanted[knob.name] = value
         self.dismiss(wanted)
 

@@ -18,9 +18,10 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Sparkline, Static
 
 from backends.diagnostics import Finding
+from backends.snapshot import Snapshot
 from tui import format as fmt
-from tui.engine.child import Child, State
-from tui.engine.scaling import KnobView
+from tui.engine.output import Ring
+from tui.engine.views import KnobView, ProcessView, State
 from tui.widgets.logview import LogView
 
 SEARCH_PLACEHOLDER = "search this log (Enter: find, Esc: close)"
@@ -85,14 +86,22 @@ class ProcessPane(Vertical):
     ProcessPane Input.open { display: block; }
     """
 
-    def __init__(self, child: Child, number: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        view: ProcessView,
+        ring: Ring,
+        number: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__(id=f"pane-{number}")
-        self.child = child
+        self.child = view  # the engine's latest view of its process (``see``)
+        self.stats: Snapshot | None = None  # the project's task statistics, for its queues
+        self.ring = ring
         self.number = number
         self.clock = clock
         self.cpu_history: deque[float] = deque([0.0] * HISTORY, maxlen=HISTORY)
         self.rate_history: deque[float] = deque([0.0] * HISTORY, maxlen=HISTORY)
-        self.log_view = LogView(child.ring)
+        self.log_view = LogView(ring)
         # Kept rather than queried: the app's tick visits every pane every second.
         self._title = Static(classes="title", markup=False)
         self._stats = Static(classes="stats", markup=False)
@@ -116,6 +125,11 @@ class ProcessPane(Vertical):
 
     def on_mount(self) -> None:
         self.update_info()
+
+    def see(self, view: ProcessView, stats: Snapshot | None) -> None:
+        """The engine's newest view; the texts are redrawn when ``stale`` says so."""
+        self.child = view
+        self.stats = stats if view.kind == "tasks" else None
 
     def on_resize(self) -> None:
         """The lines are fitted to the width: refit them now, not at the next sample."""
@@ -164,12 +178,12 @@ class ProcessPane(Vertical):
         return (
             c.usage,
             c.tasks,
-            c.sup_stats() if c.kind == "tasks" else None,
+            self.stats,
             self.log_view.waiting,
             self.log_view.search_status,
-            c.ring.next_seq if c.events else 0,
-            c.ring.dropped,
-            tuple(c.scaler.views()),  # "scaling 2→4" until the process has it
+            c.events,
+            self.ring.dropped,
+            c.knobs,  # "scaling 2→4" until the process has it
         )
 
     def _ticking(self, every: float, since: float) -> None:
@@ -205,10 +219,9 @@ class ProcessPane(Vertical):
         found = self.log_view.search_status
         if found:
             parts.append((found, "bold", fmt.HIGH))
-        if c.ring.dropped:  # the ring is bounded: the oldest lines go, and it says how many
-            parts.append((f"{c.ring.dropped} older lines dropped", "dim", fmt.LOW))
-        backend = c.entry.backend
-        url = c.shown_url
+        if self.ring.dropped:  # the ring is bounded: the oldest lines go, and it says how many
+            parts.append((f"{self.ring.dropped} older lines dropped", "dim", fmt.LOW))
+        url = c.url
         if url and c.state in (State.STARTING, State.RUNNING):
             if c.answered_by:  # another program's socket answers: not ready, and whose it is
                 parts.append((f"port held by {c.answered_by}", "bold red", fmt.CRITICAL))
@@ -216,7 +229,7 @@ class ProcessPane(Vertical):
                 parts.append(("not answering", "bold red", fmt.CRITICAL))
             elif c.ready_after is not None:
                 parts.append((f"ready in {c.ready_after:.1f}s", "green", fmt.LOW))
-            elif backend and backend.health:  # HEALTH False: nothing is waited for
+            elif c.probed:  # HEALTH False: nothing is waited for
                 parts.append(("waiting for HTTP", "yellow"))
             parts.append((url, "underline cyan", fmt.LOW))
         if c.pid is not None:
@@ -243,7 +256,7 @@ class ProcessPane(Vertical):
         parts: list[fmt.Part] = [(f"mem {fmt.size(u.rss if u else None)}", "")]
         if u and u.processes > 1:
             parts.append((f"{u.processes} procs", "dim", fmt.LOW))
-        parts += [knob_part(view) for view in c.scaler.views()]
+        parts += [knob_part(view) for view in c.knobs]
         if c.events is not None:
             parts += self.event_parts()
         line = fmt.fit(head, parts, self.width)
@@ -251,7 +264,7 @@ class ProcessPane(Vertical):
             return line
         tasks = c.tasks
         task_head = Text("tasks", style="bold")
-        stats = c.sup_stats()
+        stats = self.stats
         if stats is not None and stats.error:  # e.g. the database is down: say so, cut to fit
             room = max(10, self.width - task_head.cell_len - 2)
             error = stats.error if len(stats.error) <= room else stats.error[: room - 1] + "…"
@@ -274,9 +287,8 @@ class ProcessPane(Vertical):
     def event_parts(self) -> list[fmt.Part]:
         """Requests by status class for web servers, task outcomes for Celery, per minute."""
         assert self.child.events is not None
-        clock = self.clock()
-        rate = fmt.rate(self.child.events.per_second(now=clock))
-        kinds = self.child.events.by_kind(now=clock)
+        rate = fmt.rate(self.child.events.per_second)
+        kinds = self.child.events.by_kind
         if kinds:  # rates and counts over the last minute fall as seconds pass
             self._ticking(1, 0)
         if self.child.kind == "celery":
@@ -292,12 +304,10 @@ class ProcessPane(Vertical):
         return parts
 
     def ready_tasks(self) -> int | None:
-        stats = self.child.sup_stats()
-        backend = self.child.entry.backend
-        if stats is None or backend is None or stats.error:
+        stats = self.stats
+        if stats is None or stats.error or not self.child.queues:
             return None
-        queues = str(backend.options.get("queue") or backend.options.get("queue_name") or "default")
-        wanted = set(queues.split(","))
+        wanted = set(self.child.queues)
         return sum(q.ready for q in stats.queues if "*" in wanted or q.queue in wanted)
 
     def show_findings(self, findings: list[Finding]) -> None:

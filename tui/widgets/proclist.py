@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.widget import Widget
 
 from tui import format as fmt
-from tui.engine.child import Child
+from tui.engine.views import ProcessView
 
 
 class ProcessList(Widget):
@@ -28,7 +28,7 @@ class ProcessList(Widget):
             super().__init__()
             self.index = index
 
-    def __init__(self, children: list[Child], clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, children: list[ProcessView], clock: Callable[[], float] = time.time) -> None:
         super().__init__(id="process-list")
         self.children_ = children
         self.clock = clock

@@ -21,9 +21,8 @@ from textual.widgets import DataTable, Label, Static
 
 from backends.taskworker.ids import label
 from tui import format as fmt
+from tui.engine.api import ActionError, Engine
 from tui.engine.output import inert, inert_all
-from tui.engine.stats_client import HelperFailed
-from tui.engine.supervisor import Supervisor
 from tui.widgets.dialogs import Dialog
 
 if TYPE_CHECKING:
@@ -36,10 +35,10 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s" if value < 10 else f"{value:.0f}s"
 
 
-async def _from_database(supervisor: Supervisor, request: dict[str, Any], key: str) -> Any:
+async def _from_database(engine: Engine, request: dict[str, Any], key: str) -> Any:
     """The helper's answer to ``request``, made inert: rows hold anyone's text (a task's
     exception, its queue name). Any failure is raised to the caller to show."""
-    answer = await supervisor.ask(request)
+    answer = await engine.ask(request)
     return inert_all(answer[key])
 
 
@@ -73,9 +72,9 @@ class TaskPanel(Dialog):
         Binding("f", "fail", "Mark stuck failed"),
     ]
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, engine: Engine) -> None:
         super().__init__()
-        self.supervisor = supervisor
+        self.engine = engine
         self.stuck_ids: list[str] = []
         self.failures: list[Failure] = []
         self.shown: str | None = None  # the failure whose traceback is shown
@@ -119,7 +118,7 @@ class TaskPanel(Dialog):
         self.set_interval(5.0, self.find_stuck)
 
     def refresh_stats(self) -> None:
-        stats = self.supervisor.stats
+        stats = self.engine.view().stats
         status = self.query_one("#task-status", Label)
         if stats is None:
             status.update("Tasks: waiting for the first statistics…")
@@ -190,8 +189,8 @@ class TaskPanel(Dialog):
     async def show_traceback(self, task_id: str) -> None:
         request = {"op": "traceback", "id": task_id}
         try:
-            traceback = str(await _from_database(self.supervisor, request, "text"))
-        except (HelperFailed, KeyError) as e:
+            traceback = str(await _from_database(self.engine, request, "text"))
+        except (ActionError, KeyError) as e:
             traceback = inert(f"cannot read the traceback: {e}")
         self._show_traceback(task_id, traceback)
 
@@ -204,8 +203,8 @@ class TaskPanel(Dialog):
     @work(exclusive=True, group="stuck")
     async def find_stuck(self) -> None:
         try:
-            stuck = await _from_database(self.supervisor, {"op": "stuck"}, "stuck")
-        except (HelperFailed, KeyError) as e:
+            stuck = await _from_database(self.engine, {"op": "stuck"}, "stuck")
+        except (ActionError, KeyError) as e:
             self.notify(inert(f"cannot look for stuck tasks: {e}"), severity="error", markup=False)
             return
         self._show_stuck(stuck)
@@ -246,8 +245,8 @@ class TaskPanel(Dialog):
     async def act_on_stuck(self, task_id: str, fail: bool) -> None:
         request = {"op": "fail" if fail else "requeue", "id": task_id}
         try:
-            changed = await _from_database(self.supervisor, request, "changed")
-        except (HelperFailed, KeyError) as e:
+            changed = await _from_database(self.engine, request, "changed")
+        except (ActionError, KeyError) as e:
             self.notify(inert(f"cannot change task {task_id}: {e}"), severity="error", markup=False)
             return
         verb = "marked failed" if fail else "requeued"
