@@ -1,0 +1,1 @@
+"""The engine: everything that runs and watches the processes, with no screen (no Textual)."""
