@@ -345,3 +345,17 @@ CLIENT = textwrap.dedent(
     sys.stdout.buffer.write(s.recv(16))
     """
 )
+
+
+def test_a_chosen_socket_folder_is_checked_but_never_narrowed(homes: Path) -> None:
+    mine = homes / "mine"
+    mine.mkdir(mode=0o755)
+    mine.chmod(0o755)
+    with listen(place_for(homes / "project", "s", socket=str(mine / "e.sock"))):
+        assert stat.S_IMODE(os.stat(mine).st_mode) == 0o755
+    shared = homes / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp: sticky, but the socket would sit in a folder not ours
+    with pytest.raises(PlaceError, match=f"{shared} can be changed by other users"):
+        listen(place_for(homes / "project", "s", socket=str(shared / "e.sock")))
+    assert list(shared.iterdir()) == []
