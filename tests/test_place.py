@@ -252,6 +252,9 @@ def test_the_lock_alone_keeps_a_second_engine_out(
 def test_two_engines_starting_at_once_one_wins(
     place: Place, homes: Path, engines: list[subprocess.Popen[str]]
 ) -> None:
+    """End to end. Without the lock the socket checks alone lose this race only rarely (once
+    in about 100 rounds of 4 here: a bind between another's check and bind), too rarely to
+    catch in a few rounds; the test above shows the lock itself deterministically."""
     for _ in range(5):
         procs = [engine(homes / "project", wait_go=True) for _ in range(3)]
         engines.extend(procs)
@@ -264,7 +267,7 @@ def test_two_engines_starting_at_once_one_wins(
         answers = [proc.stdout.readline().split() for proc in procs if proc.stdout]
         winners = [proc for proc, answer in zip(procs, answers, strict=True) if answer == ["won"]]
         assert len(winners) == 1, answers
-        assert all(a[0] == "already" for a in answers if a != ["won"]), answers
+        assert all(a[:1] == ["already"] for a in answers if a != ["won"]), answers
         with connect(place) as client:
             assert peer_pid(client) == winners[0].pid
         for proc in procs:
@@ -359,3 +362,21 @@ def test_a_chosen_socket_folder_is_checked_but_never_narrowed(homes: Path) -> No
     with pytest.raises(PlaceError, match=f"{shared} can be changed by other users"):
         listen(place_for(homes / "project", "s", socket=str(shared / "e.sock")))
     assert list(shared.iterdir()) == []
+
+
+def test_a_killed_engine_leaves_a_socket_that_is_replaced(
+    place: Place, homes: Path, engines: list[subprocess.Popen[str]]
+) -> None:
+    proc = engine(homes / "project")
+    engines.append(proc)
+    assert proc.stdout and proc.stdout.readline() == "won\n"
+    proc.kill()
+    proc.wait(timeout=10)
+    assert stat.S_ISSOCK(os.lstat(place.socket).st_mode)  # left behind
+    assert engine_pid(place) is None  # the lock died with it; its pid is not trusted
+    with pytest.raises(NotRunning):
+        connect(place)
+    with listen(place) as listener:
+        assert listener.replaced_stale
+        with connect(place) as client:
+            assert peer_pid(client) == os.getpid()
