@@ -142,6 +142,7 @@ class ConsoleApp(App[int]):
         self.process_list = ProcessList(list(self.state.processes), clock)
         self.current = self.panes[0]
         self.quitting = False
+        self.detached = False  # left with d (or an attached console's q): everything goes on
         self.zoomed = False
         self._lines_came = asyncio.Event()  # set by on_lines, waited for by follow_logs
         self.header = Static(id="header", markup=False)  # kept: the tick may outlive the screen
@@ -582,6 +583,7 @@ class ConsoleApp(App[int]):
             except ActionError as e:
                 self.notify(str(e), severity="error", markup=False)
                 return
+            self.detached = True
             self.exit(0, return_code=0)
 
         self.run_worker(leave(), group="quit")

@@ -4,38 +4,46 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
+import contextlib
+import os
+import socket
 import sys
 from pathlib import Path
 
 from backends.base import ConfigError, Project, one_line
 from tui import version
+from tui.engine import host, place, systemd
 from tui.engine.local import LocalEngine
 from tui.engine.supervisor import Supervisor
-from tui.keep_scale import snippet
-from tui.outlet import Outlet
 from tui.project import Entry, ProjectError, discover, entries
 from tui.redact import Redactor
 
 EXAMPLES = """\
 examples:
   prodserver-tui                      run every PRODUCTION_PROCESSES entry (from manage.py's folder)
-  prodserver-tui web worker           run only these entries
+  prodserver-tui web worker           run only these entries (`run NAME...` if one is named `up`)
   prodserver-tui --check              validate and print each entry's command line (writes nothing)
   prodserver-tui --headless           plain prefixed output, for CI, containers and pipes
   prodserver-tui --settings mysite.settings --pythonpath src
   prodserver-tui --demo               run the bundled demo project (web, task workers, load)
+
+on a server (the processes outlive the terminal):
+  prodserver-tui up                   start the engine detached; one status line per entry
+  prodserver-tui attach [--read-only] the console on it; q detaches, everything goes on
+  prodserver-tui status [--json]      one line per entry (or the stable JSON of docs/protocol.md)
+  prodserver-tui logs [NAME...] [-n N] [-f]
+  prodserver-tui start|stop|restart NAME...
+  prodserver-tui scale NAME KNOB=VALUE...
+  prodserver-tui down                 stop everything gracefully (task workers drain) and the engine
+  prodserver-tui systemd-unit         a systemd unit that runs this project's engine
 """
+CLIENTS = {"attach", "status", "logs", "start", "stop", "restart", "scale", "down"}
+COMMANDS = {"run", "up", "engine", "systemd-unit", *CLIENTS}
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="prodserver-tui",
-        description="Run and watch every process of a Django project's PRODUCTION_PROCESSES.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("names", nargs="*", metavar="NAME", help="entries to run (default: all)")
+def project_options(p: argparse.ArgumentParser) -> None:
+    """How the project is found: the same for the engine and for every client command, which
+    find its engine by them (the project folder and settings module name its socket)."""
     p.add_argument("--settings", metavar="MODULE", help="Django settings module, as in Django")
     p.add_argument(
         "--pythonpath", metavar="DIR", action="append", default=[], help="add DIR to sys.path"
@@ -52,9 +60,17 @@ def parser() -> argparse.ArgumentParser:
     env.add_argument(
         "--no-env-file", action="store_true", help="load no .env file, not even the project's"
     )
-    p.add_argument("--check", action="store_true", help="validate, print command lines, exit")
-    p.add_argument("--headless", action="store_true", help="prefixed output instead of the UI")
-    p.add_argument("--demo", action="store_true", help="run the bundled demo project")
+    p.add_argument("--demo", action="store_true", help="the bundled demo project")
+    p.add_argument(
+        "--socket",
+        metavar="PATH",
+        help=f"the engine's control socket (default: derived from the project; "
+        f"{place.ENV_SOCKET} also sets it)",
+    )
+
+
+def run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("names", nargs="*", metavar="NAME", help="entries to run (default: all)")
     p.add_argument(
         "--ring-lines",
         type=_positive,
@@ -63,89 +79,182 @@ def parser() -> argparse.ArgumentParser:
         help="lines of output kept per process, and (--headless) waiting for a slow reader "
         "before the oldest are skipped (default: %(default)s)",
     )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="prodserver-tui",
+        description="Run and watch every process of a Django project's PRODUCTION_PROCESSES.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run_options(p)
+    project_options(p)
+    p.add_argument("--check", action="store_true", help="validate, print command lines, exit")
+    p.add_argument("--headless", action="store_true", help="prefixed output instead of the UI")
     p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     return p
 
 
+def command_parser(command: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"prodserver-tui {command}")
+    project_options(p)
+    if command in ("up", "engine"):
+        run_options(p)
+    if command == "engine":  # the engine process itself: started by the console or by ``up``
+        p.add_argument("--owner-fd", type=int, default=None)
+    elif command == "attach":
+        p.add_argument("--read-only", action="store_true", help="look, never act")
+    elif command == "status":
+        p.add_argument("--json", action="store_true", help="docs/protocol.md's stable JSON")
+    elif command == "logs":
+        p.add_argument("names", nargs="*", metavar="NAME", help="entries (default: all)")
+        p.add_argument("-n", type=int, default=100, metavar="N", help="lines each (default 100)")
+        p.add_argument("-f", "--follow", action="store_true", help="then follow new lines")
+    elif command in ("start", "stop", "restart"):
+        p.add_argument("names", nargs="+", metavar="NAME")
+    elif command == "scale":
+        p.add_argument("name", metavar="NAME")
+        p.add_argument("knobs", nargs="+", metavar="KNOB=VALUE")
+    elif command == "systemd-unit":
+        run_options(p)
+        p.add_argument("--user", metavar="ACCOUNT", help="a system unit run as ACCOUNT")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.check:
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv and argv[0] in COMMANDS else "run"
+    if command == "run":
+        args = parser().parse_args(argv[1:] if argv and argv[0] == "run" else argv)
+    else:
+        args = command_parser(command).parse_args(argv[1:])
+    if command in CLIENTS:
+        from tui import control
+
+        return control.main(command, args)
+    if getattr(args, "check", False):
         # --check writes nothing: not even the bytecode of the project modules it imports.
         sys.dont_write_bytecode = True
-    try:
-        settings = args.settings
-        if args.demo:
-            from tui import demo
+    if command == "run" and not args.check and not args.headless:
+        from tui import control
 
-            settings = demo.prepare(check=args.check)
-        # The demo is its own project: the .env of the folder it is started from is not its.
-        load_env = not (args.no_env_file or args.demo)
-        project = discover(settings, args.pythonpath, Path.cwd(), args.env_file, load_env)
-        found = entries(project, args.names)
-    except (ProjectError, RuntimeError) as e:
+        return control.foreground(argv)
+    if command == "up":
+        from tui import control
+
+        return control.up(argv[1:], args)
+    try:
+        project, found, where = load(args, check=getattr(args, "check", False))
+    except (ProjectError, RuntimeError, place.PlaceError) as e:
         print(f"prodserver-tui: error: {e}", file=sys.stderr)
         return 2
     redact = Redactor.for_project(project.settings)
-    if args.check:
+    if command == "systemd-unit":
+        return unit(args, project, found, where, redact)
+    if getattr(args, "check", False):
         for line in project.env_files:
             _say(redact(line))
         failed = check(found, redact)
         return max(failed, diagnose(project, found, redact, demo=args.demo))
     supervisor = Supervisor(found, ring_lines=args.ring_lines, redact=redact, project=project)
-    if args.headless:
-        from tui import headless
+    return asyncio.run(serve(command, args, LocalEngine(supervisor), where))
 
-        return asyncio.run(
-            headless.run(
-                LocalEngine(supervisor), sys.stdout.buffer, sys.stdout.isatty(), args.ring_lines
-            )
+
+def load(args: argparse.Namespace, check: bool = False) -> tuple[Project, list[Entry], place.Place]:
+    """The project, its entries, and where its engine lives."""
+    settings = args.settings
+    if args.demo:
+        from tui import demo
+
+        settings = demo.prepare(check=check)
+    # The demo is its own project: the .env of the folder it is started from is not its.
+    load_env = not (args.no_env_file or args.demo)
+    project = discover(settings, args.pythonpath, Path.cwd(), args.env_file, load_env)
+    return project, entries(project, args.names), locate(args, project.settings_module)
+
+
+def locate(args: argparse.Namespace, settings_module: str) -> place.Place:
+    """The engine's place: from the project folder (the demo's own, wherever it is started
+    from) and the settings module, unless ``--socket`` or the environment names one."""
+    from tui import demo
+
+    folder = Path(demo.__file__).parent if args.demo else Path.cwd()
+    return place.place_for(folder, settings_module, args.socket)
+
+
+async def serve(
+    command: str, args: argparse.Namespace, engine: LocalEngine, where: place.Place
+) -> int:
+    """The engine on its control socket: behind a console (``engine``), or printing its
+    output (``--headless``)."""
+    try:
+        listener = place.listen(where)
+    except place.PlaceError as e:
+        print(f"prodserver-tui: {e}", file=sys.stderr)
+        return 1
+    if command == "engine":
+        owner = None
+        if args.owner_fd is not None:
+            owner = socket.socket(fileno=args.owner_fd)
+        _log_to(where.state / "engine.log")
+        return await host.run(engine, where, listener, owner)
+    from tui import headless
+
+    async with host.Host(engine, where, detached=True).serving(listener) as served:
+        return await headless.run(
+            engine, sys.stdout.buffer, sys.stdout.isatty(), args.ring_lines, served
         )
+
+
+def _log_to(path: Path) -> None:
+    """From now on this engine writes only to its log file: the terminal it was started
+    from (a console's, ``up``'s pipe) is no longer its to write to."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def unit(
+    args: argparse.Namespace,
+    project: Project,
+    found: list[Entry],
+    where: place.Place,
+    redact: Redactor,
+) -> int:
+    """A systemd unit running this project's engine headless: its journal gets the output."""
+    graces = []
+    for entry in found:
+        with contextlib.suppress(ConfigError):
+            graces.append(entry.launch().grace)
+    exec_start = [*systemd.program(), "--headless", "--settings", project.settings_module]
+    for folder in args.pythonpath:
+        exec_start += ["--pythonpath", str(Path(folder).resolve())]
+    for file in args.env_file:
+        exec_start += ["--env-file", str(Path(file).resolve())]
+    if args.no_env_file:
+        exec_start.append("--no-env-file")
+    if args.demo:
+        exec_start.append("--demo")
+    if args.names:
+        exec_start += ["run", *args.names] if set(args.names) & COMMANDS else args.names
     try:
-        code = asyncio.run(console(supervisor, project.settings_module)) or 0
-    except KeyboardInterrupt:  # before the screen was up: its processes are stopped
-        return 130
-    kept = snippet(found, redact)
-    if kept:  # a terminal that stopped reading gets two seconds to take it, not for ever
-        outlet = Outlet(sys.stdout.fileno(), lambda _: b"")
-        outlet.write(f"{kept}\n".encode())
-        outlet.drain(2.0)
-    return code
-
-
-SCREEN_WAIT = 5.0  # s: the screen loads once no process is starting, or after this long
-
-
-async def console(supervisor: Supervisor, settings_module: str) -> int | None:
-    """The full-screen console, loaded once its processes have started.
-
-    Loading and drawing the screen (Textual, the app) takes nearly a second of CPU, which on
-    a small machine the processes booting the project need more: loaded beside them, the
-    web server's first answer came 0.3-0.6 s later than under honcho on a 2-core machine. So
-    the processes start first, a line says so, and the screen follows once none is starting
-    (at most SCREEN_WAIT). A Ctrl+C meanwhile stops them as the screen's quit would.
-    """
-    loop = asyncio.get_running_loop()
-    refuse = signal.getsignal(signal.SIGTSTP) is not signal.SIG_IGN
-    pressed: list[bool] = []  # Ctrl+Z before the screen: refused, and said once it is up
-    if refuse:
-        loop.add_signal_handler(signal.SIGTSTP, pressed.append, True)
-    await supervisor.start_all()
-    outlet = Outlet(sys.stdout.fileno(), lambda _: b"")  # a terminal that does not read
-    outlet.write(f"prodserver-tui: starting {', '.join(supervisor.children)}…\n".encode())
-    outlet.drain(0.2)
-    try:
-        await supervisor.started(SCREEN_WAIT)
-    except asyncio.CancelledError:
-        await supervisor.stop_all()
-        raise
-    if refuse:  # the screen's own refusal takes over
-        loop.remove_signal_handler(signal.SIGTSTP)
-    from tui.app import ConsoleApp
-
-    app = ConsoleApp(LocalEngine(supervisor, settings_module), start=False)
-    if pressed:
-        app.action_suspend_process()  # the notice waits in the app's queue until it runs
-    return await app.run_async()
+        text = systemd.unit(
+            name=f"prodserver-tui-{where.key}",
+            description=f"prodserver-tui: {project.settings_module} in {project.base_dir}",
+            exec_start=exec_start,
+            working_directory=Path(project.base_dir),
+            stop_timeout=systemd.stop_timeout(graces),
+            socket=where.socket,
+            log_folder=where.state,
+            user=args.user,
+        )
+    except systemd.UnitError as e:
+        print(f"prodserver-tui: error: {e}", file=sys.stderr)
+        return 2
+    print(text, end="")
+    return 0
 
 
 def check(found: list[Entry], redact: Redactor) -> int:

@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 from backends.diagnostics import Finding, diff
 from tui.engine.api import Engine
+from tui.engine.host import Host
 from tui.engine.output import Line, uncoloured
 from tui.engine.views import State
 from tui.outlet import Outlet
@@ -133,8 +134,15 @@ def _has_sys(lines: list[Line]) -> bool:
     return any(line.stream == "sys" for line in lines)
 
 
-async def run(engine: Engine, out: BinaryIO, colour: bool, backlog: int = 10_000) -> int:
-    """Run until a signal; 0 when everything stopped within its grace period, else 1.
+async def run(
+    engine: Engine,
+    out: BinaryIO,
+    colour: bool,
+    backlog: int = 10_000,
+    host: Host | None = None,
+) -> int:
+    """Run until a signal, or until a client of ``host`` (its control socket) stopped
+    everything; 0 when everything stopped within its grace period, else 1.
     At most ``backlog`` lines wait for a slow reader."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -158,6 +166,9 @@ async def run(engine: Engine, out: BinaryIO, colour: bool, backlog: int = 10_000
     await engine.start_all()
     if _all_broken(engine):
         stop.set()
+    if host is not None:
+        host.announce()
+        host.stopped = stop  # a client's stop_all (``prodserver-tui down``) ends the run too
     await stop.wait()
     clean = await engine.stop_all()
     await loop.run_in_executor(None, printer.outlet.drain, 2.0)

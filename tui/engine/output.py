@@ -225,8 +225,9 @@ class Ring:
         index = seq - self.first_seq
         return self._lines[index] if 0 <= index < len(self._lines) else None
 
-    def append(self, stream: str, lines: list[str]) -> None:
-        """One timestamp for the batch: it arrived in one read, and time.time() is not free."""
+    def append(self, stream: str, lines: list[str], at: float | None = None) -> None:
+        """One timestamp for the batch: it arrived in one read, and time.time() is not free.
+        ``at``: when another ring took them in (a console's copy of the engine's output)."""
         seq = self.next_seq
         self.next_seq += len(lines)
         # A batch bigger than the whole ring (a flood of blank lines) is trimmed before any
@@ -240,7 +241,7 @@ class Ring:
         if excess > 0:  # the deque's maxlen evicts these as the batch goes in, without a loop
             self._chars -= sum(map(len, map(_text, islice(kept, excess))))
             self.dropped += excess
-        now = time.time()
+        now = time.time() if at is None else at
         kept.extend(
             map(
                 _new_line, zip(range(seq + skip, self.next_seq), repeat(stream), lines, repeat(now))
