@@ -171,16 +171,9 @@ def load(args: argparse.Namespace, check: bool = False) -> tuple[Project, list[E
     # The demo is its own project: the .env of the folder it is started from is not its.
     load_env = not (args.no_env_file or args.demo)
     project = discover(settings, args.pythonpath, Path.cwd(), args.env_file, load_env)
+    from tui.control import locate
+
     return project, entries(project, args.names), locate(args, project.settings_module)
-
-
-def locate(args: argparse.Namespace, settings_module: str) -> place.Place:
-    """The engine's place: from the project folder (the demo's own, wherever it is started
-    from) and the settings module, unless ``--socket`` or the environment names one."""
-    from tui import demo
-
-    folder = Path(demo.__file__).parent if args.demo else Path.cwd()
-    return place.place_for(folder, settings_module, args.socket)
 
 
 async def serve(
@@ -205,6 +198,31 @@ async def serve(
         return await headless.run(
             engine, sys.stdout.buffer, sys.stdout.isatty(), args.ring_lines, served
         )
+
+
+def _place_of(account: str, args: argparse.Namespace, settings_module: str) -> place.Place:
+    """The place an engine run as ``account`` by systemd takes: its home, no runtime folder
+    (a system service has none), as ``sudo -u ACCOUNT prodserver-tui attach`` finds it."""
+    import pwd
+
+    try:
+        home = pwd.getpwnam(account).pw_dir
+    except KeyError:
+        raise place.PlaceError(f"no account named {account!r}: check --user") from None
+    saved = {k: os.environ.get(k) for k in ("HOME", "XDG_RUNTIME_DIR", "XDG_STATE_HOME")}
+    os.environ["HOME"] = home
+    os.environ.pop("XDG_RUNTIME_DIR", None)
+    os.environ.pop("XDG_STATE_HOME", None)
+    try:
+        from tui.control import locate
+
+        return locate(args, settings_module)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _log_to(path: Path) -> None:
@@ -240,6 +258,8 @@ def unit(
     if args.names:
         exec_start += ["run", *args.names] if set(args.names) & COMMANDS else args.names
     try:
+        if args.user:  # its socket is where that account's engine and `attach` find it
+            where = _place_of(args.user, args, project.settings_module)
         text = systemd.unit(
             name=f"prodserver-tui-{where.key}",
             description=f"prodserver-tui: {project.settings_module} in {project.base_dir}",
@@ -250,7 +270,7 @@ def unit(
             log_folder=where.state,
             user=args.user,
         )
-    except systemd.UnitError as e:
+    except (systemd.UnitError, place.PlaceError) as e:
         print(f"prodserver-tui: error: {e}", file=sys.stderr)
         return 2
     print(text, end="")

@@ -81,7 +81,6 @@ def where(args: argparse.Namespace) -> place.Place:
     settings module (from --settings, the .env files, the environment or manage.py), without
     importing the settings. Outside a project, the one engine this user runs, if only one."""
     from tui import demo
-    from tui.cli import locate
 
     if args.demo:
         return locate(args, demo.SETTINGS_MODULE)
@@ -104,6 +103,15 @@ def where(args: argparse.Namespace) -> place.Place:
         "no engine is running for this user, and no Django project here: start one with "
         "`prodserver-tui up` in the project's folder (or pass --settings)"
     )
+
+
+def locate(args: argparse.Namespace, settings_module: str) -> place.Place:
+    """The engine's place: from the project folder (the demo's own, wherever it is started
+    from) and the settings module, unless ``--socket`` or the environment names one."""
+    from tui import demo
+
+    folder = Path(demo.__file__).parent if args.demo else Path.cwd()
+    return place.place_for(folder, settings_module, args.socket)
 
 
 def _running_engines() -> list[place.Place]:

@@ -17,8 +17,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import psutil
-
 from backends import dbident, dbslots
 from backends.base import Launch, Project
 from backends.snapshot import failed, from_json
@@ -172,25 +170,6 @@ class Supervisor:
             await self._watchdog.close()
             self._watchdog = None
         return not any(c.last_exit and c.last_exit.forced for c in self.children.values())
-
-    def hand_over(self) -> None:
-        """Leave the stopping to the watchdog, from a signal handler when the loop may be stuck
-        (the terminal hung up), and return once every child is gone.
-
-        Blocking, by design: this process must outlive its children, because its death kills
-        each of them at once (their parent-death signal), and the watchdog stops them by their
-        own rule instead (task workers drain, servers finish their requests).
-        """
-        self.stopping = True
-        wait = max((c._launch.grace for c in self.children.values() if c.pid), default=0.0)
-        pids = [c.pid for c in self.children.values() if c.pid is not None]
-        if self._watchdog is None or not self._watchdog.abandon():
-            return
-        for child in self.children.values():
-            child.drop_output()
-        deadline = time.monotonic() + wait + 5.0
-        while time.monotonic() < deadline and any(map(_up, pids)):
-            time.sleep(0.05)
 
     def kill_all(self) -> None:
         for child in self.children.values():
@@ -423,14 +402,6 @@ class Supervisor:
             hear = getattr(listener, "on_findings", None)
             if hear is not None:
                 hear(findings)
-
-
-def _up(pid: int) -> bool:
-    """Not exited: our children stay zombies while the loop is stuck, and that is gone."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def _helper(
