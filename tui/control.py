@@ -41,6 +41,8 @@ class Refused(Exception):
 
 
 def main(command: str, args: argparse.Namespace) -> int:
+    if command != "attach":  # `status | head` ends quietly, as any command's output would
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return asyncio.run(_client(command, args))
     except (Refused, place.PlaceError, ProjectError, ActionError) as e:
@@ -194,7 +196,7 @@ async def attach(engine: RemoteEngine) -> int:
     app = ConsoleApp(engine, start=False, owner=False)
     code = await _run(app, engine)
     if engine.closed.is_set() and not app.detached:
-        print("prodserver-tui: the engine stopped", file=sys.stderr)
+        print(f"prodserver-tui: the engine went away: {engine.why}", file=sys.stderr)
     return code
 
 

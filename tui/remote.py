@@ -48,6 +48,7 @@ class RemoteEngine:
         self.read_only = read_only
         self.info: dict[str, Any] = {}  # the engine's hello: pid, version, names, socket
         self.closed = asyncio.Event()
+        self.why = "it closed the connection"  # why ``closed`` is set
         self.kept: str | None = None  # stop_all's word on keeping run-time scales
         self._ring_lines = ring_lines
         self._ids = itertools.count(1)
@@ -107,8 +108,10 @@ class RemoteEngine:
                 if frame is None:
                     break
                 self._take(frame)
-        except (wire.FrameError, ConnectionError, OSError):
-            pass
+        except (wire.FrameError, ConnectionError, OSError) as e:
+            self.why = str(e) or type(e).__name__
+        except (KeyError, TypeError, ValueError) as e:  # an engine of another version
+            self.why = f"the engine sent what this client cannot read ({e!r})"
         finally:
             self.closed.set()
             for future in self._waiting.values():

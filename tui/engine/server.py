@@ -287,9 +287,14 @@ class Client:
         self._sender = asyncio.get_running_loop().create_task(self._send_forever(cursors))
 
     async def _send_forever(self, cursors: dict[str, int]) -> None:
+        with contextlib.suppress(ConnectionError, OSError):  # it left: nothing more to send
+            await self._send(cursors)
+
+    async def _send(self, cursors: dict[str, int]) -> None:
         engine = self.server.engine
         shown: dict[str, Any] | None = None
         while True:
+            self.wake.clear()  # before copying: what comes meanwhile wakes the next round
             for name, cursor in cursors.items():
                 ring = engine.output(name)
                 while cursor < ring.next_seq:
@@ -297,7 +302,7 @@ class Client:
                         self.send(
                             {"ev": "skipped", "name": name, "from": cursor, "to": ring.first_seq}
                         )
-                        cursor = ring.first_seq
+                        cursor = cursors[name] = ring.first_seq
                     lines = ring.since(cursor, BATCH)
                     if not lines:
                         break
@@ -310,7 +315,6 @@ class Client:
                 self.send({"ev": "view", "view": view})
                 shown = view
                 await self.writer.drain()
-            self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), VIEW_EVERY)
             await asyncio.sleep(PACE)
