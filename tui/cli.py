@@ -10,6 +10,7 @@ from pathlib import Path
 
 from backends.base import ConfigError, Project, one_line
 from tui import version
+from tui.engine.logfiles import LogFiles
 from tui.keep_scale import snippet
 from tui.outlet import Outlet
 from tui.project import Entry, ProjectError, discover, entries
@@ -62,6 +63,12 @@ def parser() -> argparse.ArgumentParser:
         help="lines of output kept per process, and (--headless) waiting for a slow reader "
         "before the oldest are skipped (default: %(default)s)",
     )
+    p.add_argument(
+        "--log-dir",
+        metavar="DIR",
+        help="also write each entry's output to DIR/NAME.log (made private: mode 700), "
+        "rotated at 10 MB, 5 old files kept",
+    )
     p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     return p
 
@@ -90,7 +97,14 @@ def main(argv: list[str] | None = None) -> int:
             _say(redact(line))
         failed = check(found, redact)
         return max(failed, diagnose(project, found, redact, demo=args.demo))
-    supervisor = Supervisor(found, ring_lines=args.ring_lines, redact=redact, project=project)
+    try:
+        logs = LogFiles(args.log_dir) if args.log_dir else None
+    except OSError as e:
+        print(f"prodserver-tui: error: --log-dir: {e}", file=sys.stderr)
+        return 2
+    supervisor = Supervisor(
+        found, ring_lines=args.ring_lines, redact=redact, project=project, logs=logs
+    )
     if args.headless:
         from tui import headless
 

@@ -23,6 +23,7 @@ from backends import dbident, dbslots
 from backends.base import Launch, Project
 from backends.snapshot import failed, from_json
 from tui.child import Child, State
+from tui.engine.logfiles import LogFiles
 from tui.output import Line, Ring, inert_all
 from tui.project import Entry
 from tui.redact import Redactor
@@ -62,6 +63,7 @@ class Supervisor:
         redact: Redactor | None = None,
         project: Project | None = None,
         watch: dict[str, float] | None = None,
+        logs: LogFiles | None = None,
     ) -> None:
         self.redact = redact or Redactor.for_project()  # for every line the console writes
         self.children = {e.name: Child(e, self, Ring(max_lines=ring_lines)) for e in entries}
@@ -98,6 +100,7 @@ class Supervisor:
         # poll (said once at start, it must outlive a replaced helper).
         self._databases: dict[str, tuple[int | None, str]] = {}
         self.setup_checked = False  # the setup checks have run (their findings are in)
+        self.logs = logs  # every entry's lines also go to its file there; closed by stop_all
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -159,6 +162,8 @@ class Supervisor:
         if self._watchdog is not None:
             await self._watchdog.close()
             self._watchdog = None
+        if self.logs is not None:  # the children's last lines are in: flushed off the loop
+            await asyncio.to_thread(self.logs.close)
         return not any(c.last_exit and c.last_exit.forced for c in self.children.values())
 
     def hand_over(self) -> None:
@@ -211,8 +216,15 @@ class Supervisor:
         child.ring.append(stream, lines)
         if self.project is not None and stream != "sys":
             self._note_for_checks(child, lines)
-        if self._listeners or child.events is not None or child.waits_for_line:
-            kept = child.ring.since(first)
+        listened = self._listeners or child.events is not None or child.waits_for_line
+        if not listened and self.logs is None:
+            return
+        kept = child.ring.since(first)
+        if self.logs is not None:
+            self.logs.write(child.name, kept)
+            for name, problem in self.logs.problems().items():
+                self.children[name].note(problem)  # (its own line goes to the failing file)
+        if listened:
             if stream != "sys":
                 child.saw(kept)
             for listener in self._listeners:

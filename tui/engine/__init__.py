@@ -1,0 +1,1 @@
+"""The engine: every child process of the project, driven without any UI."""
