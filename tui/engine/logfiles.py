@@ -179,8 +179,7 @@ class LogFiles:
             for name, before in dropped.items():
                 chunks.setdefault(name, []).append(self._notice(before, SLOW_DISK))
             for name, parts in chunks.items():
-                text = "".join(parts)
-                self._append(name, text.encode("utf-8", "replace"), text.count("\n"))
+                self._append(name, "".join(parts).encode("utf-8", "replace"))
             if closing:
                 for file in self._files.values():
                     if file.fd is not None:
@@ -197,7 +196,7 @@ class LogFiles:
             prefix = f"{self._stamp(when)} {stream} | "
             out.append(prefix + f"\n{prefix}".join(texts) + "\n")
             if out[-1].count("\n") != len(texts):  # a text holding a newline would forge lines
-                safe = [t.replace("\n", " ").replace("\r", " ") for t in texts]
+                safe = [t.replace("\n", " ") for t in texts]
                 out[-1] = prefix + f"\n{prefix}".join(safe) + "\n"
         text = "".join(out)
         return uncoloured(text) if "\x1b" in text else text
@@ -211,18 +210,18 @@ class LogFiles:
             self._stamps = (when, shown)
         return self._stamps[1]
 
-    def _append(self, name: str, data: bytes, lines: int) -> None:
+    def _append(self, name: str, data: bytes) -> None:
         file = self._files.get(name)
         if file is None:
             file = self._files[name] = _File(self.folder / file_name(name))
         if file.fd is None:
             if time.monotonic() < file.retry_at:
-                file.lost += lines
+                file.lost += data.count(b"\n")
                 return
             try:
                 self._open(file)
             except OSError as e:
-                self._failed(name, file, e, lines)
+                self._failed(name, file, e, data.count(b"\n"))
                 return
             if file.lost:
                 notice = self._notice(file.lost, f"the file could not be written ({file.why})")
