@@ -104,6 +104,21 @@ def test_tail_reads_the_newest_lines_across_rotated_files(tmp_path: Path) -> Non
     assert tail(tmp_path, "nobody", 5) == []
 
 
+def test_history_continues_across_an_engine_restart(tmp_path: Path) -> None:
+    first = LogFiles(tmp_path, max_bytes=4096)
+    write_all(first, "web", [f"before {i}" for i in range(100)])
+    first.close()
+    with open(tmp_path / "web.log", "ab") as f:  # a line the engine was killed writing
+        f.write(b"2026-12-06T13:42:06.123+00:00 out | cut sh")
+    again = LogFiles(tmp_path, max_bytes=4096)
+    write_all(again, "web", [f"after {i}" for i in range(100)])
+    again.close()
+    got = [x.text for x in tail(tmp_path, "web", 201)]
+    assert got == [f"before {i}" for i in range(100)] + ["cut sh"] + [
+        f"after {i}" for i in range(100)
+    ]
+
+
 def test_streams_times_and_colours(tmp_path: Path) -> None:
     logs = LogFiles(tmp_path)
     ring = Ring()

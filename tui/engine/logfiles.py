@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from functools import lru_cache
 from hashlib import sha256
 from itertools import count, groupby
 from operator import attrgetter
@@ -348,5 +349,11 @@ def _parse(raw: bytes) -> Logged:
     stamp, _, rest = line.partition(" ")
     if rest[3:6] == " | " and rest[:3] in ("out", "err", "sys"):
         with contextlib.suppress(ValueError):
-            return Logged(datetime.fromisoformat(stamp).timestamp(), rest[:3], rest[6:])
+            return Logged(_when(stamp), rest[:3], rest[6:])
     return Logged(None, "sys", line)
+
+
+@lru_cache(maxsize=256)
+def _when(stamp: str) -> float:
+    """Cached: the lines of one batch share their stamp, and parsing one is not free."""
+    return datetime.fromisoformat(stamp).timestamp()
