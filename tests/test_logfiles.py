@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import fixture_argv
 from helpers import command, until
+from hypothesis import given
+from hypothesis import strategies as st
 
 from backends.private import UnsafePath
 from tui.child import State
@@ -155,6 +157,15 @@ def test_hostile_names_stay_in_the_folder_and_apart(tmp_path: Path) -> None:
     assert not any(f.startswith(".") or len(f.encode()) > 255 for f in files)
     for i, name in enumerate(HOSTILE):
         assert [x.text for x in tail(folder, name, 5)] == [f"line of entry {i}"]
+
+
+@given(st.text(), st.text())
+def test_any_two_names_get_two_plain_file_names(one: str, other: str) -> None:
+    for name in (one, other):
+        made = file_name(name)
+        assert "/" not in made and "\0" not in made and not made.startswith(".")
+        assert len(made.encode()) <= 255 and made.endswith(".log")
+    assert (file_name(one) == file_name(other)) == (one == other)
 
 
 def test_folder_and_files_are_private(tmp_path: Path) -> None:

@@ -73,13 +73,16 @@ def file_name(name: str) -> str:
     is cut and ends in ``~`` and a hash of the name: ``~`` is never left unescaped otherwise.
     """
     stem = "".join(
-        c if c in _SAFE and not (i == 0 and c == ".") else "".join(f"%{b:02X}" for b in c.encode())
-        for i, c in enumerate(name)
+        c if c in _SAFE and not (i == 0 and c == ".") else _escaped(c) for i, c in enumerate(name)
     )
     if not stem or len(stem) > _LONGEST:
         digest = sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
         stem = f"{stem[: _LONGEST - 17]}~{digest}"
     return f"{stem}.log"
+
+
+def _escaped(c: str) -> str:
+    return "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
 
 
 class _File:
