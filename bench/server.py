@@ -334,6 +334,13 @@ def wait_screen(pane: Pane, done: Callable[[str], bool], timeout: float, poll: f
     raise TimeoutError(f"not on screen after {timeout:.0f} s; last screen:\n{pane.screen()}")
 
 
+def said(e: TimeoutError) -> str:
+    """The timeout, and the last words on the screen (a console that exited says why)."""
+    first, *screen = str(e).splitlines()
+    words = [line.strip() for line in screen if line.strip()]
+    return f"{first}; its last words: {words[-1][:200]!r}" if words else first
+
+
 def titles(screen: str) -> dict[str, str]:
     """Each pane's name and state, from their titles."""
     return {m.group(2): m.group(3) for m in TITLE.finditer(screen)}
@@ -374,7 +381,7 @@ def attach_once(reaper: Reaper, timeout: float) -> Shown:
                 seen = wait_screen(pane, complete(list(entries)), timeout, SCREEN_POLL)
                 shown.seconds = seen - began
             except TimeoutError as e:
-                shown.problems.append(str(e).splitlines()[0])
+                shown.problems.append(said(e))
             quit_console(pane, "attach", shown.problems)
         finally:
             pane.close()
@@ -394,7 +401,7 @@ def foreground_once(reaper: Reaper, timeout: float) -> Shown:
                 seen = wait_screen(pane, complete(list(entries)), timeout, SCREEN_POLL)
                 shown.seconds = seen - began
             except TimeoutError as e:
-                shown.problems.append(str(e).splitlines()[0])
+                shown.problems.append(said(e))
             kids = reaper.tree(console) if console else []
             quit_console(pane, "the foreground console", shown.problems)
             left = left_behind(kids, 15.0)
