@@ -778,8 +778,10 @@ def run_idle(table: Table, reaper: Reaper, args: argparse.Namespace) -> None:
             ok=verdict(value is not None and value < TARGET_IDLE_CPU) if ours else "",
             runs=ok_runs(len(runs), args.runs),
         )
+    tick = 100 * 0.01 / args.idle_seconds  # the kernel counts CPU time in 10 ms ticks
     table.notes.append(
-        f"idle: 4 sleeping entries, {args.idle_seconds:g} s window after {args.idle_settle:g} s"
+        f"idle: 4 sleeping entries, {args.idle_seconds:g} s window after {args.idle_settle:g} s;"
+        f" one 10 ms tick of CPU time in that window is {tick:.3f} %"
     )
 
 
