@@ -120,7 +120,9 @@ from tui.engine.api import Watcher
 from tui.engine.output import Line
 from tui.remote import RemoteEngine
 
-SETTINGS = "bench_settings"
+# Not ours to pass on: a terminal size that Textual would believe over the pane's, the tmux
+# we may run in, the settings of whoever runs the bench.
+NOT_INHERITED = ("COLUMNS", "LINES", "TMUX", "TMUX_PANE", "DJANGO_SETTINGS_MODULE")
 TICKER = [
     sys.executable,
     "-u",
@@ -157,9 +159,7 @@ class Project:
         self.entries = entries
         runtime = folder / "run"
         runtime.mkdir(mode=0o700)
-        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "TMUX")}
-        env.pop("DJANGO_SETTINGS_MODULE", None)
-        env.pop("TMUX_PANE", None)
+        env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
         self.env = {**env, "XDG_RUNTIME_DIR": str(runtime), "XDG_STATE_HOME": str(folder / "st")}
 
     def argv(self, *command: str) -> list[str]:
