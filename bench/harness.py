@@ -607,10 +607,12 @@ def in_pty(
 
 
 @contextlib.contextmanager
-def piped(reaper: Reaper, argv: list[str], cwd: Path) -> Iterator[Session]:
+def piped(
+    reaper: Reaper, argv: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> Iterator[Session]:
     """argv with its output thrown away, its group killed after."""
     devnull = subprocess.DEVNULL
-    proc = reaper.start(argv, cwd=cwd, stdin=devnull, stdout=devnull, stderr=devnull)
+    proc = reaper.start(argv, cwd=cwd, stdin=devnull, stdout=devnull, stderr=devnull, env=env)
     try:
         yield Session(proc, psutil.Process(proc.pid))
     finally:

@@ -148,6 +148,7 @@ class ConsoleApp(App[int]):
         self.header = Static(id="header", markup=False)  # kept: the tick may outlive the screen
         self._findings: tuple[Finding, ...] | None = None  # shown now
         self._asked: dict[tuple[str, str], int] = {}  # scale targets sent, not yet settled
+        self._panes_mounted = False  # the panes exist: a view may be drawn into them
         engine.watch(self)
 
     def get_driver_class(self) -> type[AnyDriver]:
@@ -169,6 +170,7 @@ class ConsoleApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._panes_mounted = True
         self.pick(self.panes[0])
         self.reflow()
         self.run_worker(self.follow_logs(), group="logs")
@@ -215,7 +217,9 @@ class ConsoleApp(App[int]):
 
     def on_view(self) -> None:
         """A state or the findings changed: redraw what they change, now."""
-        if not self.is_running:  # the engine outlives the app (it stops processes after)
+        # The engine outlives the app (it stops processes after), and a remote engine's view
+        # can come while the app starts, before its panes exist: on_mount draws it then.
+        if not self.is_running or not self._panes_mounted:
             return
         self.see(self.engine.view(), at_once=True)
 

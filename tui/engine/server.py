@@ -36,7 +36,7 @@ from tui.keep_scale import snippet
 BATCH = 2_000  # lines per frame: a few hundred KB at most, well below wire.MAX_FRAME
 HIGH_WATER = 256 * 1024  # bytes waiting for a client before its sender waits for it to read
 TOO_FAR_BEHIND = 8 * 1024 * 1024  # bytes of answers a client does not read: it is dropped
-PACE = 0.05  # s: at most this often a sender wakes while lines pour in
+PACE = 0.05  # s: at most this often a sender wakes while lines trickle in (not a whole frame)
 VIEW_EVERY = 1.0  # s: usage and rates change without an event; a client sees them this often
 ACTIONS = {"start", "stop", "restart", "scale", "stop_all", "kill_all", "ask", "check_deploy"}
 
@@ -85,7 +85,7 @@ class Server:
 
     def on_lines(self, name: str) -> None:
         for client in self.clients:
-            client.wake.set()
+            client.lines_came(name)
 
     def on_view(self) -> None:
         for client in self.clients:
@@ -159,11 +159,19 @@ class Client:
         self.owner = owner
         self.detached = False  # said it leaves: its going does not stop a foreground engine
         self.read_only = False
-        self.wake = asyncio.Event()
+        self.wake = asyncio.Event()  # lines came, or the view may have changed
+        self.full = asyncio.Event()  # a whole frame of lines waits for this client
+        self.cursors: dict[str, int] = {}  # per entry, the seq of the next line to send
         self.task: asyncio.Task[None] | None = None
         self._sender: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
         writer.transport.set_write_buffer_limits(high=HIGH_WATER)
+
+    def lines_came(self, name: str) -> None:
+        self.wake.set()
+        cursor = self.cursors.get(name)
+        if cursor is not None and self.server.engine.output(name).next_seq - cursor >= BATCH:
+            self.full.set()
 
     def close(self) -> None:
         if self.task is not None:
@@ -293,9 +301,13 @@ class Client:
                 cursors[name] = ring.first_seq
         if self._sender is not None:
             self._sender.cancel()
+        self.cursors = cursors
         self._sender = asyncio.get_running_loop().create_task(self._send_forever(cursors))
 
     async def _send_forever(self, cursors: dict[str, int]) -> None:
+        """Lines are gathered for up to PACE into fewer, bigger frames, unless a whole frame
+        waits: a flood fills the engine's ring in a few tens of milliseconds, and pacing a
+        client that keeps up would make it skip most of the lines (bench/server.py)."""
         with contextlib.suppress(ConnectionError, OSError):  # it left: nothing more to send
             await self._send(cursors)
 
@@ -304,6 +316,7 @@ class Client:
         shown: dict[str, Any] | None = None
         while True:
             self.wake.clear()  # before copying: what comes meanwhile wakes the next round
+            self.full.clear()
             for name, cursor in cursors.items():
                 ring = engine.output(name)
                 while cursor < ring.next_seq:
@@ -326,7 +339,8 @@ class Client:
                 await self.writer.drain()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), VIEW_EVERY)
-            await asyncio.sleep(PACE)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.full.wait(), PACE)
 
 
 def _wire(lines: list[Line]) -> list[list[Any]]:
