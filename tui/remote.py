@@ -112,6 +112,9 @@ class RemoteEngine:
             self.why = str(e) or type(e).__name__
         except (KeyError, TypeError, ValueError) as e:  # an engine of another version
             self.why = f"the engine sent what this client cannot read ({e!r})"
+        except Exception as e:  # a fault of this client's own (a watcher): said as such
+            self.why = f"this client failed reading the engine's events ({e!r})"
+            raise
         finally:
             self.closed.set()
             for future in self._waiting.values():
