@@ -146,6 +146,37 @@ def summary(results: dict[str, dict[str, Any]]) -> str:
             f"{num(tasks(db, 'db_worker2x1@600'))} (600) "
             f"| {joined(ratio(ours, theirs, 'db_worker'), ratio(ours, persistent, 'persistent'))} |"
         )
+    srv = rows_of(results, "server")
+    attach = pick(
+        srv,
+        "value",
+        what="launch -> 10 titles with states on screen, ms",
+        tool="prodserver-tui attach (engine up, 10 entries)",
+    )
+    if attach is not None:
+        fed = pick(
+            srv, "value", what="flood lines/s delivered", tool="prodserver-tui attach, tmux 160x48"
+        )
+        peer = pick(
+            srv,
+            "value",
+            what="flood lines/s delivered",
+            tool="mprocs (pty 120x40, as bench/output.py)",
+        )
+        idle_engine = pick(
+            srv,
+            "value",
+            what="idle CPU, % of a core: engine + watchdog",
+            tool="prodserver-tui up, no client",
+        )
+        lines += [
+            f"| server mode: `attach` to a first full screen of 10 entries, ms (target 500) "
+            f"| {num(attach)} | | |",
+            f"| server mode: lines/s reaching an attached console while a child floods "
+            f"| {num(fed)} | mprocs {num(peer)} | {ratio(fed, peer, 'mprocs')} |",
+            f"| server mode: engine idle CPU, % of a core, 4 idle entries, no client "
+            f"| {num(idle_engine, '{:.2f}')} (watchdog included) | | |",
+        ]
     start = rows_of(results, "startup")
     for project, what in (("big", "a project of 400 admin models"), ("demo", "the demo")):
 
@@ -178,7 +209,7 @@ def measured(results: dict[str, dict[str, Any]]) -> str:
     runs = ", ".join(
         f"{name} {data['env']['date']} (load average {load(data['env'])})"
         for name, data in results.items()
-        if name in ("output", "console", "taskworker", "startup")
+        if name in ("output", "console", "taskworker", "startup", "server")
     )
     return (
         f"_{env['machine']}; Python {env['python']}, Django {env['django']}, "
