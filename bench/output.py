@@ -8,6 +8,10 @@ makes that cost a number: one child, ``tests/fixtures/flood.py``, writes N lines
 fast as it can (500,000 by default), and each tool runs it in turn:
 
 * ``prodserver-tui --headless``, with a generated settings module holding one ``flood`` entry;
+  every line also written to the entry's log file (rotated at 10 MB, 5 old files kept) by the
+  engine's writer thread, as by default; a log file saying it lost lines (its writer did not
+  keep up) is flagged as a problem of the run;
+* the same with ``--no-log-files``, to show what the files cost;
 * ``honcho start``, with a one-line Procfile;
 * ``mprocs``, a terminal UI, under a pseudo-terminal of 120x40 that is read and discarded, with
   ``--on-all-finished '{c: quit}'`` so that it exits when the child does. Used from ``PATH``,
@@ -46,7 +50,8 @@ Run from the repository root with the project's virtualenv::
     .venv/bin/python bench/output.py --lines 200000 --runs 1 --tools prodserver-tui,cat
     .venv/bin/python bench/output.py --json /tmp/output.json     # for bench/report.py
 
-Targets for prodserver-tui: at least twice mprocs' lines/s, and peak RSS under 80 MB.
+Targets for prodserver-tui: at least four times mprocs' lines/s with its log files on (the
+default), and peak RSS under 80 MB.
 """
 
 from __future__ import annotations
@@ -90,12 +95,13 @@ from bench.harness import (
 )
 
 PADDING = b"x" * 68 + b"\n"  # how every flood line ends, whatever a tool puts before it
+NOT_WRITTEN = b" lines not written: "  # a log file's word for lines it lost
 SAMPLE_EVERY = 0.02
 RELIST_EVERY = 5  # samples between two listings of the process tree (psutil walks all of /proc)
 QUIET = 0.5  # no flood running, nothing read for this long: the last line will never come
 STOP_GRACE = 15.0  # after SIGTERM; longer than that is reported as a hang, then SIGKILL
 PTY_ROWS, PTY_COLS = 40, 120
-TARGET_VS_MPROCS = 2.0
+TARGET_VS_MPROCS = 4.0  # with every line also written to its log file, as by default
 TARGET_RSS_MB = 80.0
 
 
@@ -289,9 +295,25 @@ def piped_run(
 
 
 def prodserver_tui(reaper: Reaper, lines: int, timeout: float) -> Run:
+    """Headless as run by default: each line also written to its log file (here in the run's
+    folder rather than the user's state folder; rotated at 10 MB, 5 old files kept)."""
     with workdir("tui") as tmp:
-        argv = console_argv(tmp, {"flood": flood_argv(lines)}, "--headless")
+        folder = tmp / "logs"
+        flood = {"flood": flood_argv(lines)}
+        argv = console_argv(tmp, flood, "--headless", "--log-dir", str(folder))
         # It restarts a child that exits, so it never ends by itself: SIGTERM after the last line.
+        run = piped_run(reaper, argv, tmp, lines, timeout, exits_by_itself=False)
+        on_disk = [line for p in folder.glob("flood.log*") for line in p.read_bytes().split(b"\n")]
+        lost = [line.decode() for line in on_disk if b" sys | " in line and NOT_WRITTEN in line]
+        run.problems += [f"log file: {line.partition(' | ')[2]}" for line in lost]
+        if not any(line.endswith(PADDING[:-1]) for line in on_disk):
+            run.problems.append("no flood line in the log files")
+        return run
+
+
+def prodserver_tui_no_logs(reaper: Reaper, lines: int, timeout: float) -> Run:
+    with workdir("tui-no-logs") as tmp:
+        argv = console_argv(tmp, {"flood": flood_argv(lines)}, "--headless", "--no-log-files")
         return piped_run(reaper, argv, tmp, lines, timeout, exits_by_itself=False)
 
 
@@ -406,7 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3, help="runs per tool (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="1 run of 300,000 lines")
     p.add_argument(
-        "--tools", default="prodserver-tui,honcho,mprocs,cat", help="subset of: %(default)s"
+        "--tools",
+        default="prodserver-tui,prodserver-tui-no-logs,honcho,mprocs,cat",
+        help="subset of: %(default)s",
     )
     p.add_argument("--install-mprocs", action="store_true", help="npm install mprocs if missing")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per run")
@@ -429,7 +453,14 @@ def main(argv: list[str] | None = None) -> int:
             return _mprocs_run(reaper, mprocs, tmp, lines, timeout)
 
     makers: dict[str, tuple[str, Callable[[Reaper, int, float], Run]]] = {
-        "prodserver-tui": ("prodserver-tui --headless (watchdog included)", prodserver_tui),
+        "prodserver-tui": (
+            "prodserver-tui --headless (log files on, watchdog included)",
+            prodserver_tui,
+        ),
+        "prodserver-tui-no-logs": (
+            "prodserver-tui --headless --no-log-files",
+            prodserver_tui_no_logs,
+        ),
         "honcho": ("honcho start", honcho),
         "mprocs": (f"mprocs (pty {PTY_COLS}x{PTY_ROWS})", mprocs_run),
         "cat": ("flood | cat (ceiling)", cat),

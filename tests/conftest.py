@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,15 @@ TESTS = Path(__file__).resolve().parent
 # pane would draw 80x24 and never follow a resize.
 for _size in ("COLUMNS", "LINES"):
     os.environ.pop(_size, None)
+
+# Every engine a test starts (the console's, headless, `up`) takes a place: a control socket
+# and a state folder with its log files. Each test process gets its own, short enough for a
+# socket path (107 bytes), and never the user's own.
+_PLACES = tempfile.mkdtemp(prefix="pt-")
+os.environ["XDG_RUNTIME_DIR"] = os.path.join(_PLACES, "run")
+os.environ["XDG_STATE_HOME"] = os.path.join(_PLACES, "state")
+os.environ.pop("PRODSERVER_TUI_SOCKET", None)
+atexit.register(shutil.rmtree, _PLACES, True)
 FIXTURES = TESTS / "fixtures"
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from needs import needs, require
 
 from tui.engine import place as placemod
 from tui.engine.place import (
@@ -33,7 +34,7 @@ from tui.engine.place import (
 )
 
 NOBODY = 65534
-as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+as_root = needs("root", lambda: None if os.geteuid() == 0 else "acting as another user needs root")
 
 # A second engine: takes the place, says so, holds it until its stdin closes.
 ENGINE = textwrap.dedent(
@@ -314,8 +315,8 @@ def test_close_leaves_a_socket_that_is_no_longer_ours(place: Place) -> None:
 @as_root
 def test_a_client_of_another_user_is_told_apart() -> None:
     python = shutil.which("python3", path="/usr/bin:/bin")
-    if python is None:
-        pytest.skip("no system python3 that nobody can run")
+    require("a system python3", None if python else "none in /usr/bin or /bin that nobody can run")
+    assert python is not None
     folder = Path(tempfile.mkdtemp(prefix="place-nobody-", dir="/tmp"))
     try:
         folder.chmod(0o711)  # test only: nobody may traverse, not list

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from backends.base import ConfigError, Project, one_line
 from tui import version
+from tui.control import locate
 from tui.engine import host, place, systemd
 from tui.engine.local import LocalEngine
+from tui.engine.logfiles import LogFiles
 from tui.engine.supervisor import Supervisor
 from tui.project import Entry, ProjectError, discover, entries
 from tui.redact import Redactor
@@ -78,6 +80,28 @@ def run_options(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="lines of output kept per process, and (--headless) waiting for a slow reader "
         "before the oldest are skipped (default: %(default)s)",
+    )
+    logs = p.add_mutually_exclusive_group()
+    logs.add_argument(
+        "--log-dir",
+        metavar="DIR",
+        help="where each entry's output is also written, to NAME.log (made private: mode 700; "
+        "default: the engine's state folder, see docs/protocol.md)",
+    )
+    logs.add_argument("--no-log-files", action="store_true", help="write no log files")
+    p.add_argument(
+        "--log-size",
+        type=_positive,
+        default=10,
+        metavar="MB",
+        help="a log file is rotated at this size (default: %(default)s)",
+    )
+    p.add_argument(
+        "--log-keep",
+        type=int,
+        default=5,
+        metavar="N",
+        help="rotated log files kept per entry (default: %(default)s)",
     )
 
 
@@ -144,25 +168,41 @@ def main(argv: list[str] | None = None) -> int:
         from tui import control
 
         return control.up(argv[1:], args)
+    checking = getattr(args, "check", False)
     try:
-        project, found, where = load(args, check=getattr(args, "check", False))
-    except (ProjectError, RuntimeError, place.PlaceError) as e:
+        project, found = load(args, check=checking)
+    except (ProjectError, RuntimeError) as e:
         print(f"prodserver-tui: error: {e}", file=sys.stderr)
         return 2
     redact = Redactor.for_project(project.settings)
-    if command == "systemd-unit":
-        return unit(args, project, found, where, redact)
-    if getattr(args, "check", False):
+    if checking:  # needs no place: it writes nothing and serves nothing
         for line in project.env_files:
             _say(redact(line))
         failed = check(found, redact)
         return max(failed, diagnose(project, found, redact, demo=args.demo))
-    supervisor = Supervisor(found, ring_lines=args.ring_lines, redact=redact, project=project)
+    try:
+        where = locate(args, project.settings_module)
+        if command == "systemd-unit":
+            return unit(args, project, found, where, redact)
+        logs = log_files(args, where)
+    except (OSError, ValueError) as e:
+        print(f"prodserver-tui: error: {e}", file=sys.stderr)
+        return 2
+    supervisor = Supervisor(
+        found, ring_lines=args.ring_lines, redact=redact, project=project, logs=logs
+    )
     return asyncio.run(serve(command, args, LocalEngine(supervisor), where))
 
 
-def load(args: argparse.Namespace, check: bool = False) -> tuple[Project, list[Entry], place.Place]:
-    """The project, its entries, and where its engine lives."""
+def log_files(args: argparse.Namespace, where: place.Place) -> LogFiles | None:
+    if args.no_log_files:
+        return None
+    folder = Path(args.log_dir) if args.log_dir else where.state / "logs"
+    return LogFiles(folder, max_bytes=args.log_size * 1_000_000, keep=args.log_keep)
+
+
+def load(args: argparse.Namespace, check: bool = False) -> tuple[Project, list[Entry]]:
+    """The project and its entries."""
     settings = args.settings
     if args.demo:
         from tui import demo
@@ -171,16 +211,7 @@ def load(args: argparse.Namespace, check: bool = False) -> tuple[Project, list[E
     # The demo is its own project: the .env of the folder it is started from is not its.
     load_env = not (args.no_env_file or args.demo)
     project = discover(settings, args.pythonpath, Path.cwd(), args.env_file, load_env)
-    return project, entries(project, args.names), locate(args, project.settings_module)
-
-
-def locate(args: argparse.Namespace, settings_module: str) -> place.Place:
-    """The engine's place: from the project folder (the demo's own, wherever it is started
-    from) and the settings module, unless ``--socket`` or the environment names one."""
-    from tui import demo
-
-    folder = Path(demo.__file__).parent if args.demo else Path.cwd()
-    return place.place_for(folder, settings_module, args.socket)
+    return project, entries(project, args.names)
 
 
 async def serve(
@@ -205,6 +236,29 @@ async def serve(
         return await headless.run(
             engine, sys.stdout.buffer, sys.stdout.isatty(), args.ring_lines, served
         )
+
+
+def _place_of(account: str, args: argparse.Namespace, settings_module: str) -> place.Place:
+    """The place an engine run as ``account`` by systemd takes: its home, no runtime folder
+    (a system service has none), as ``sudo -u ACCOUNT prodserver-tui attach`` finds it."""
+    import pwd
+
+    try:
+        home = pwd.getpwnam(account).pw_dir
+    except KeyError:
+        raise place.PlaceError(f"no account named {account!r}: check --user") from None
+    saved = {k: os.environ.get(k) for k in ("HOME", "XDG_RUNTIME_DIR", "XDG_STATE_HOME")}
+    os.environ["HOME"] = home
+    os.environ.pop("XDG_RUNTIME_DIR", None)
+    os.environ.pop("XDG_STATE_HOME", None)
+    try:
+        return locate(args, settings_module)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _log_to(path: Path) -> None:
@@ -240,6 +294,8 @@ def unit(
     if args.names:
         exec_start += ["run", *args.names] if set(args.names) & COMMANDS else args.names
     try:
+        if args.user:  # its socket is where that account's engine and `attach` find it
+            where = _place_of(args.user, args, project.settings_module)
         text = systemd.unit(
             name=f"prodserver-tui-{where.key}",
             description=f"prodserver-tui: {project.settings_module} in {project.base_dir}",
@@ -250,7 +306,7 @@ def unit(
             log_folder=where.state,
             user=args.user,
         )
-    except systemd.UnitError as e:
+    except (systemd.UnitError, place.PlaceError) as e:
         print(f"prodserver-tui: error: {e}", file=sys.stderr)
         return 2
     print(text, end="")

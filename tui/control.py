@@ -41,6 +41,8 @@ class Refused(Exception):
 
 
 def main(command: str, args: argparse.Namespace) -> int:
+    if command != "attach":  # `status | head` ends quietly, as any command's output would
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return asyncio.run(_client(command, args))
     except (Refused, place.PlaceError, ProjectError, ActionError) as e:
@@ -81,7 +83,6 @@ def where(args: argparse.Namespace) -> place.Place:
     settings module (from --settings, the .env files, the environment or manage.py), without
     importing the settings. Outside a project, the one engine this user runs, if only one."""
     from tui import demo
-    from tui.cli import locate
 
     if args.demo:
         return locate(args, demo.SETTINGS_MODULE)
@@ -104,6 +105,15 @@ def where(args: argparse.Namespace) -> place.Place:
         "no engine is running for this user, and no Django project here: start one with "
         "`prodserver-tui up` in the project's folder (or pass --settings)"
     )
+
+
+def locate(args: argparse.Namespace, settings_module: str) -> place.Place:
+    """The engine's place: from the project folder (the demo's own, wherever it is started
+    from) and the settings module, unless ``--socket`` or the environment names one."""
+    from tui import demo
+
+    folder = Path(demo.__file__).parent if args.demo else Path.cwd()
+    return place.place_for(folder, settings_module, args.socket)
 
 
 def _running_engines() -> list[place.Place]:
@@ -186,7 +196,7 @@ async def attach(engine: RemoteEngine) -> int:
     app = ConsoleApp(engine, start=False, owner=False)
     code = await _run(app, engine)
     if engine.closed.is_set() and not app.detached:
-        print("prodserver-tui: the engine stopped", file=sys.stderr)
+        print(f"prodserver-tui: the engine went away: {engine.why}", file=sys.stderr)
     return code
 
 

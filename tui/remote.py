@@ -52,6 +52,7 @@ class RemoteEngine:
         self.read_only = read_only
         self.info: dict[str, Any] = {}  # the engine's hello: pid, version, names, socket
         self.closed = asyncio.Event()
+        self.why = "it closed the connection"  # why ``closed`` is set
         self.kept: str | None = None  # stop_all's word on keeping run-time scales
         self._ring_lines = ring_lines
         self._ids = itertools.count(1)
@@ -105,7 +106,7 @@ class RemoteEngine:
         return answer
 
     async def _read_forever(self) -> None:
-        why = GONE
+        gone = GONE
         try:
             while True:
                 frame = await wire.read(self.reader)
@@ -113,14 +114,16 @@ class RemoteEngine:
                     break
                 self._take(frame)
         except _Refused as e:
-            why = f"the engine refused this client: {e}"
-        except (wire.FrameError, ConnectionError, OSError):
-            pass
+            self.why = gone = f"the engine refused this client: {e}"
+        except (wire.FrameError, ConnectionError, OSError) as e:
+            self.why = str(e) or type(e).__name__
+        except (KeyError, TypeError, ValueError) as e:  # an engine of another version
+            self.why = f"the engine sent what this client cannot read ({e!r})"
         finally:
             self.closed.set()
             for future in self._waiting.values():
                 if not future.done():
-                    future.set_exception(ActionError(why))
+                    future.set_exception(ActionError(gone))
             for watcher in self._watchers:
                 watcher.on_view()
 

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import psutil
 
@@ -33,8 +33,28 @@ from tui.engine.views import Events, Exit, ProcessView, State, Usage
 from tui.project import Entry
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+    from typing import Any
+
     from backends.taskstats import WorkerCounts
-    from tui.engine.supervisor import Supervisor
+    from tui.engine.sampler import Sampler
+    from tui.redact import Redactor
+
+
+class Parent(Protocol):
+    """What a child needs of the supervisor that owns it, and nothing more: the supervisor
+    hears its lines and states, guards its processes, and runs its background tasks."""
+
+    redact: Redactor
+    sampler: Sampler
+    stopping: bool  # stopping everything: no start may spawn a process any more
+
+    def emit_lines(self, child: Child, stream: str, lines: list[str]) -> None: ...
+    def emit_state(self, child: Child) -> None: ...
+    def port_taken(self, child: Child, port: int, holder: str) -> None: ...
+    def spawn_task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]: ...
+    def watch(self, pid: int, launch: Launch) -> None: ...
+
 
 BACKOFF_FIRST = 1.0
 BACKOFF_CAP = 30.0
@@ -50,7 +70,7 @@ PIPE_DRAIN = 30.0  # and pipes still talking this long after it (a grandchild we
 class Child:
     """One entry's process across restarts: state, counters and its output ring."""
 
-    def __init__(self, entry: Entry, supervisor: Supervisor, ring: Ring) -> None:
+    def __init__(self, entry: Entry, supervisor: Parent, ring: Ring) -> None:
         self.entry = entry
         self.name = entry.name
         self.kind = entry.kind
@@ -352,19 +372,6 @@ class Child:
         except TimeoutError:
             self.kill()
             await exited
-
-    def drop_output(self) -> None:
-        """The console leaves without its loop: close our ends of the pipes, so a child that
-        writes while it stops gets EPIPE, as when the console is gone, instead of blocking on
-        a full pipe nobody reads."""
-        if self._transport is None:
-            return
-        for fd in (1, 2):
-            pipe = self._transport.get_pipe_transport(fd)
-            if pipe is None:
-                continue
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                os.close(pipe.get_extra_info("pipe").fileno())
 
     def kill(self) -> None:
         """No more waiting: SIGKILL the whole tree now."""

@@ -39,7 +39,7 @@ from backends.base import Backend, ConfigError, Knob
 from backends.control import ENV as CONTROL_ENV
 from backends.control import Client
 from tui.engine.output import Sanitiser, inert
-from tui.engine.views import KnobView
+from tui.engine.views import KnobView, State
 
 if TYPE_CHECKING:
     from tui.engine.child import Child
@@ -125,7 +125,6 @@ class Scaler:
     def _observed(self, backend: Backend, knob: Knob) -> int | None:
         """While a scale is under way (or stuck), the loop's latest look; otherwise the
         sampler's count of children, else what the process started with or reported."""
-        from tui.engine.child import State
 
         child = self.child
         if child.state is not State.RUNNING or child.pid is None:
@@ -169,7 +168,6 @@ class Scaler:
         self._waiters = waiting
 
     async def _turn(self) -> None:
-        from tui.engine.child import State  # child.py imports this module
 
         child, backend = self.child, self.child.entry.backend
         if backend is None:

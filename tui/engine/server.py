@@ -20,6 +20,7 @@ import contextlib
 import os
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from backends.base import one_line
@@ -27,6 +28,7 @@ from tui import version
 from tui.engine import place, wire
 from tui.engine.api import ActionError
 from tui.engine.local import LocalEngine
+from tui.engine.logfiles import tail
 from tui.engine.output import Line
 from tui.engine.views import to_json
 from tui.keep_scale import snippet
@@ -220,6 +222,8 @@ class Client:
             answer = {"ok": False, "error": one_line(str(e), 4096)}
         except (KeyError, TypeError, ValueError) as e:
             answer = {"ok": False, "error": f"bad request for {op!r}: {one_line(repr(e), 400)}"}
+        except OSError as e:  # a log file that cannot be read, say
+            answer = {"ok": False, "error": f"{op}: {one_line(str(e), 400)}"}
         self.send({"id": ask_id, **answer})
 
     async def _do(self, op: object, frame: dict[str, Any]) -> dict[str, Any]:
@@ -259,6 +263,10 @@ class Client:
         if op == "logs":
             names = _names(engine, frame.get("names") or engine.names())
             n = int(frame.get("n", 100))
+            logs = engine.supervisor.logs
+            if logs is not None:  # the files hold more than the rings, and earlier runs
+                found = {name: await _from_file(logs.folder, name, n) for name in names}
+                return {"ok": True, "lines": found}
             return {
                 "ok": True,
                 "lines": {
@@ -287,9 +295,14 @@ class Client:
         self._sender = asyncio.get_running_loop().create_task(self._send_forever(cursors))
 
     async def _send_forever(self, cursors: dict[str, int]) -> None:
+        with contextlib.suppress(ConnectionError, OSError):  # it left: nothing more to send
+            await self._send(cursors)
+
+    async def _send(self, cursors: dict[str, int]) -> None:
         engine = self.server.engine
         shown: dict[str, Any] | None = None
         while True:
+            self.wake.clear()  # before copying: what comes meanwhile wakes the next round
             for name, cursor in cursors.items():
                 ring = engine.output(name)
                 while cursor < ring.next_seq:
@@ -297,7 +310,7 @@ class Client:
                         self.send(
                             {"ev": "skipped", "name": name, "from": cursor, "to": ring.first_seq}
                         )
-                        cursor = ring.first_seq
+                        cursor = cursors[name] = ring.first_seq
                     lines = ring.since(cursor, BATCH)
                     if not lines:
                         break
@@ -310,7 +323,6 @@ class Client:
                 self.send({"ev": "view", "view": view})
                 shown = view
                 await self.writer.drain()
-            self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), VIEW_EVERY)
             await asyncio.sleep(PACE)
@@ -318,6 +330,11 @@ class Client:
 
 def _wire(lines: list[Line]) -> list[list[Any]]:
     return [[line.seq, line.stream, line.time, line.text] for line in lines]
+
+
+async def _from_file(folder: Path, name: str, n: int) -> list[list[Any]]:
+    lines = await asyncio.to_thread(tail, folder, name, n)
+    return [[None, line.stream, line.time, line.text] for line in lines]
 
 
 def _names(engine: LocalEngine, names: object) -> list[str]:

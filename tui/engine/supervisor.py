@@ -17,12 +17,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import psutil
-
 from backends import dbident, dbslots
 from backends.base import Launch, Project
 from backends.snapshot import failed, from_json
 from tui.engine.child import Child
+from tui.engine.logfiles import LogFiles, tail
 from tui.engine.output import Line, Ring, inert_all
 from tui.engine.sampler import Sampler, quiet
 from tui.engine.stats_client import HelperError, HelperFailed, StatsHelper
@@ -41,6 +40,7 @@ SETUP_TIMEOUT = 300.0  # s: the setup checks load the whole project and its migr
 STARTED_WAIT = 10.0  # s: the helper starts once no child is starting, or after this long
 SETUP_RETRY = 1.0  # s: asked again of a new helper (the helper's backoff paces its starts)
 ASK_TIMEOUT = 60.0  # s: a traceback, the stuck tasks, an action on one
+HISTORY = 1_000  # lines of each log file put back in its ring at start
 REFUSED_KEPT = 5  # lines per entry saying the database refused it, kept until the next poll
 
 
@@ -63,6 +63,7 @@ class Supervisor:
         redact: Redactor | None = None,
         project: Project | None = None,
         watch: dict[str, float] | None = None,
+        logs: LogFiles | None = None,
     ) -> None:
         self.redact = redact or Redactor.for_project()  # for every line the console writes
         self.children = {e.name: Child(e, self, Ring(max_lines=ring_lines)) for e in entries}
@@ -99,6 +100,23 @@ class Supervisor:
         # poll (said once at start, it must outlive a replaced helper).
         self._databases: dict[str, tuple[int | None, str]] = {}
         self.setup_checked = False  # the setup checks have run (their findings are in)
+        self.logs = logs  # every entry's lines also go to its file there; closed by stop_all
+        if logs is not None:
+            self._remember(logs, ring_lines)
+
+    def _remember(self, logs: LogFiles, ring_lines: int) -> None:
+        """The end of each entry's log file goes first in its ring: a console attached after
+        the engine restarted sees what came before (a crash, the last requests)."""
+        for child in self.children.values():
+            try:
+                before = tail(logs.folder, child.name, min(ring_lines, HISTORY))
+            except OSError:  # unreadable (a planted link): the writer says why, in the pane
+                continue
+            if not before:
+                continue
+            for line in before:
+                child.ring.append(line.stream, [line.text], at=line.time)
+            child.ring.append("sys", [f"-- above: the end of {child.name}'s log before this run"])
 
     def view(self, settings_module: str = "", now: float | None = None) -> EngineView:
         """What clients see; ``now`` is when the rates in it are counted up to."""
@@ -171,26 +189,9 @@ class Supervisor:
         if self._watchdog is not None:
             await self._watchdog.close()
             self._watchdog = None
+        if self.logs is not None:  # the children's last lines are in: flushed off the loop
+            await asyncio.to_thread(self.logs.close)
         return not any(c.last_exit and c.last_exit.forced for c in self.children.values())
-
-    def hand_over(self) -> None:
-        """Leave the stopping to the watchdog, from a signal handler when the loop may be stuck
-        (the terminal hung up), and return once every child is gone.
-
-        Blocking, by design: this process must outlive its children, because its death kills
-        each of them at once (their parent-death signal), and the watchdog stops them by their
-        own rule instead (task workers drain, servers finish their requests).
-        """
-        self.stopping = True
-        wait = max((c._launch.grace for c in self.children.values() if c.pid), default=0.0)
-        pids = [c.pid for c in self.children.values() if c.pid is not None]
-        if self._watchdog is None or not self._watchdog.abandon():
-            return
-        for child in self.children.values():
-            child.drop_output()
-        deadline = time.monotonic() + wait + 5.0
-        while time.monotonic() < deadline and any(map(_up, pids)):
-            time.sleep(0.05)
 
     def kill_all(self) -> None:
         for child in self.children.values():
@@ -223,8 +224,15 @@ class Supervisor:
         child.ring.append(stream, lines)
         if self.project is not None and stream != "sys":
             self._note_for_checks(child, lines)
-        if self._listeners or child.events is not None or child.waits_for_line:
-            kept = child.ring.since(first)
+        listened = self._listeners or child.events is not None or child.waits_for_line
+        if not listened and self.logs is None:
+            return
+        kept = child.ring.since(first)
+        if self.logs is not None:
+            self.logs.write(child.name, kept)
+            for name, problem in self.logs.problems().items():
+                self.children[name].note(problem)  # (its own line goes to the failing file)
+        if listened:
             if stream != "sys":
                 child.saw(kept)
             for listener in self._listeners:
@@ -423,14 +431,6 @@ class Supervisor:
             hear = getattr(listener, "on_findings", None)
             if hear is not None:
                 hear(findings)
-
-
-def _up(pid: int) -> bool:
-    """Not exited: our children stay zombies while the loop is stuck, and that is gone."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def _helper(

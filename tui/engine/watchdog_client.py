@@ -83,18 +83,6 @@ class Watchdog:
         if self.proc is not None:
             await _reap(self.proc, CLOSE_WAIT)
 
-    def abandon(self) -> bool:
-        """Close the pipe now, without the loop (which may be stuck): the watchdog stops
-        everything. For a signal handler, just before the process leaves; False if none."""
-        if self.proc is None or self.proc.stdin is None or self._pipe is None:
-            return False
-        self._closing = True
-        try:
-            os.close(self.proc.stdin.fileno())
-        except (OSError, ValueError):
-            return False
-        return True
-
     def _lost(self, proc: subprocess.Popen[bytes]) -> None:
         """The pipe's far end closed: the watchdog died (we did not close it)."""
         if self._closing or proc is not self.proc:
