@@ -148,6 +148,7 @@ class ConsoleApp(App[int]):
         self.header = Static(id="header", markup=False)  # kept: the tick may outlive the screen
         self._findings: tuple[Finding, ...] | None = None  # shown now
         self._asked: dict[tuple[str, str], int] = {}  # scale targets sent, not yet settled
+        self._mounted = False  # a remote engine's views come while the screen is composed
         engine.watch(self)
 
     def get_driver_class(self) -> type[AnyDriver]:
@@ -179,7 +180,8 @@ class ConsoleApp(App[int]):
         with contextlib.suppress(RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGTERM, self.action_quit)
             signal.signal(signal.SIGHUP, hang_up)
-        self.see(self.state)
+        self._mounted = True
+        self.see(self.engine.view())
         if self.start_processes:
             self.run_worker(self.engine.start_all(), group="control")
 
@@ -215,7 +217,7 @@ class ConsoleApp(App[int]):
 
     def on_view(self) -> None:
         """A state or the findings changed: redraw what they change, now."""
-        if not self.is_running:  # the engine outlives the app (it stops processes after)
+        if not self._mounted or not self.is_running:  # on_mount sees it / the app has ended
             return
         self.see(self.engine.view(), at_once=True)
 
