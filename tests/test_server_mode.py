@@ -410,21 +410,26 @@ def test_down_waits_for_a_running_task(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- commands and their answers ----------------------------------------------------------------
 
 
+def logged(site: Site, name: str, n: int) -> list[str]:
+    """The last ``n`` lines of an entry that ``logs`` answers (from its log files)."""
+    with Raw(site.place) as raw:
+        return [line[3] for line in raw.call("logs", names=[name], n=n)["lines"][name]]
+
+
+def outs(texts: list[str]) -> list[int]:
+    return [int(text[4:]) for text in texts if text.startswith("out ")]
+
+
 def test_logs_shows_history(shared: Site) -> None:
-    """Log files on disk are not built yet: ``logs -n`` across an engine restart is not tested."""
-    with Raw(shared.place) as raw:
-        wait_until(
-            lambda: raw.call("logs", names=["chatty"], n=1)["lines"]["chatty"][0][0] > 1100,
-            what="1100 lines of chatty",
-        )
+    wait_until(lambda: len(logged(shared, "chatty", 1100)) == 1100, what="1100 lines on disk")
     done = shared.cli("logs", "chatty", "-n", "1000")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 1000
-    said = [re.fullmatch(r"\d\d:\d\d:\d\d chatty \| (out|err) (\d+)", line) for line in lines]
-    assert all(said), lines[:5]
-    outs = [int(m[2]) for m in said if m and m[1] == "out"]
-    assert outs == list(range(outs[0], outs[0] + len(outs)))
+    said = [re.fullmatch(r"\d\d:\d\d:\d\d chatty \| ((out|err) \d+|-- .*)", line) for line in lines]
+    assert all(said), [line for line, m in zip(lines, said, strict=True) if not m]
+    numbers = outs([m[1] for m in said if m])
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
     every = shared.cli("logs", "-n", "1000")
     assert re.search(r"^\S+ escapee +\| child \d+ grandchild \d+$", every.stdout, re.M)
     unknown = shared.cli("logs", "nosuch")
@@ -432,6 +437,30 @@ def test_logs_shows_history(shared: Site) -> None:
     assert unknown.stderr == (
         "prodserver-tui: no entry named 'nosuch': this engine runs chatty, escapee, counter\n"
     )
+
+
+def test_history_outlives_an_engine_restart() -> None:
+    """The first engine's output stays in its log files: ``logs -n`` of the next engine
+    shows both runs, and a fresh subscriber gets the end of the first run first."""
+    site = Site({"chatty": py("chatty", "200")})
+    try:
+        assert site.up().returncode == 0
+        wait_until(lambda: len(outs(logged(site, "chatty", 400))) >= 200, what="200 lines")
+        assert site.cli("down").returncode == 0
+        assert site.up().returncode == 0
+        with Raw(site.place) as fresh:
+            fresh.call("subscribe")
+            fresh.pump(lambda: 5 in outs(fresh.texts.get("chatty", [])), what="out 5 again")
+        done = site.cli("logs", "chatty", "-n", "5000")
+    finally:
+        site.close()
+    numbers = outs([line.split(" | ", 1)[1] for line in done.stdout.splitlines()])
+    again = numbers.index(1, 1)  # chatty counts from 1 at each start
+    assert again >= 200 and numbers[:again] == list(range(1, again + 1))
+    assert numbers[again:] == list(range(1, len(numbers) - again + 1))
+    seen = outs(fresh.texts["chatty"])
+    second = seen.index(1, 1)  # what it got of the first run, then the second run
+    assert seen[second - 1] == again and gaps(seen[:second]) == [] and second > 100
 
 
 def test_a_read_only_client_is_refused_every_action(shared: Site) -> None:
