@@ -429,6 +429,17 @@ def test_logs_shows_history(shared: Site) -> None:
     assert all(said), [line for line, m in zip(lines, said, strict=True) if not m]
     numbers = outs([m[1] for m in said if m])
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    for follow in ([], ["-f"]):  # a reader that leaves: the command ends, quietly
+        piped = subprocess.run(
+            ["sh", "-c", '"$@" | head -n 1', "sh", *shared.argv("logs", "-n", "5000", *follow)],
+            cwd=shared.project,
+            env=shared.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert piped.stderr == "" and len(piped.stdout.splitlines()) == 1, piped
     every = shared.cli("logs", "-n", "1000")
     assert re.search(r"^\S+ escapee +\| child \d+ grandchild \d+$", every.stdout, re.M)
     unknown = shared.cli("logs", "nosuch")
