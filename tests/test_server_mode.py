@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import stat
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import WORKER, enqueue, migrated_copy, statuses, wait_gone
+from helpers import DJPROJECT, WORKER, enqueue, free_port, get, migrated_copy, statuses, wait_gone
 from servermode import REPO, SETTINGS, Raw, Site, code, gaps, py, running, wait_until
 
 from tui.engine import wire
@@ -333,21 +334,37 @@ def test_a_client_of_another_uid_is_refused() -> None:
 
 
 def test_a_killed_engine_leaves_no_orphan_and_a_stale_socket_that_up_replaces() -> None:
-    """SIGKILL the engine: its watchdog stops every tree, grandchildren in and out of their
-    parent's group included. Its socket file stays behind: clients say no engine runs, and
-    the next ``up`` replaces the socket and runs as if nothing happened."""
-    site = Site(
-        {
-            "chatty": py("chatty", "20"),
-            "grouped": py("spawns_grandchild"),
-            "escapee": py("spawns_grandchild", "escape"),
-        }
+    """SIGKILL the engine: its watchdog stops every tree, gunicorn's workers and grandchildren
+    in and out of their parent's group included. Its socket file stays behind: clients say no
+    engine runs, and the next ``up`` replaces the socket and runs as if nothing happened."""
+    site = Site({})
+    port = free_port()
+    project = site.root / "djproject"
+    shutil.copytree(DJPROJECT, project, ignore=shutil.ignore_patterns("__pycache__"))
+    site.use_project(
+        project,
+        f"""from djproject.settings import *  # noqa: F403
+
+PRODUCTION_PROCESSES = {{
+    "web": {{
+        "BACKEND": "django_prodserver.backends.gunicorn.GunicornServer",
+        "ARGS": {{"bind": "127.0.0.1:{port}", "workers": "2"}},
+    }},
+    "grouped": {{"BACKEND": "backends.command.Command", "ARGS": {py("spawns_grandchild")}}},
+    "escapee": {{
+        "BACKEND": "backends.command.Command",
+        "ARGS": {py("spawns_grandchild", "escape")},
+    }},
+}}
+""",
     )
     try:
         assert site.up().returncode == 0
         engine = site.engine_pid()
         assert engine is not None
-        wait_until(lambda: len(site.record()) >= 7, what="engine, watchdog, 3 children, 2 grand")
+        # engine, watchdog, gunicorn and 2 workers, grouped, escapee and their grandchildren
+        wait_until(lambda: len(site.record()) >= 9, what="the whole family")
+        wait_until(lambda: get(f"http://127.0.0.1:{port}/") == "ok", what="gunicorn to serve")
         family = site.record()
         os.kill(engine, signal.SIGKILL)
         assert wait_gone(family, timeout=30) == [], family
@@ -362,7 +379,7 @@ def test_a_killed_engine_leaves_no_orphan_and_a_stale_socket_that_up_replaces() 
         assert again.returncode == 0 and again.stderr == ""
         lines = again.stdout.splitlines()
         assert [line.split()[:2] for line in lines[:-1]] == [
-            [name, "running"] for name in ("chatty", "grouped", "escapee")
+            [name, "running"] for name in ("web", "grouped", "escapee")
         ], again.stdout
         assert lines[-1].startswith(f"engine pid {site.engine_pid()}, socket {site.place.socket}")
         assert site.engine_pid() != engine
