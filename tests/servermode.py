@@ -21,7 +21,7 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -255,3 +255,34 @@ class Raw:
 
 def engine_alive(site: Site, pid: int) -> bool:
     return is_alive(pid) and site.engine_pid() == pid
+
+
+COUNTER = code("""
+    import time
+    for i in range(3000):
+        print(f"n {i}", flush=i % 50 == 49)
+        if i % 50 == 49:
+            time.sleep(0.01)
+    print("done", flush=True)
+    time.sleep(10**6)
+""")
+
+
+@contextlib.contextmanager
+def shared_site() -> Iterator[Site]:
+    """An engine for many checks: chatty (200 lines/s), a child whose grandchild left its
+    session, and a counter that prints 3000 numbered lines in a burst at each start, then
+    "done". Each check records the pids it must not change."""
+    site = Site(
+        {
+            "chatty": py("chatty", "200"),
+            "escapee": py("spawns_grandchild", "escape"),
+            "counter": COUNTER,
+        }
+    )
+    try:
+        done = site.up()
+        assert done.returncode == 0, done.stdout + done.stderr
+        yield site
+    finally:
+        site.close()
