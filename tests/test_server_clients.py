@@ -18,6 +18,7 @@ import subprocess
 import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -66,8 +67,7 @@ def test_five_clients_at_once_each_get_every_line_in_order(shared: Site) -> None
             client.follow()
         with Raw(shared.place) as control:
             assert control.call("restart", names=["counter"])["ok"], "restart refused"
-        for client in clients:
-            wait_until(lambda c=client: "done" in burst(c), what="the burst to its end")
+        wait_until(lambda: all("done" in burst(c) for c in clients), what="every burst's end")
     finally:
         for client in clients:
             client.close()
@@ -275,13 +275,14 @@ def test_a_client_of_another_uid_is_refused() -> None:
 def test_a_read_only_client_is_refused_every_action(shared: Site) -> None:
     before = running(shared)
     with Raw(shared.place, read_only=True) as raw:
-        for op, args in [
+        actions: list[tuple[str, dict[str, Any]]] = [
             ("restart", {"names": ["chatty"]}),
             ("stop", {"names": ["chatty"]}),
             ("scale", {"name": "chatty", "knob": "x", "value": 1}),
             ("stop_all", {}),
             ("kill_all", {}),
-        ]:
+        ]
+        for op, args in actions:
             answer = raw.call(op, **args)
             assert answer["ok"] is False and answer["error"] == f"read-only client: {op} refused"
         assert raw.call("view")["ok"]
@@ -291,7 +292,9 @@ def test_a_read_only_client_is_refused_every_action(shared: Site) -> None:
 # -- protocol faults ---------------------------------------------------------------------------
 
 
-def fault(shared: Site, data: bytes, hello: bool = False, half_close: bool = False) -> list[dict]:
+def fault(
+    shared: Site, data: bytes, hello: bool = False, half_close: bool = False
+) -> list[dict[str, Any]]:
     """Send ``data`` on a fresh connection; every frame the engine answers until it closes."""
     sock = socket.socket(socket.AF_UNIX)
     sock.settimeout(20)
