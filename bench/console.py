@@ -17,12 +17,13 @@ What it measures
    once a second; after it, minutes), 20 s of: CPU time (user + system, psutil) of the
    console process itself, as % of one core, its own children excluded, and its RSS (the
    largest of one sample a second).
-   The ``tui.engine.watchdog`` child is reported on its own row. The same for ``honcho start``
+   The console's engine (a process of its own since the console became a client of it) and
+   its ``tui.engine.watchdog`` are reported on their own row. The same for ``honcho start``
    (a Procfile of the four sleepers, output to /dev/null; its per-child forks and ``sh``
    wrappers on a "helpers" row), for mprocs, under the same pty, when it is available, and
    for a bare Textual app of three static panes (what any Textual screen costs at rest).
    The RSS growth of the console over the window is printed too (a leak shows there).
-   Targets: console and watchdog together at most 0.3 % of a core, RSS under 60 MB.
+   Targets: console, engine and watchdog together at most 0.3 % of a core, RSS under 60 MB.
 2. key latency: the console runs a ``flood`` entry (``tests/fixtures/flood.py 100000000``,
    80-byte lines as fast as it can, pane on screen) and three sleepers. After start-up,
    ``--probes`` (20) times: press ``?`` and time until the help screen's title
@@ -568,7 +569,7 @@ def run_idle(
     table: Table, reaper: Reaper, args: argparse.Namespace, mprocs: str | None, skip: str
 ) -> None:
     peers: list[tuple[str, Callable[[Reaper, float, float], dict[str, Usage]], str]] = [
-        ("prodserver-tui", idle_console, "tui.engine.watchdog"),
+        ("prodserver-tui", idle_console, "engine and watchdog"),
         ("honcho start", idle_honcho, "helpers (forks, sh)"),
         ("mprocs (pty 160x48)", idle_mprocs(mprocs, skip), "helpers"),
         ("bare Textual app, 3 static panes", idle_bare, "helpers"),

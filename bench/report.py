@@ -116,7 +116,7 @@ def summary(results: dict[str, dict[str, Any]]) -> str:
         ratio(rate("prodserver-tui"), rate("mprocs"), "mprocs"),
     )
     ours_idle = idle("prodserver-tui")
-    watchdog = idle("prodserver-tui: tui.engine.watchdog")
+    watchdog = idle("prodserver-tui: engine and watchdog")
     both = ours_idle + watchdog if isinstance(ours_idle, float) and watchdog else None
     lines = [
         "| measured side by side | prodserver-tui | peers, same run | ratio |",
@@ -129,7 +129,7 @@ def summary(results: dict[str, dict[str, Any]]) -> str:
         f"| {num(shown('prodserver-tui'))} | mprocs {num(shown('mprocs'))} "
         f"| {ratio(shown('prodserver-tui'), shown('mprocs'), 'mprocs')} |",
         f"| idle CPU, % of a core, 4 idle children "
-        f"| {num(ours_idle, '{:.2f}')} + {num(watchdog, '{:.2f}')} watchdog "
+        f"| {num(ours_idle, '{:.2f}')} + {num(watchdog, '{:.2f}')} engine and watchdog "
         f"| honcho {num(idle('honcho start'), '{:.2f}')}; "
         f"bare Textual app {num(idle('bare Textual'), '{:.2f}')}; "
         f"mprocs {num(idle('mprocs'), '{:.2f}')} "

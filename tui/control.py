@@ -187,6 +187,9 @@ async def _foreground(sock: socket.socket, proc: subprocess.Popen[bytes]) -> int
     if app.detached:
         _say_detached(engine)
         return 0
+    if engine.closed.is_set() and not app.quitting:
+        _say_gone(engine)
+        return 1
     await loop.run_in_executor(None, _wait, proc, 10.0)
     if engine.kept:  # a terminal that stopped reading gets two seconds to take it
         outlet.write(f"{engine.kept}\n".encode())
@@ -202,7 +205,7 @@ async def attach(engine: RemoteEngine) -> int:
     app = ConsoleApp(engine, start=False, owner=False)
     code = await _run(app, engine)
     if engine.closed.is_set() and not app.detached:
-        print(f"prodserver-tui: the engine went away: {engine.why}", file=sys.stderr)
+        _say_gone(engine)
     return code
 
 
@@ -219,6 +222,16 @@ async def _run(app: Any, engine: RemoteEngine) -> int:
         return int(await app.run_async() or 0)
     finally:
         watcher.cancel()
+
+
+def _say_gone(engine: RemoteEngine) -> None:
+    """Why the screen closed by itself, with the last words of the engine's own log."""
+    print(f"prodserver-tui: the engine went away: {engine.why}", file=sys.stderr)
+    log = Path(engine.info.get("state", "")) / "engine.log"
+    with contextlib.suppress(OSError):
+        last = log.read_bytes()[-4000:].decode("utf-8", "replace").splitlines()[-20:]
+        if last:
+            print(f"the end of {log}:", *last, sep="\n  ", file=sys.stderr)
 
 
 def _say_detached(engine: RemoteEngine) -> None:

@@ -142,6 +142,7 @@ class Server:
             "project": project.base_dir if project else None,
             "settings_module": self.engine.settings_module,
             "socket": str(self.place.socket),
+            "state": str(self.place.state),
             "detached": self.detached,
         }
 
