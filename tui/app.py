@@ -181,7 +181,6 @@ class ConsoleApp(App[int]):
         with contextlib.suppress(RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGTERM, self.action_quit)
             signal.signal(signal.SIGHUP, hang_up)
-        self.see(self.state)
         if self.start_processes:
             self.run_worker(self.engine.start_all(), group="control")
 

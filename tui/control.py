@@ -41,15 +41,21 @@ class Refused(Exception):
 
 
 def main(command: str, args: argparse.Namespace) -> int:
-    if command != "attach":  # `status | head` ends quietly, as any command's output would
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
-        return asyncio.run(_client(command, args))
+        code = asyncio.run(_client(command, args))
+        sys.stdout.flush()  # here, where a reader that left can be told from other errors
+        return code
     except (Refused, place.PlaceError, ProjectError, ActionError) as e:
         print(f"prodserver-tui: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `status | head` ends quietly, as any command's output would. Not by SIGPIPE's
+        # default action: a write to an engine that has just closed the socket (it refused
+        # us, it stopped) would then kill this process without a word.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing at exit
+        return 1
 
 
 async def _client(command: str, args: argparse.Namespace) -> int:

@@ -26,6 +26,10 @@ from tui.engine.views import EngineView, from_json
 GONE = "the engine went away (it stopped, or was killed): `prodserver-tui status` tells"
 
 
+class _Refused(ConnectionError):
+    """The engine's one line before it closed on us (another uid): what the user must see."""
+
+
 @dataclass
 class _Copy:
     """One entry's output as received."""
@@ -102,12 +106,15 @@ class RemoteEngine:
         return answer
 
     async def _read_forever(self) -> None:
+        gone = GONE
         try:
             while True:
                 frame = await wire.read(self.reader)
                 if frame is None:
                     break
                 self._take(frame)
+        except _Refused as e:
+            self.why = gone = f"the engine refused this client: {e}"
         except (wire.FrameError, ConnectionError, OSError) as e:
             self.why = str(e) or type(e).__name__
         except (KeyError, TypeError, ValueError) as e:  # an engine of another version
@@ -119,7 +126,7 @@ class RemoteEngine:
             self.closed.set()
             for future in self._waiting.values():
                 if not future.done():
-                    future.set_exception(ActionError(GONE))
+                    future.set_exception(ActionError(gone))
             for watcher in self._watchers:
                 watcher.on_view()
 
@@ -130,7 +137,7 @@ class RemoteEngine:
             if future is not None and not future.done():
                 future.set_result(frame)
             elif frame.get("ok") is False:  # refused before any request (another uid)
-                raise ConnectionError(str(frame.get("error")))
+                raise _Refused(str(frame.get("error")))
             return
         name = frame.get("name")
         copy = self._copies.get(name) if isinstance(name, str) else None

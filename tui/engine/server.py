@@ -97,6 +97,10 @@ class Server:
         sock = writer.get_extra_info("socket")
         uid = place.peer_uid(sock)
         if not place.allowed(uid):
+            # Its hello first: a client whose write fails because we closed (EPIPE) drops
+            # what it has not read yet, and with it this answer, the only word it would get.
+            with contextlib.suppress(OSError, ValueError):  # no hello in time, or too long
+                await asyncio.wait_for(reader.readline(), 1.0)
             writer.write(
                 wire.encode({"ok": False, "error": f"uid {uid} may not control this engine"})
             )
