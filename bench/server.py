@@ -536,14 +536,14 @@ async def _client_flood(project: Project, lines: int, timeout: float) -> Deliver
     return result
 
 
-async def _ring_lines(project: Project) -> list[list[object]]:
-    """Every line the engine keeps of the flood entry: [seq, stream, time, text]."""
+async def _ring_lines(project: Project) -> list[str]:
+    """The text of every line the engine keeps of the flood entry, oldest first."""
     engine = await connect(project)
     try:
         answer = await engine.call("logs", names=["flood"], n=1_000_000)
     finally:
         await engine.close()
-    return list(answer["lines"]["flood"])
+    return [text for _stream, _at, run in answer["lines"]["flood"]["runs"] for text in run]
 
 
 def console_once(reaper: Reaper, lines: int, timeout: float) -> Delivery:
@@ -569,7 +569,7 @@ def console_once(reaper: Reaper, lines: int, timeout: float) -> Delivery:
             time.sleep(TITLE_SETTLE)
             dropped = DROPPED.search(pane.screen())
             kept = asyncio.run(_ring_lines(project))
-            after = next((i for i, x in enumerate(kept) if x[3] == last), None)
+            after = next((i for i, x in enumerate(kept) if x == last), None)
             if dropped is None or after is None:
                 result.problems.append("no count: no 'older lines dropped' or no last line")
             else:

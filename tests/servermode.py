@@ -224,8 +224,10 @@ class Raw:
 
     def take(self, frame: dict[str, Any]) -> None:
         if frame["ev"] == "lines":
-            self.seqs.setdefault(frame["name"], []).extend(line[0] for line in frame["lines"])
-            self.texts.setdefault(frame["name"], []).extend(line[3] for line in frame["lines"])
+            texts = [text for _stream, _at, run in frame["runs"] for text in run]
+            first = frame["first"]
+            self.seqs.setdefault(frame["name"], []).extend(range(first, first + len(texts)))
+            self.texts.setdefault(frame["name"], []).extend(texts)
         elif frame["ev"] == "skipped":
             self.skipped.append(frame)
 

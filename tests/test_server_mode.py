@@ -160,7 +160,8 @@ def test_down_waits_for_a_running_task(monkeypatch: pytest.MonkeyPatch) -> None:
 def logged(site: Site, name: str, n: int) -> list[str]:
     """The last ``n`` lines of an entry that ``logs`` answers (from its log files)."""
     with Raw(site.place) as raw:
-        return [line[3] for line in raw.call("logs", names=[name], n=n)["lines"][name]]
+        kept = raw.call("logs", names=[name], n=n)["lines"][name]
+        return [text for _stream, _at, run in kept["runs"] for text in run]
 
 
 def outs(texts: list[str]) -> list[int]:

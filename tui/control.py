@@ -404,9 +404,11 @@ def _status_lines(view: EngineView) -> list[str]:
 async def logs(engine: RemoteEngine, names: list[str], n: int, follow: bool) -> int:
     answer = await engine.call("logs", names=names or engine.names(), n=max(0, n))
     width = max(map(len, answer["lines"]), default=0)
-    for name, lines in answer["lines"].items():
-        for _seq, _stream, at, text in lines:
-            print(f"{time.strftime('%H:%M:%S', time.localtime(at))} {name:<{width}} | {text}")
+    for name, kept in answer["lines"].items():
+        for _stream, at, texts in kept["runs"]:
+            stamp = time.strftime("%H:%M:%S", time.localtime(at))
+            for text in texts:
+                print(f"{stamp} {name:<{width}} | {text}")
     if not follow:
         return 0
     shown = set(names or engine.names())

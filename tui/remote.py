@@ -142,7 +142,7 @@ class RemoteEngine:
         name = frame.get("name")
         copy = self._copies.get(name) if isinstance(name, str) else None
         if event == "lines" and copy is not None:
-            self._lines(name, copy, frame["lines"])  # type: ignore[arg-type]
+            self._lines(name, copy, int(frame["first"]), frame["runs"])  # type: ignore[arg-type]
         elif event == "skipped" and copy is not None:
             missed = int(frame["to"]) - int(frame["from"])
             copy.skipped += missed
@@ -155,19 +155,12 @@ class RemoteEngine:
             for watcher in self._watchers:
                 watcher.on_view()
 
-    def _lines(self, name: str, copy: _Copy, lines: list[list[Any]]) -> None:
-        ring = copy.ring
-        run: list[str] = []
-        key: tuple[str, float] | None = None
-        for _seq, stream, at, text in lines:
-            if (stream, at) != key:
-                if run and key is not None:
-                    ring.append(key[0], run, at=key[1])
-                run, key = [], (stream, at)
-            run.append(text)
-        if run and key is not None:
-            ring.append(key[0], run, at=key[1])
-        copy.next_seq = int(lines[-1][0]) + 1 if lines else copy.next_seq
+    def _lines(self, name: str, copy: _Copy, first: int, runs: list[list[Any]]) -> None:
+        count = 0
+        for stream, at, texts in runs:
+            copy.ring.append(str(stream), texts, at=at)
+            count += len(texts)
+        copy.next_seq = first + count
         for watcher in self._watchers:
             watcher.on_lines(name)
 

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -283,7 +283,7 @@ class Client:
             return {
                 "ok": True,
                 "lines": {
-                    name: _wire(engine.output(name).since(engine.output(name).next_seq - n))
+                    name: _frame(engine.output(name).since(engine.output(name).next_seq - n))
                     for name in names
                 },
             }
@@ -332,7 +332,7 @@ class Client:
                     lines = ring.since(cursor, BATCH)
                     if not lines:
                         break
-                    self.send({"ev": "lines", "name": name, "lines": _wire(lines)})
+                    self.send({"ev": "lines", "name": name, **_frame(lines)})
                     cursor = lines[-1].seq + 1
                     cursors[name] = cursor
                     await self.writer.drain()  # waits while the client does not read
@@ -347,13 +347,32 @@ class Client:
                 await asyncio.wait_for(self.full.wait(), PACE)
 
 
-def _wire(lines: list[Line]) -> list[list[Any]]:
-    return [[line.seq, line.stream, line.time, line.text] for line in lines]
+def _runs(lines: Iterable[tuple[str, float | None, str]]) -> list[list[Any]]:
+    """Lines as runs of one stream and one time, ``[stream, time, [text, ...]]``: lines read
+    at once share both, so a flood encodes in a fifth of the time a list per line takes."""
+    runs: list[list[Any]] = []
+    texts: list[str] = []
+    key: tuple[str, float | None] | None = None
+    for stream, at, text in lines:
+        if (stream, at) != key:
+            texts = []
+            runs.append([stream, at, texts])
+            key = (stream, at)
+        texts.append(text)
+    return runs
 
 
-async def _from_file(folder: Path, name: str, n: int) -> list[list[Any]]:
+def _frame(lines: list[Line]) -> dict[str, Any]:
+    """Kept lines (consecutive seqs) as ``first`` and runs."""
+    return {
+        "first": lines[0].seq if lines else None,
+        "runs": _runs((line.stream, line.time, line.text) for line in lines),
+    }
+
+
+async def _from_file(folder: Path, name: str, n: int) -> dict[str, Any]:
     lines = await asyncio.to_thread(tail, folder, name, n)
-    return [[None, line.stream, line.time, line.text] for line in lines]
+    return {"first": None, "runs": _runs((line.stream, line.time, line.text) for line in lines)}
 
 
 def _names(engine: LocalEngine, names: object) -> list[str]:
