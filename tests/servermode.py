@@ -271,20 +271,26 @@ COUNTER = code("""
 
 
 @contextlib.contextmanager
-def shared_site() -> Iterator[Site]:
-    """An engine for many checks: chatty (200 lines/s), a child whose grandchild left its
-    session, and a counter that prints 3000 numbered lines in a burst at each start, then
-    "done". Each check records the pids it must not change."""
-    site = Site(
-        {
-            "chatty": py("chatty", "200"),
-            "escapee": py("spawns_grandchild", "escape"),
-            "counter": COUNTER,
-        }
-    )
+def engine_up(entries: dict[str, str]) -> Iterator[Site]:
+    """A site whose engine `up` started (and said so), closed after: nothing left behind."""
+    site = Site(entries)
     try:
         done = site.up()
         assert done.returncode == 0, done.stdout + done.stderr
         yield site
     finally:
         site.close()
+
+
+@contextlib.contextmanager
+def shared_site() -> Iterator[Site]:
+    """An engine for many checks: chatty (200 lines/s), a child whose grandchild left its
+    session, and a counter that prints 3000 numbered lines in a burst at each start, then
+    "done". Each check records the pids it must not change."""
+    entries = {
+        "chatty": py("chatty", "200"),
+        "escapee": py("spawns_grandchild", "escape"),
+        "counter": COUNTER,
+    }
+    with engine_up(entries) as site:
+        yield site

@@ -7,69 +7,23 @@ console refuses to act, saying so.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
-import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 from helpers import is_alive, tree, wait_gone
 from needs import needs
-from servermode import Site, code, described, py, running, wait_until
+from servermode import Site, code, described, engine_up, py, running, wait_until
+from test_own_death import Terminal
 
 pytestmark = needs("tmux", lambda: None if shutil.which("tmux") else "not on PATH (a real pty)")
 
 
-class Terminal:
-    """One command in a pseudo-terminal of its own tmux server, 160x48; the pane stays
-    after the command ends, so its last screen can be read."""
-
-    def __init__(self, site: Site, argv: list[str]) -> None:
-        self.socket = str(site.root / "tmux.socket")
-        self.env = site.env  # a fresh server takes the environment of the client starting it
-        conf = site.root / "tmux.conf"
-        conf.write_text("set -g remain-on-exit on\n")
-        size = ("-x", "160", "-y", "48")
-        cwd = str(site.project)
-        self.tmux("-f", str(conf), "new-session", "-d", "-c", cwd, *size, "--", *argv)
-        self.pid = int(self.tmux("display-message", "-p", "#{pane_pid}"))
-
-    def tmux(self, *args: str) -> str:
-        done = subprocess.run(
-            ["tmux", "-S", self.socket, *args],
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return done.stdout.strip()
-
-    def screen(self) -> str:
-        return self.tmux("capture-pane", "-p")
-
-    def wait_for(self, pattern: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while not re.search(pattern, screen := self.screen()):
-            assert time.monotonic() < deadline, f"no {pattern!r} on the screen:\n{screen}"
-            time.sleep(0.1)
-        return screen
-
-    def close(self) -> None:
-        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def shared() -> Iterator[Site]:
-    site = Site({"chatty": py("chatty", "20"), "grouped": py("spawns_grandchild")})
-    try:
-        done = site.up()
-        assert done.returncode == 0, done.stdout + done.stderr
+    with engine_up({"chatty": py("chatty", "20"), "grouped": py("spawns_grandchild")}) as site:
         yield site
-    finally:
-        site.close()
 
 
 @pytest.mark.parametrize("death", ["SIGHUP", "terminal closed"])
@@ -78,7 +32,7 @@ def test_a_hang_up_of_an_attached_console_leaves_the_engine_running(
 ) -> None:
     before = running(shared)
     engine = shared.engine_pid()
-    terminal = Terminal(shared, shared.argv("attach"))
+    terminal = Terminal(shared.argv("attach"), shared.project, shared.env)
     try:
         terminal.wait_for(r"out \d+")  # the panes are up and chatty's output streams in
         if death == "SIGHUP":
@@ -94,7 +48,7 @@ def test_a_hang_up_of_an_attached_console_leaves_the_engine_running(
 
 def test_a_read_only_console_refuses_to_restart_and_detaches_with_q(shared: Site) -> None:
     before = running(shared)
-    terminal = Terminal(shared, shared.argv("attach", "--read-only"))
+    terminal = Terminal(shared.argv("attach", "--read-only"), shared.project, shared.env)
     try:
         terminal.wait_for(r"out \d+")
         terminal.tmux("send-keys", "r")
@@ -125,7 +79,7 @@ def test_a_foreground_console_that_dies_stops_its_engine_gracefully(death: str) 
     site = Site({"polite": POLITE, "grouped": py("spawns_grandchild"), "chatty": py("chatty")})
     marker = site.root / "polite-stopped"
     site.env["POLITE_MARKER"] = str(marker)
-    terminal = Terminal(site, site.argv(""))
+    terminal = Terminal(site.argv(""), site.project, site.env)
     try:
         terminal.wait_for("waiting")
         # console, engine, watchdog, polite, grouped and its grandchild, chatty

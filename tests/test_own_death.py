@@ -135,6 +135,13 @@ class Terminal:
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p")
 
+    def wait_for(self, pattern: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, screen := self.screen()):
+            assert time.monotonic() < deadline, f"no {pattern!r} on the screen:\n{screen}"
+            time.sleep(0.1)
+        return screen
+
     def close(self) -> None:
         subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True)
 

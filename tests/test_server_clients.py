@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil
 import pytest
+from needs import needs
 from servermode import REPO, SETTINGS, Raw, Site, code, gaps, py, running, shared_site, wait_until
 
 from tui.engine import wire
@@ -234,7 +235,7 @@ def as_nobody(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="runs a client as nobody: needs root")
+@needs("root", lambda: None if os.geteuid() == 0 else "running a client as nobody needs root")
 def test_a_client_of_another_uid_is_refused() -> None:
     site = Site({"chatty": py("chatty", "20")})
     folder = site.root / "sock"

@@ -33,7 +33,9 @@ from tui.remote import RemoteEngine
 
 SCREEN_WAIT = 5.0  # s: the screen loads once no process is starting, or after this long
 UP_WAIT = 60.0  # s: ``up`` reports once no entry is starting, or after this long
-ENGINE = [sys.executable, "-m", "tui.cli", "engine"]
+# -P: the engine runs this copy of prodserver-tui, never a ``tui`` package in the project's
+# folder (``-m`` would put the current folder first on its path).
+ENGINE = [sys.executable, "-P", "-m", "tui.cli", "engine"]
 
 
 class Refused(Exception):
@@ -114,12 +116,14 @@ def where(args: argparse.Namespace) -> place.Place:
 
 
 def locate(args: argparse.Namespace, settings_module: str) -> place.Place:
-    """The engine's place: from the project folder (the demo's own, wherever it is started
-    from) and the settings module, unless ``--socket`` or the environment names one."""
-    from tui import demo
+    """The engine's place: from the project folder and the settings module, unless
+    ``--socket`` or the environment names one. The demo's folder is its data folder, the same
+    from any current folder and for any copy of the code (a checkout, an installed wheel)."""
+    if args.demo:
+        from tui.demo.settings import DATA_DIR
 
-    folder = Path(demo.__file__).parent if args.demo else Path.cwd()
-    return place.place_for(folder, settings_module, args.socket)
+        return place.place_for(DATA_DIR, settings_module, args.socket)
+    return place.place_for(Path.cwd(), settings_module, args.socket)
 
 
 def _running_engines() -> list[place.Place]:

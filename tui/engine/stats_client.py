@@ -51,7 +51,7 @@ class StatsHelper:
         stopping: Callable[[], bool],
         watch: Callable[[int, Launch], None],
     ) -> None:
-        argv = (sys.executable, "-m", "tui.engine.stats_helper", *args)
+        argv = (sys.executable, "-P", "-m", "tui.engine.stats_helper", *args)
         self.launch = Launch(argv=argv, env=env, cwd=cwd, grace=STOP_WAIT)
         self._stopping = stopping
         self._watch = watch  # tells the watchdog about each new helper

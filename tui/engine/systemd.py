@@ -89,7 +89,7 @@ def program() -> list[str]:
     script = python.parent / "prodserver-tui"
     if script.is_file() and os.access(script, os.X_OK):
         return [str(script)]
-    return [str(python), "-m", "tui.cli"]
+    return [str(python), "-P", "-m", "tui.cli"]
 
 
 def stop_timeout(graces: Iterable[float]) -> int:

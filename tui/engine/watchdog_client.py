@@ -137,7 +137,7 @@ def _signame(number: int) -> str:
 
 def start_watchdog() -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tui.engine.watchdog"],
+        [sys.executable, "-P", "-m", "tui.engine.watchdog"],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
