@@ -208,7 +208,9 @@ async def attach(engine: RemoteEngine) -> int:
     await engine.subscribe()
     app = ConsoleApp(engine, start=False, owner=False)
     code = await _run(app, engine)
-    if engine.closed.is_set() and not app.detached:
+    if app.detached:
+        _say_detached(engine)
+    elif engine.closed.is_set():
         _say_gone(engine)
     return code
 
