@@ -178,7 +178,7 @@ async def _foreground(sock: socket.socket, proc: subprocess.Popen[bytes]) -> int
     outlet.write(f"prodserver-tui: starting {', '.join(engine.names())}…\n".encode())
     outlet.drain(0.2)
     deadline = time.monotonic() + SCREEN_WAIT
-    while time.monotonic() < deadline and _starting(engine.view()):
+    while time.monotonic() < deadline and not _started(engine.view()):
         await asyncio.sleep(0.05)
     if refuse:
         loop.remove_signal_handler(signal.SIGTSTP)
@@ -247,8 +247,9 @@ def _say_detached(engine: RemoteEngine) -> None:
     )
 
 
-def _starting(view: EngineView) -> bool:
-    return any(p.state is State.STARTING for p in view.processes)
+def _started(view: EngineView) -> bool:
+    """Every entry was started and none is starting still (running, in backoff, broken)."""
+    return view.launched and not any(p.state is State.STARTING for p in view.processes)
 
 
 def _wait(proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -317,7 +318,7 @@ async def _report(sock: socket.socket) -> int:
     try:
         await engine.subscribe(tail=0)
         deadline = time.monotonic() + UP_WAIT
-        while time.monotonic() < deadline and _starting(engine.view()):
+        while time.monotonic() < deadline and not _started(engine.view()):
             await asyncio.sleep(0.1)
         view = engine.view()
         for line in _status_lines(view):

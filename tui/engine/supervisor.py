@@ -73,6 +73,7 @@ class Supervisor:
         self._use_watchdog = watchdog
         self._watchdog: Watchdog | None = None
         self.stopping = False  # stop_all began: no start may spawn a process any more
+        self.launched = False  # start_all started every entry once
         self._sample_every = sample_every
         self._idle_sample_every = max(sample_every, idle_sample_every)
         self._sample_wait = sample_every  # grows while nothing changes, see _sample_forever
@@ -127,6 +128,7 @@ class Supervisor:
             findings=tuple(self.findings),
             settings_module=settings_module,
             stopping=self.stopping,
+            launched=self.launched,
         )
 
     def subscribe(self, listener: Listener) -> None:
@@ -151,6 +153,7 @@ class Supervisor:
                 child._set(State.CONFIG_ERROR)
             else:
                 await child.start()
+        self.launched = True
         if self.project is not None and self._diagnosed is None and not self.stopping:
             self._diagnosed = loop.create_task(self._diagnose_setup())
         if self._stats_wanted and self._stats is None and not self.stopping:

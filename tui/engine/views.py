@@ -97,6 +97,7 @@ class EngineView:
     findings: tuple[Finding, ...]  # masked and inert
     settings_module: str
     stopping: bool  # stopping everything: nothing starts again
+    launched: bool = False  # every entry has been started once (or found broken)
 
     def process(self, name: str) -> ProcessView:
         for view in self.processes:
@@ -115,6 +116,7 @@ def to_json(view: EngineView) -> dict[str, Any]:
         "findings": [asdict(f) for f in view.findings],
         "settings_module": view.settings_module,
         "stopping": view.stopping,
+        "launched": view.launched,
     }
 
 
@@ -128,6 +130,7 @@ def from_json(data: dict[str, Any]) -> EngineView:
         findings=tuple(Finding(**f) for f in data["findings"]),
         settings_module=str(data["settings_module"]),
         stopping=bool(data["stopping"]),
+        launched=bool(data["launched"]),
     )
 
 
