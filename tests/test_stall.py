@@ -319,7 +319,7 @@ def test_full_screen_on_a_stopped_tmux_server(stage: Stage) -> None:
         while "manage.py migrate" not in terminal.screen():  # the layout is final with them
             assert time.monotonic() < deadline, "the setup findings never came"
             time.sleep(0.1)
-        before = borders(terminal.screen())
+        before = settled_layout(terminal)
         newest = chatty_on_screen(terminal.screen())
         psutil.Process(server).suspend()
         try:
@@ -332,7 +332,11 @@ def test_full_screen_on_a_stopped_tmux_server(stage: Stage) -> None:
             shot = terminal.screen()
             if borders(shot) == before and chatty_on_screen(shot) > newest + 200 * PAUSE:
                 break
-            assert time.monotonic() < deadline, f"the screen did not come back:\n{shot}"
+            layout = "kept" if borders(shot) == before else "changed"
+            assert time.monotonic() < deadline, (
+                f"the screen did not come back (chatty {chatty_on_screen(shot)}, "
+                f"{newest} before the stall; layout {layout}):\n{shot}"
+            )
             time.sleep(0.1)
 
         pids = console.pids()
@@ -355,6 +359,20 @@ def test_full_screen_on_a_stopped_tmux_server(stage: Stage) -> None:
 def borders(screen: str) -> list[str]:
     """Where the box-drawing characters are: the layout, whatever the logs say."""
     return [re.sub(r"[^─-╿]", " ", row).rstrip() for row in screen.splitlines()]
+
+
+def settled_layout(terminal: Terminal, timeout: float = 10) -> list[str]:
+    """The layout once it holds still for a second: findings that come one after the other
+    move the panes, and the stall must be judged against the layout it interrupted."""
+    deadline = time.monotonic() + timeout
+    layout = borders(terminal.screen())
+    while True:
+        time.sleep(1)
+        now = borders(terminal.screen())
+        if now == layout:
+            return layout
+        assert time.monotonic() < deadline, "the layout never settled"
+        layout = now
 
 
 def chatty_on_screen(screen: str) -> int:
