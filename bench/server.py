@@ -182,8 +182,8 @@ class Project:
             raise RuntimeError(f"prodserver-tui {command[0]}: exit {done.returncode}: {said}")
         return done.stdout
 
-    def up(self, reaper: Reaper) -> psutil.Process:
-        said = self.run("up")
+    def up(self, reaper: Reaper, *options: str) -> psutil.Process:
+        said = self.run("up", *options)
         found = ENGINE_PID.search(said)
         if found is None:
             raise RuntimeError(f"prodserver-tui up did not say the engine's pid: {said[-300:]}")
@@ -205,13 +205,13 @@ class Project:
 
 @contextlib.contextmanager
 def engine_up(
-    reaper: Reaper, tag: str, entries: Callable[[Path], dict[str, list[str]]]
+    reaper: Reaper, tag: str, entries: Callable[[Path], dict[str, list[str]]], *options: str
 ) -> Iterator[tuple[Project, psutil.Process]]:
     """A detached engine on a throwaway project (its entries made knowing its folder),
     brought down, then killed, after."""
     with workdir(tag) as tmp:
         project = Project(tmp, entries(tmp))
-        engine = project.up(reaper)
+        engine = project.up(reaper, *options)
         try:
             yield project, engine
         finally:
@@ -551,7 +551,9 @@ def console_once(reaper: Reaper, lines: int, timeout: float) -> Delivery:
     the pane's title (see the module's docstring)."""
     result = Delivery()
     last = last_flood_line(lines)
-    with engine_up(reaper, "srv-con", gated_flood(lines)) as (project, engine):
+    # The count reads what the engine's ring keeps (`logs` reads the log files when there are
+    # any, and they keep every line).
+    with engine_up(reaper, "srv-con", gated_flood(lines), "--no-log-files") as (project, engine):
         wait_gate(reaper, engine)
         before = len(asyncio.run(_ring_lines(project)))
         pane = Pane(reaper, project.folder, project.env)

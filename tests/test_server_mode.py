@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 from helpers import DJPROJECT, WORKER, enqueue, free_port, get, migrated_copy, statuses, wait_gone
-from servermode import SETTINGS, Raw, Site, gaps, py, running, shared_site, wait_until
+from servermode import SETTINGS, Raw, Site, code, gaps, py, running, shared_site, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -273,3 +273,28 @@ def test_status_json_has_the_documented_shape(shared: Site) -> None:
         assert process["state"] == "running" and process["knobs"] == {}
     exits = {p["name"]: p["last_exit"] for p in status["processes"]}
     assert exits == {"chatty": None, "escapee": None, "counter": {"code": None, "signal": 15}}
+
+
+def test_an_answer_too_large_for_a_frame_is_refused_not_left_waiting() -> None:
+    """60,000 lines of 100 bytes (6 MB) on disk, `logs -n 100000`: one frame cannot hold the
+    answer, and the client must hear so, not wait for ever."""
+    big = code(
+        """
+        import sys, time
+        for i in range(60000):
+            sys.stdout.write(f"{i:010d} " + "y" * 89 + "\\n")
+        sys.stdout.flush()
+        time.sleep(3600)
+        """
+    )
+    site = Site({"big": big})
+    try:
+        assert site.up().returncode == 0
+        log = site.place.state / "logs" / "big.log"
+        wait_until(lambda: log.exists() and log.stat().st_size > 6_000_000, what="6 MB on disk")
+        done = site.cli("logs", "big", "-n", "100000", timeout=30)
+        assert done.returncode == 1
+        assert "ask for less" in done.stderr, done.stderr
+        assert site.cli("logs", "big", "-n", "10").returncode == 0  # the engine goes on
+    finally:
+        site.close()

@@ -237,7 +237,17 @@ class Client:
             answer = {"ok": False, "error": f"bad request for {op!r}: {one_line(repr(e), 400)}"}
         except OSError as e:  # a log file that cannot be read, say
             answer = {"ok": False, "error": f"{op}: {one_line(str(e), 400)}"}
-        self.send({"id": ask_id, **answer})
+        try:
+            self.send({"id": ask_id, **answer})
+        except wire.FrameError:  # never leave a request unanswered
+            self.send(
+                {
+                    "id": ask_id,
+                    "ok": False,
+                    "error": f"{op}: the answer would be larger than a frame ({wire.MAX_FRAME} "
+                    f"bytes); ask for less (`logs -n` with fewer lines)",
+                }
+            )
 
     async def _do(self, op: object, frame: dict[str, Any]) -> dict[str, Any]:
         engine = self.server.engine
