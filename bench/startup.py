@@ -24,7 +24,8 @@ Two projects, each with a gunicorn web entry (2 workers) and task workers:
 Each run starts the tool, then asks ``GET /`` every 10 ms: the first answer with status 200
 is the time to first 200 (from just before the tool's process starts). Then, after
 ``--settle`` seconds (the statistics helper has polled and the setup checks have run), the
-RSS of the console's own process, of its statistics helper and of its watchdog, the largest
+RSS of the console's own processes (the screen and its engine), of its statistics helper and
+of its watchdog, the largest
 of 5 samples a second apart; for honcho its own process. The console runs in a 160x48
 pseudo-terminal (the full-screen app, as users run it) and is quit with ``q``; honcho gets
 SIGTERM. honcho's Procfile holds the console's own resolved commands and environment for the
@@ -325,13 +326,16 @@ def largest(sample: Callable[[], dict[str, int]], times: int = 5) -> dict[str, i
 
 
 def console_roles(root: psutil.Process) -> dict[str, int]:
+    """The console's own RSS ("main": the screen and its engine, a process of its own since
+    server mode), its statistics helper's and its watchdog's (the engine's children)."""
     found = {"main": rss(root), "helper": 0, "watchdog": 0}
-    for child in root.children():
+    for child in root.children(recursive=True):
         try:
             argv = " ".join(child.cmdline())
         except psutil.Error:
             continue
         for role, module in (
+            ("main", "tui.cli engine"),
             ("helper", "tui.engine.stats_helper"),
             ("watchdog", "tui.engine.watchdog"),
         ):
