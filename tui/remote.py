@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import itertools
 import socket
-from dataclasses import dataclass, field
 from typing import Any
 
 from backends.diagnostics.finding import Finding
@@ -28,15 +27,6 @@ GONE = "the engine went away (it stopped, or was killed): `prodserver-tui status
 
 class _Refused(ConnectionError):
     """The engine's one line before it closed on us (another uid): what the user must see."""
-
-
-@dataclass
-class _Copy:
-    """One entry's output as received."""
-
-    ring: Ring
-    next_seq: int = 0  # the engine's seq of the line expected next
-    skipped: int = field(default=0)  # lines this client missed, in all
 
 
 class RemoteEngine:
@@ -58,7 +48,7 @@ class RemoteEngine:
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._watchers: list[Watcher] = []
-        self._copies: dict[str, _Copy] = {}
+        self._copies: dict[str, Ring] = {}  # each entry's output as received
         self._view: EngineView | None = None
         self._pump: asyncio.Task[None] | None = None
 
@@ -71,7 +61,7 @@ class RemoteEngine:
         engine = cls(reader, writer, read_only, ring_lines)
         engine._pump = asyncio.get_running_loop().create_task(engine._read_forever())
         engine.info = (await engine.call("hello", v=wire.VERSION, read_only=read_only))["engine"]
-        engine._copies = {n: _Copy(Ring(max_lines=ring_lines)) for n in engine.info["names"]}
+        engine._copies = {n: Ring(max_lines=ring_lines) for n in engine.info["names"]}
         engine._view = from_json((await engine.call("view"))["view"])
         return engine
 
@@ -140,29 +130,24 @@ class RemoteEngine:
                 raise _Refused(str(frame.get("error")))
             return
         name = frame.get("name")
-        copy = self._copies.get(name) if isinstance(name, str) else None
-        if event == "lines" and copy is not None:
-            self._lines(name, copy, int(frame["first"]), frame["runs"])  # type: ignore[arg-type]
-        elif event == "skipped" and copy is not None:
-            missed = int(frame["to"]) - int(frame["from"])
-            copy.skipped += missed
-            copy.next_seq = int(frame["to"])
-            copy.ring.append("sys", [f"-- {missed} lines skipped: this console fell behind"])
-            for watcher in self._watchers:
-                watcher.on_lines(name)  # type: ignore[arg-type]
-        elif event == "view":
+        ring = self._copies.get(name) if isinstance(name, str) else None
+        if event == "view":
             self._view = from_json(frame["view"])
             for watcher in self._watchers:
                 watcher.on_view()
-
-    def _lines(self, name: str, copy: _Copy, first: int, runs: list[list[Any]]) -> None:
-        count = 0
-        for stream, at, texts in runs:
-            copy.ring.append(str(stream), texts, at=at)
-            count += len(texts)
-        copy.next_seq = first + count
+            return
+        if ring is None:
+            return
+        if event == "lines":
+            for stream, at, texts in frame["runs"]:
+                ring.append(str(stream), texts, at=at)
+        elif event == "skipped":
+            missed = int(frame["to"]) - int(frame["from"])
+            ring.append("sys", [f"-- {missed} lines skipped: this console fell behind"])
+        else:
+            return
         for watcher in self._watchers:
-            watcher.on_lines(name)
+            watcher.on_lines(str(name))
 
     # -- the interface -------------------------------------------------------------------------
 
@@ -174,7 +159,7 @@ class RemoteEngine:
         return self._view
 
     def output(self, name: str) -> Ring:
-        return self._copies[name].ring
+        return self._copies[name]
 
     def watch(self, watcher: Watcher) -> None:
         self._watchers.append(watcher)

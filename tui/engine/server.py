@@ -29,7 +29,7 @@ from tui.engine import place, wire
 from tui.engine.api import ActionError
 from tui.engine.local import LocalEngine
 from tui.engine.logfiles import tail
-from tui.engine.output import Line
+from tui.engine.output import Line, Ring
 from tui.engine.views import to_json
 from tui.keep_scale import snippet
 
@@ -292,10 +292,7 @@ class Client:
                 return {"ok": True, "lines": found}
             return {
                 "ok": True,
-                "lines": {
-                    name: _frame(engine.output(name).since(engine.output(name).next_seq - n))
-                    for name in names
-                },
+                "lines": {name: _frame(_last(engine.output(name), n)) for name in names},
             }
         raise ActionError(f"unknown op {op!r}: this engine speaks protocol {wire.VERSION}")
 
@@ -370,6 +367,10 @@ def _runs(lines: Iterable[tuple[str, float | None, str]]) -> list[list[Any]]:
             key = (stream, at)
         texts.append(text)
     return runs
+
+
+def _last(ring: Ring, n: int) -> list[Line]:
+    return ring.since(ring.next_seq - n)
 
 
 def _frame(lines: list[Line]) -> dict[str, Any]:
