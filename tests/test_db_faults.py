@@ -280,9 +280,15 @@ async def scenario(config: dict[str, Any]) -> dict[str, Any]:
         fault.begin()
         during = asyncio.get_running_loop().run_in_executor(None, try_enqueue, project, ran)
         await until(lambda: errors, timeout=30, what="an error in the statistics")
+        # A task that finished between the snapshot and the fault (a loaded machine) saved
+        # normally and said "done"; one that meets the fault says it could not save, and says
+        # "done" only once it has, after the fault.
         await until(
-            lambda: in_flight <= unsaved(lines()), timeout=60, what="in-flight tasks to finish"
+            lambda: in_flight <= unsaved(lines()) | finished(lines()),
+            timeout=60,
+            what="in-flight tasks to finish",
         )
+        in_flight &= unsaved(lines())
         await fault.end(during)
         back = time.monotonic()
         await until(lambda: count(project, "SUCCESSFUL") > done_before, timeout=60, what="a task")
@@ -294,8 +300,8 @@ async def scenario(config: dict[str, Any]) -> dict[str, Any]:
         enqueue(project, f"for i in range({AFTER}): tasks.record.enqueue({ran!r}, f'a{{i}}')")
         total = SLOW + BEFORE + AFTER + (DURING if during_outcome == "accepted" else 0)
         await until(lambda: count(project, "SUCCESSFUL") == total, timeout=60, what="all tasks")
-        finished = lambda: sum(t.split()[1:2] == ["done"] for t in lines())  # noqa: E731
-        await until(lambda: finished() == total, timeout=30, what="every task's log line")
+        logged = lambda: len(finished(lines())) == total  # noqa: E731
+        await until(logged, timeout=30, what="every task's log line")
         # A thread that was waiting to claim notices the database within its backoff (<= 10 s).
         await until(lambda: not still_waiting(lines()), timeout=30, what="every thread back")
         return {
@@ -402,6 +408,11 @@ def unsaved(lines: list[str]) -> set[str]:
     """Tasks whose worker said it could not save their result (yet)."""
     marker = "saving the result of task "
     return {t.partition(marker)[2].partition(":")[0] for t in lines if marker in t}
+
+
+def finished(lines: list[str]) -> set[str]:
+    """Tasks whose worker said "done" (the id is the line's last word)."""
+    return {t.split()[-1] for t in lines if t.split()[1:2] == ["done"]}
 
 
 def still_waiting(lines: list[str]) -> set[str]:
