@@ -72,7 +72,25 @@ def parser() -> argparse.ArgumentParser:
         help="queues to process, comma separated, or '*' for all (default: default)",
     )
     p.add_argument("--exclude-queues", default="", help="with --queue-name='*': queues to skip")
-    p.add_argument("--interval", type=_seconds, default=1.0, help="seconds between polls when idle")
+    p.add_argument(
+        "--interval",
+        type=_seconds,
+        default=1.0,
+        help="seconds between polls when idle and push wake-up is unavailable",
+    )
+    p.add_argument(
+        "--wake",
+        choices=("auto", "poll"),
+        default="auto",
+        help="auto: PostgreSQL LISTEN/NOTIFY or the SQLite doorbell start tasks at once; "
+        "poll: only poll (e.g. behind PgBouncer in transaction mode, where LISTEN cannot work)",
+    )
+    p.add_argument(
+        "--safety-interval",
+        type=_seconds,
+        default=5.0,
+        help="seconds between polls while push wake-up works, for producers that ring nothing",
+    )
     p.add_argument("--batch", action="store_true", help="run what is due, then exit")
     p.add_argument("--backend", dest="backend_name", default="default")
     p.add_argument("--max-tasks", type=_positive_int, help="tasks per thread, then recycle")

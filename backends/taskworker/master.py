@@ -245,6 +245,8 @@ class Master:
             f"--queue-name={o.queue_name}",
             f"--exclude-queues={o.exclude_queues}",
             f"--interval={o.interval}",
+            f"--wake={o.wake}",
+            f"--safety-interval={o.safety_interval}",
             f"--backend={o.backend_name}",
             f"--verbosity={o.verbosity}",
             f"--startup-delay={'yes' if o.startup_delay else 'no'}",

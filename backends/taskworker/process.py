@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from backends.base import plural
 from backends.taskworker import ids
 from backends.taskworker.setup import log, setup_django, setup_logging
+from backends.taskworker.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from backends.taskworker.worker import TaskLoop
@@ -49,9 +50,16 @@ def run_process(options: argparse.Namespace) -> int:
     threading.current_thread().name = f"{ids.this_host()}:{os.getpid()}"
     setup_logging(options.verbosity)
     setup_django()
+    if not options.batch:  # a batch ends when nothing is due: nothing to wait for
+        pool.wakeup = Wakeup(options, threading.current_thread().name, pool.ring, pool.rearm)
+        pool.wakeup.start()
     pool.resize(options.threads)  # before listening: a "threads N" already sent must win
     threading.Thread(target=pool.listen, args=(sys.stdin,), daemon=True, name="control").start()
-    return pool.run()
+    try:
+        return pool.run()
+    finally:
+        if pool.wakeup is not None:
+            pool.wakeup.stop()
 
 
 class Pool:
@@ -63,6 +71,8 @@ class Pool:
         self.draining = False  # the latch: no loop starts and no claim is made once it is set
         self.lock = threading.Lock()  # starts loops, admits claims, and counts them for a drain
         self.idle: list[TaskLoop] = []  # threads waiting for work, longest waiting first
+        self.rung = False  # a ring found no idle thread: the next to go idle looks again
+        self.wakeup: Wakeup | None = None  # push wake-up; None polls every --interval
         self.wake_r, self.wake_w = os.pipe()  # wakes the main loop: signals, stdin closing
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -123,12 +133,17 @@ class Pool:
             return True
 
     def idle_wait(self, worker: TaskLoop) -> None:
-        """Idle threads take turns: each waits the interval times the number of idle threads,
-        so the process polls about once per interval however many threads it has."""
+        """Idle threads take turns: each waits the poll interval times the number of idle
+        threads, so the process polls about once per interval however many threads it has.
+        The interval is the safety net's while push wake-up works (`Wakeup.interval`)."""
         with self.lock:
+            if self.rung:  # a task became ready while every thread was busy or claiming
+                self.rung = False
+                return
             self.idle.append(worker)
             turns = len(self.idle)
-        worker.wake.wait(self.options.interval * turns)
+        interval = self.wakeup.interval() if self.wakeup else self.options.interval
+        worker.wake.wait(interval * turns)
         worker.wake.clear()
         with self.lock:
             if worker in self.idle:
@@ -139,6 +154,23 @@ class Pool:
         with self.lock:
             if self.idle:
                 self.idle.pop(0).wake.set()
+
+    def ring(self) -> None:
+        """A task became ready (a notification, a doorbell, a deferred task's time): one idle
+        thread claims it. With none idle, the next thread to go idle claims again first: the
+        ring may have come between its empty claim and its wait."""
+        with self.lock:
+            if self.idle:
+                self.idle.pop(0).wake.set()
+            else:
+                self.rung = True
+
+    def rearm(self) -> None:
+        """The poll interval changed: every idle thread looks now and waits the new one."""
+        with self.lock:
+            for worker in self.idle:
+                worker.wake.set()
+            self.idle.clear()
 
     def run(self) -> int:
         """Wait for every thread to end, replacing loops that crashed while not draining, and
