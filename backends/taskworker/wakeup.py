@@ -97,7 +97,8 @@ class Source(Protocol):
         """Start listening; what is listened to, in words. Raises on failure."""
 
     def rings(self, timeout: float) -> Iterator[str | bytes]:
-        """Each ring as it arrives, for up to ``timeout`` seconds. Raises when lost."""
+        """The rings that arrived together, waiting for them up to ``timeout`` seconds.
+        Raises when lost."""
 
     def close(self) -> None: ...
 
@@ -135,7 +136,9 @@ class Notify:
         return f"LISTEN {CHANNEL}"
 
     def rings(self, timeout: float) -> Iterator[str]:
-        for notification in self.conn.notifies(timeout=timeout):
+        # Back after the first packet (all of its notifications), so a deferred task heard
+        # now gets its timer set before the next wait.
+        for notification in self.conn.notifies(timeout=timeout, stop_after=1):
             yield notification.payload
 
     def close(self) -> None:
