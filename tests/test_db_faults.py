@@ -90,6 +90,8 @@ def test_postgres_stopped_and_started(on_cluster: Cluster, djproject: Path) -> N
     assert seen["during"].startswith("refused"), seen["during"]  # the queue itself was down
     assert any("is unreachable" in e for e in seen["stats_errors"]), seen["stats_errors"]
     check_outcome(djproject, seen, during=0)
+    lost = [t for t in seen["lines"] if "wake-up: polling (notify lost: " in t]
+    assert len(lost) == 2, seen["lines"]  # each listener said its loss once, not per attempt
 
 
 def test_sqlite_locked_by_another_writer(djproject: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -293,6 +295,10 @@ async def scenario(config: dict[str, Any]) -> dict[str, Any]:
         back = time.monotonic()
         await until(lambda: count(project, "SUCCESSFUL") > done_before, timeout=60, what="a task")
         first_finished = time.monotonic() - back
+        if config["kind"] == "postgresql":  # each process's listener is back: 2 at start, 2 now
+            listening = lambda: sum("wake-up: notify (" in t for t in lines()) == 4  # noqa: E731
+            await until(listening, timeout=30, what="both listeners back")
+        listening_back = time.monotonic() - back
         during_outcome = await during
         await until(lambda: sup.stats is not None and not sup.stats.error, timeout=30)
         stats_back = time.monotonic() - back
@@ -316,6 +322,7 @@ async def scenario(config: dict[str, Any]) -> dict[str, Any]:
                 "in_flight": len(in_flight),
                 "first_task_finished_after_back_s": round(first_finished, 2),
                 "stats_clear_after_back_s": round(stats_back, 2),
+                "listening_after_back_s": round(listening_back, 2),
                 "retry_lines": sum("database unavailable" in t for t in lines()),
             },
         }

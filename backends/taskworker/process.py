@@ -166,10 +166,12 @@ class Pool:
                 self.rung = True
 
     def rearm(self) -> None:
-        """The poll interval changed: every idle thread looks now and waits the new one."""
+        """The wake-up mode changed: every thread looks now, the idle ones then wait the new
+        interval, and those backing off from an outage need not wait out their 10 s when the
+        listener found the database back."""
         with self.lock:
-            for worker in self.idle:
-                worker.wake.set()
+            for loop in self.threads.values():
+                loop.worker.wake.set()
             self.idle.clear()
 
     def run(self) -> int:

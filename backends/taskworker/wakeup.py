@@ -50,7 +50,9 @@ TABLE = "django_tasks_database_dbtaskresult"
 NOTIFY, DOORBELL, POLLING = "notify", "doorbell", "polling"
 #: Seconds: beyond this a due time is django-tasks-db's "not deferred" (9999-01-01).
 NOT_DEFERRED = 1e11
-FIRST_RETRY, MAX_RETRY = 0.5, 10.0  # re-listening after a loss, as the claims back off
+#: Re-listening after a loss: the claims back off to 10 s, but one connection attempt every
+#: 2 s costs nothing, and once listening again every thread is woken to claim at once.
+FIRST_RETRY, MAX_RETRY = 0.5, 2.0
 LONGEST_SLEEP = 60.0  # the listener looks at its doorbell file this often when nothing rings
 TIMERS = 256  # due times kept; more are found again by asking the database for the next
 
