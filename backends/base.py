@@ -369,8 +369,13 @@ class Backend:
 
     def db_connections(self) -> int:
         """Database connections it may hold at once, as its knobs are now: the product of
-        its knobs (processes x threads, workers x threads, concurrency), 0 if not Django."""
-        return math.prod(self.scale.values()) if self.runs_django else 0
+        its knobs (processes x threads, workers x threads, concurrency), plus its listeners,
+        0 if not Django."""
+        return math.prod(self.scale.values()) + self.db_listeners() if self.runs_django else 0
+
+    def db_listeners(self) -> int:
+        """Connections it holds only to hear the database (a task worker's LISTEN)."""
+        return 0
 
     def url(self) -> str | None:
         """Where a web server answers, from its own ARGS; None for everything else."""

@@ -63,6 +63,11 @@ class DjangoTasksWorker(Backend):
                 )
         return [self.project.python, "-m", "backends.taskworker", *args]
 
+    def db_listeners(self) -> int:
+        """One LISTEN connection per process (on PostgreSQL; counted wherever the slots are
+        counted, which is PostgreSQL only), none with ``wake: poll``."""
+        return 0 if str(self.options.get("wake", "auto")) == "poll" else self.scale["processes"]
+
     def notes(self) -> list[str]:
         return [
             f"ARGS {key!r} ignored: {_IGNORED[key.replace('_', '-')] or 'not needed'}"

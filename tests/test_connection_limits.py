@@ -69,11 +69,12 @@ def test_check_says_the_connection_arithmetic(full: tuple[Cluster, Path], role: 
     (line,) = [t for t in done.stdout.splitlines() if "database connections at once" in t] or [
         f"no connection finding in:\n{done.stdout}{done.stderr}"
     ]
-    parts = "web 2 workers x 1 thread = 2, worker 4 processes x 8 threads = 32, the console 1"
-    assert f"may hold 35 database connections at once ({parts})" in line, line
+    worker = "worker 4 processes x 8 threads + 4 listeners = 36"
+    parts = f"web 2 workers x 1 thread = 2, {worker}, the console 1"
+    assert f"may hold 39 database connections at once ({parts})" in line, line
     assert "gives a role 12 (max_connections 15 - 3 reserved for superusers)" in line, line
-    assert "so 23 of them are refused" in line, line
-    assert "fewer threads (processes x threads of all workers at most 9)" in line, line
+    assert "so 27 of them are refused" in line, line
+    assert "fewer threads (processes x threads of all workers at most 5)" in line, line
     assert "PgBouncer in transaction mode" in line and "CONN_MAX_AGE = 0" in line, line
     # The superuser takes the administrator's slots as well: only then is that said.
     assert ('connects as "postgres", a superuser' in line) == (role == "postgres"), line
@@ -121,7 +122,7 @@ def test_idle_threads_give_the_slots_back(full: tuple[Cluster, Path]) -> None:
     assert [t for t, n in Counter(_tokens(ran)).items() if n > 1] == []  # none ran twice
     assert len(set(_tokens(ran))) == TASKS
     finding = _finding(lines)
-    assert "worker 4 processes x 8 threads = 32, the console 1" in finding, finding
+    assert "worker 4 processes x 8 threads + 4 listeners = 36, the console 1" in finding, finding
     assert "max_connections 15 - 3 reserved for superusers" in finding, finding
     assert 'connects as "postgres", a superuser' in finding, finding
     assert "check DATABASES" not in "".join(lines)  # not "is the server running?"

@@ -173,8 +173,8 @@ async def test_the_task_worker_gets_absolute_targets(
     assert await asyncio.gather(*again) == [True, True]  # repeats are harmless
     await stays(child, 3)
 
-    def threads_each() -> list[int]:  # 4 task loops plus the main and the control thread
-        return [p.num_threads() - 2 for p in master.children() if _alive(p)]
+    def threads_each() -> list[int]:  # 4 task loops, main, control and wake-up
+        return [p.num_threads() - 3 for p in master.children() if _alive(p)]
 
     await until(lambda: threads_each() == [4, 4, 4], timeout=30, what="4 threads each")
     views = {v.name: v.observed for v in child.scaler.views()}

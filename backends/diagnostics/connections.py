@@ -75,9 +75,9 @@ def refused(entries: Sequence[EntryLike], entry: str, using: str = "default") ->
 
 def advice(entries: Sequence[EntryLike], slots: dbslots.Slots | None) -> str:
     others = sum(
-        e.backend.db_connections()
+        e.backend.db_connections() if e.backend.kind != "tasks" else e.backend.db_listeners()
         for e in entries
-        if e.backend is not None and e.backend.kind != "tasks"
+        if e.backend is not None
     )
     room = ""
     if slots is not None:
@@ -105,9 +105,11 @@ def advice(entries: Sequence[EntryLike], slots: dbslots.Slots | None) -> str:
 def _shape(backend: Backend) -> str:
     """``4 processes x 8 threads = 32``, ``2 workers``: how its knobs multiply."""
     factors = [_factor(name, value) for name, value in backend.scale.items()]
-    if len(factors) < 2:
+    listeners = backend.db_listeners()
+    if len(factors) < 2 and not listeners:
         return factors[0] if factors else "1"
-    return f"{' x '.join(factors)} = {backend.db_connections()}"
+    plus = f" + {plural(listeners, 'listener')}" if listeners else ""
+    return f"{' x '.join(factors)}{plus} = {backend.db_connections()}"
 
 
 def _factor(knob: str, value: int) -> str:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from backends import dbslots
 from backends.backoff import Backoff
 from backends.base import flat
 from backends.taskworker import doorbell
@@ -241,7 +242,9 @@ class Wakeup(threading.Thread):
                 delay = backoff.next()
                 if not lost:
                     lost = True
-                    self._say(POLLING, f"{self.source.mode} unavailable: {flat(e)}; retrying")
+                    # A full server is said by the threads, once a minute (worker.Refusals).
+                    why = "no connection slot free" if dbslots.refused(str(e)) else flat(e)
+                    self._say(POLLING, f"{self.source.mode} unavailable: {why}; retrying")
                 time.sleep(delay)
                 continue
             backoff.reset()
