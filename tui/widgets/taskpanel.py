@@ -7,7 +7,8 @@ changed, by the statistics helper (a child process that holds the project's apps
 panel needs them; the panel only waits for its answer.
 The panel opens on the failures, since that is what it is opened for: Down picks the next one,
 and the chosen failure's message and traceback get the rest of the screen, scrollable, so
-they stay readable at 80x24."""
+they stay readable at 80x24.
+"""
 
 from __future__ import annotations
 
@@ -120,7 +121,9 @@ class TaskPanel(Dialog):
             "ready",
             "sched",
             "running",
-            "enq→start p50",  # what a user waits for: first, so 80 columns show it
+            # What a user waits for (from run_after, for a deferred task): first, so that 80
+            # columns show it.
+            "enq→start p50",
             "p95",
             "ok/1m",
             "fail/1m",
