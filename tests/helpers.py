@@ -187,6 +187,13 @@ class ScaledByCommand(Command):
         return [sys.executable, "-c", f"print('{knob} of {pid}: {before} -> {wanted}')"]
 
 
+class InAWorkersPlace(Command):
+    """A real program in a task worker's place: what the console reads of a worker's output
+    (wake-up reports), without Django or a database."""
+
+    kind = "tasks"
+
+
 class Drained:
     """A program in its own session, its output (stdout and stderr) drained by a thread into
     ``lines``, so it never blocks on a pipe the test is not reading yet."""

@@ -7,11 +7,13 @@ fixed, and every number shown is set here.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
 from backends.base import Project
 from backends.taskstats import Failure, QueueStats, Snapshot, WorkerCounts
+from backends.wakeup_line import NOTIFY, line
 from tui.app import ConsoleApp
 from tui.engine.child import Exit, State
 from tui.engine.local import LocalEngine
@@ -55,7 +57,7 @@ def scene() -> ConsoleApp:
         child.state, child.pid, child.started_at = State.RUNNING, pid, NOW - up
     web.usage = usage(3.2, 212, 5, 4)
     web.ready_after, web.healthy = 0.8, True
-    worker.usage = usage(41.5, 180, 3, 2)
+    worker.usage = replace(usage(41.5, 180, 3, 2), pids=frozenset({4250, 4251, 4252}))
     worker.tasks = WorkerCounts(running=3, succeeded_1m=171, failed_1m=2)
     css.state, css.restarts, css.next_try_at = State.BACKOFF, 3, 0.0
     css.last_exit = Exit(code=1, signal=None, forced=False)
@@ -79,6 +81,9 @@ def scene() -> ConsoleApp:
             for i, s in enumerate([200] * 140 + [404] * 3 + [500])
         ]
     )
+    said = [line(f"host:{pid}", NOTIFY, "LISTEN prodserver_tui_ready") for pid in (4251, 4252)]
+    worker.ring.append("out", said)
+    worker.wake_ups.hear(said, worker.usage.pids)
     worker.ring.append(
         "out",
         [

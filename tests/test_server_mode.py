@@ -237,6 +237,7 @@ PROCESS_KEYS: dict[str, type | tuple[type, ...]] = {
     "url": type(None),
     "healthy": type(None),
     "knobs": dict,
+    "wake_up": list,
 }
 
 

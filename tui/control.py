@@ -26,7 +26,7 @@ from tui import envfile
 from tui.engine import place
 from tui.engine.api import ActionError
 from tui.engine.views import EngineView, ProcessView, State
-from tui.format import duration, size
+from tui.format import duration, size, wake_up
 from tui.outlet import Outlet
 from tui.project import ProjectError, settings_from_manage_py
 from tui.remote import RemoteEngine
@@ -384,6 +384,7 @@ def _process_json(p: ProcessView) -> dict[str, Any]:
             k.name: {"now": k.observed, "wanted": k.desired, "configured": k.configured}
             for k in p.knobs
         },
+        "wake_up": [{"pid": w.pid, "mode": w.mode} for w in p.wake_up],
     }
 
 
@@ -400,9 +401,11 @@ def _status_lines(view: EngineView) -> list[str]:
             for k in p.knobs
         )
         cpu = f"{usage.cpu:.1f}%" if usage else "-"
+        wake = wake_up(p.wake_up)
         lines.append(
             f"{p.name:<{width}}  {p.state!s:<12} pid {p.pid or '-':<7} up {up_for:<7} "
             f"cpu {cpu:<6} mem {size(usage.rss if usage else None):<8} ↻{p.restarts} {knobs}"
+            + (f"  wake-up {wake}" if wake else "")
             + (f"  ({one_line(p.detail, 200)})" if p.state is not State.RUNNING else "")
         )
     return lines

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
+
 from rich.cells import cell_len
 from rich.text import Text
 
-from tui.engine.views import State
+from backends.base import plural
+from backends.wakeup_line import MODES
+from tui.engine.views import State, WakeView
 
 STATE_STYLE = {
     State.STARTING: "yellow",
@@ -59,6 +64,18 @@ def rate(per_second: float | None) -> str:
     if per_second is None:
         return "-"
     return f"{per_second:.1f}/s" if per_second < 100 else f"{per_second:.0f}/s"
+
+
+def wake_up(views: Sequence[WakeView], counted: bool = True) -> str:
+    """How a task worker's processes hear of new tasks: ``notify (2 processes)`` when they
+    agree (``notify`` unless ``counted``), ``notify 1, polling 1`` when they differ; empty
+    while none has said."""
+    counts = Counter(view.mode for view in views)
+    if len(counts) == 1:
+        [(mode, count)] = counts.items()
+        return f"{mode} ({plural(count, 'process')})" if counted else mode
+    known = sorted(counts, key=lambda mode: MODES.index(mode) if mode in MODES else len(MODES))
+    return ", ".join(f"{mode} {counts[mode]}" for mode in known)
 
 
 # How much a fact matters when its line is too short for all of them: higher survives longer.

@@ -30,6 +30,7 @@ from tui.engine.probe import answers, probe_address, request_line
 from tui.engine.sampler import tree_pids
 from tui.engine.scaling import Scaler
 from tui.engine.views import Events, Exit, ProcessView, State, Usage
+from tui.engine.wakeups import WakeUps
 from tui.project import Entry
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ class Child:
         self.stop_deadline: float | None = None  # time.monotonic() when SIGKILL follows
         self.usage: Usage | None = None
         self.tasks: WorkerCounts | None = None  # task workers: what its tree is running now
+        self.wake_ups = WakeUps()  # task workers: how each of its processes hears of tasks
         self.ready_after: float | None = None  # web servers: seconds from start to first answer
         self.healthy: bool | None = None  # web servers: did the last request get an answer
         # web servers: who answered in its place, while its own processes do not hold the port
@@ -163,6 +165,7 @@ class Child:
             events=None
             if events is None
             else Events(events.per_second(now=now), events.by_kind(now=now)),
+            wake_up=self.wake_ups.views(self.usage.pids if self.usage else frozenset()),
         )
 
     @property
@@ -492,6 +495,7 @@ class Child:
         self.pid = None
         self.usage = None
         self.tasks = None
+        self.wake_ups.forget()
         self.healthy = self.answered_by = None
         self.stop_deadline = None
         self.last_exit = exit_

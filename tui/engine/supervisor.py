@@ -225,8 +225,11 @@ class Supervisor:
         self.stir()
         first = child.ring.next_seq
         child.ring.append(stream, lines)
-        if self.project is not None and stream != "sys":
-            self._note_for_checks(child, lines)
+        if stream != "sys":
+            if self.project is not None:
+                self._note_for_checks(child, lines)
+            if child.kind == "tasks":  # each worker process says how it hears of new tasks
+                child.wake_ups.hear(lines, child.usage.pids if child.usage else frozenset())
         listened = self._listeners or child.events is not None or child.waits_for_line
         if not listened and self.logs is None:
             return
@@ -294,6 +297,7 @@ class Supervisor:
         while True:
             roots = {c.name: c.pid for c in self.children.values() if c.pid is not None}
             self._stirred.clear()
+            began = time.monotonic()
             usage = await loop.run_in_executor(None, self.sampler.sample, roots)
             calm = True
             for child in self.children.values():
@@ -302,6 +306,7 @@ class Supervisor:
                     calm = calm and now is not None and quiet(child.usage, now)
                 if now != child.usage:  # kept while equal: panes redraw when it is replaced
                     child.usage = now
+                child.wake_ups.sampled(now.pids if now else frozenset(), began)
             if self._watchdog is not None:
                 self._watchdog.descendants(
                     {c.pid: c.usage.pids for c in self.children.values() if c.pid and c.usage}

@@ -66,6 +66,14 @@ class Events:
 
 
 @dataclass(frozen=True)
+class WakeView:
+    """How one process of a task worker hears of new tasks (`backends.wakeup_line`)."""
+
+    pid: int
+    mode: str  # notify, doorbell or polling
+
+
+@dataclass(frozen=True)
 class ProcessView:
     name: str
     kind: str
@@ -88,6 +96,7 @@ class ProcessView:
     main_knob: str | None  # what + and - scale
     queues: tuple[str, ...]  # task workers: the queues it serves ("*": all)
     events: Events | None
+    wake_up: tuple[WakeView, ...]  # task workers: each live process's last report, by pid
 
 
 @dataclass(frozen=True)
@@ -145,6 +154,7 @@ def _process_json(view: ProcessView) -> dict[str, Any]:
     data["knobs"] = [asdict(k) for k in view.knobs]
     data["queues"] = list(view.queues)
     data["events"] = None if view.events is None else asdict(view.events)
+    data["wake_up"] = [asdict(w) for w in view.wake_up]
     return data
 
 
@@ -162,5 +172,6 @@ def _process_from_json(data: dict[str, Any]) -> ProcessView:
             "knobs": tuple(KnobView(**k) for k in data["knobs"]),
             "queues": tuple(data["queues"]),
             "events": None if events is None else Events(**events),
+            "wake_up": tuple(WakeView(**w) for w in data["wake_up"]),
         }
     )

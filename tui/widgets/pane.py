@@ -1,7 +1,8 @@
 """One process in one pane: who it is and how it is doing, then what it says.
 
 Title: number, name, kind, state, pid, uptime, restarts, last exit, URL. Stats: CPU and
-memory of its whole tree, scaling knobs now / configured, task counts for task workers.
+memory of its whole tree, scaling knobs now / configured, task counts (and how the worker
+hears of new tasks) for task workers.
 Sparklines: CPU and task throughput over the last minutes. Then the live log.
 """
 
@@ -19,6 +20,7 @@ from textual.widgets import Input, Sparkline, Static
 
 from backends.diagnostics import Finding
 from backends.snapshot import Snapshot
+from backends.wakeup_line import POLLING
 from tui import format as fmt
 from tui.engine.output import Ring
 from tui.engine.views import KnobView, ProcessView, State
@@ -170,7 +172,7 @@ class ProcessPane(Vertical):
         of a shown countdown or uptime, or what they are made of changed: a new sample (the
         supervisor keeps the old one while equal), task statistics, the log's "N new" count and
         search position, lines that the pane counts as requests or tasks, lines the ring dropped,
-        a scale's progress."""
+        a scale's progress, a worker's wake-up mode."""
         return now >= self.due or self._inputs() != self._drawn_for
 
     def _inputs(self) -> tuple[object, ...]:
@@ -184,6 +186,7 @@ class ProcessPane(Vertical):
             c.events,
             self.ring.dropped,
             c.knobs,  # "scaling 2→4" until the process has it
+            c.wake_up,
         )
 
     def _ticking(self, every: float, since: float) -> None:
@@ -282,6 +285,10 @@ class ProcessPane(Vertical):
             task_parts.append((f"ready {ready}", "yellow" if ready else ""))
         if not task_parts:
             task_parts.append(("waiting for statistics", "dim"))
+        if c.wake_up:  # polling, the slow way, is worth a colour; the fast ways give way first
+            polling = any(w.mode == POLLING for w in c.wake_up)
+            wake = f"wake-up {fmt.wake_up(c.wake_up, counted=False)}"
+            task_parts.append((wake, "yellow", fmt.NORMAL) if polling else (wake, "dim", fmt.LOW))
         return Text("\n").join([line, fmt.fit(task_head, task_parts, self.width)])
 
     def event_parts(self) -> list[fmt.Part]:

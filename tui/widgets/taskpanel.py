@@ -1,8 +1,10 @@
 """The task panel: queues, throughput, latency, recent failures, and stuck tasks to act on.
 
-Queue numbers come from the supervisor's last statistics poll. Tracebacks and stuck tasks
-are read, and stuck tasks changed, by the statistics helper (a child process that holds the
-project's apps) when the panel needs them; the panel only waits for its answer.
+Each task worker's wake-up mode comes first, then the queues, their enqueue→start latency
+ahead of the rest (what a user waits for, visible at 80 columns). Queue numbers come from
+the supervisor's last statistics poll. Tracebacks and stuck tasks are read, and stuck tasks
+changed, by the statistics helper (a child process that holds the project's apps) when the
+panel needs them; the panel only waits for its answer.
 The panel opens on the failures, since that is what it is opened for: Down picks the next one,
 and the chosen failure's message and traceback get the rest of the screen, scrollable, so
 they stay readable at 80x24.
@@ -10,6 +12,7 @@ they stay readable at 80x24.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -20,9 +23,11 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, Static
 
 from backends.taskworker.ids import label
+from backends.wakeup_line import POLLING
 from tui import format as fmt
 from tui.engine.api import ActionError, Engine
 from tui.engine.output import inert, inert_all
+from tui.engine.views import ProcessView
 from tui.widgets.dialogs import Dialog
 
 if TYPE_CHECKING:
@@ -51,6 +56,24 @@ def failure_heading(failure: Failure) -> Text:
         "\n",
         (failure.message, "red"),
     )
+
+
+def wake_up_line(processes: Sequence[ProcessView]) -> Text:
+    """``Wake-up: worker notify (2 processes)``: how each task worker's processes hear of new
+    tasks (`backends.wakeup_line`); polling, the slow way, in yellow."""
+    workers = [_wake_up(p) for p in processes if p.kind == "tasks"]
+    return Text.assemble("Wake-up: ", Text(" · ").join(workers))
+
+
+def _wake_up(p: ProcessView) -> Text:
+    said = fmt.wake_up(p.wake_up)
+    if p.pid is None:
+        said, style = "not running", "dim"
+    elif not said:
+        said, style = "not reported yet", "dim"
+    else:
+        style = "yellow" if any(w.mode == POLLING for w in p.wake_up) else "green"
+    return Text.assemble(p.name, " ", (said, style))
 
 
 class TaskPanel(Dialog):
@@ -82,6 +105,7 @@ class TaskPanel(Dialog):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(Text("Tasks", style="bold"), id="task-status")
+            yield Label(id="wake-up")
             yield DataTable(id="queues", cursor_type="none", zebra_stripes=True)
             yield Label("Recent failures (↑ ↓ pick one, Tab scrolls its traceback)")
             yield DataTable(id="failures", cursor_type="row")
@@ -97,12 +121,14 @@ class TaskPanel(Dialog):
             "ready",
             "sched",
             "running",
+            # What a user waits for (from run_after, for a deferred task): first, so that 80
+            # columns show it.
+            "enq→start p50",
+            "p95",
             "ok/1m",
             "fail/1m",
             "10s",
             "60s",
-            "wait p50",
-            "p95",
             "run p50",
             "p95",
             "ok",
@@ -118,7 +144,9 @@ class TaskPanel(Dialog):
         self.set_interval(5.0, self.find_stuck)
 
     def refresh_stats(self) -> None:
-        stats = self.engine.view().stats
+        view = self.engine.view()
+        self.query_one("#wake-up", Label).update(wake_up_line(view.processes))
+        stats = view.stats
         status = self.query_one("#task-status", Label)
         if stats is None:
             status.update("Tasks: waiting for the first statistics…")
@@ -139,12 +167,12 @@ class TaskPanel(Dialog):
                 q.ready,
                 q.scheduled,
                 q.running,
+                _seconds(q.wait_p50),
+                _seconds(q.wait_p95),
                 q.succeeded_1m,
                 Text(str(q.failed_1m), style="red" if q.failed_1m else ""),
                 fmt.rate(q.throughput_10s),
                 fmt.rate(q.throughput_60s),
-                _seconds(q.wait_p50),
-                _seconds(q.wait_p95),
                 _seconds(q.run_p50),
                 _seconds(q.run_p95),
                 q.succeeded_total,
