@@ -10,6 +10,7 @@ import os
 import socket
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import POSTGRES
 from helpers import WORKER, enqueue, entry, query, statuses, until
@@ -87,6 +88,10 @@ async def test_a_task_starts_at_its_enqueue_not_at_the_next_poll(
     assert_exactly_once(djproject, ran, 4)
     assert max(waits(djproject)) < 10, waits(djproject)  # a poll would have taken 30 s
     assert said(sup, "wake-up: ") == 1, lines(sup)  # said once, never lost
+    # what the console shows: this worker process's mode, read back from its line
+    worker = sup["worker"].pid and psutil.Process(sup["worker"].pid).children()[0].pid
+    view = lambda: sup.view().process("worker").wake_up  # noqa: E731
+    await until(lambda: [(w.pid, w.mode) for w in view()] == [(worker, mode)], timeout=10)
 
 
 @pytest.mark.parametrize("djproject", ["sqlite", POSTGRES], indirect=True)

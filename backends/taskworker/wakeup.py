@@ -37,18 +37,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from backends import dbslots
+from backends import dbslots, wakeup_line
 from backends.backoff import Backoff
 from backends.base import flat
 from backends.taskworker import doorbell
 from backends.taskworker.setup import log
+from backends.wakeup_line import DOORBELL, NOTIFY, POLLING
 
 if TYPE_CHECKING:
     import argparse
 
 CHANNEL = TRIGGER = "prodserver_tui_ready"
 TABLE = "django_tasks_database_dbtaskresult"
-NOTIFY, DOORBELL, POLLING = "notify", "doorbell", "polling"
 #: Seconds: beyond this a due time is django-tasks-db's "not deferred" (9999-01-01).
 NOT_DEFERRED = 1e11
 #: Re-listening after a loss: the claims back off to 10 s, but one connection attempt every
@@ -346,10 +346,13 @@ class Wakeup(threading.Thread):
         return self.all_queues or ready.queue in self.queues
 
     def _say(self, mode: str, detail: str) -> None:
-        """Said at any verbosity: the console reads it. A new mode changes the poll interval."""
+        """Said at any verbosity (the console reads it), through the log's handler so that it
+        is never interleaved with another thread's line. A new mode changes the poll interval."""
         changed = mode != self.mode
         self.mode = mode
-        line = f"wake-up: {mode} ({detail})"
-        log.handle(log.makeRecord(log.name, logging.WARNING, __file__, 0, line, (), None))
+        said = wakeup_line.line(self.name, mode, detail)
+        record = log.makeRecord(log.name, logging.WARNING, __file__, 0, "%s", (), None)
+        record.threadName, record.msg = self.name, said.removeprefix(f"{self.name} ")
+        log.handle(record)
         if changed:
             self.rearm()
