@@ -368,13 +368,14 @@ class Backend:
         return os.path.join(self._control_dir.name, "control")
 
     def db_connections(self) -> int:
-        """Database connections it may hold at once, as its knobs are now: the product of
-        its knobs (processes x threads, workers x threads, concurrency), plus its listeners,
-        0 if not Django."""
-        return math.prod(self.scale.values()) + self.db_listeners() if self.runs_django else 0
+        """Database connections it may hold at once to query and write, as its knobs are
+        now: the product of its knobs (processes x threads, workers x threads, concurrency), 0
+        if not Django."""
+        return math.prod(self.scale.values()) if self.runs_django else 0
 
     def db_listeners(self) -> int:
-        """Connections it holds only to hear the database (a task worker's LISTEN)."""
+        """Connections it holds on PostgreSQL only to hear it (a task worker's LISTEN): they
+        take server slots, but write nothing."""
         return 0
 
     def url(self) -> str | None:

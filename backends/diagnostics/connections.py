@@ -22,11 +22,12 @@ CONSOLE = 1  # the console's statistics poll: one connection while it reads
 
 def demand(entries: Sequence[EntryLike]) -> tuple[int, list[str]]:
     """(connections the entries may hold at once, what each adds: ``worker 4 processes x 8
-    threads = 32``). The console counts when it polls task statistics (a task worker runs)."""
+    threads + 4 listeners = 36``). The console counts when it polls task statistics (a task
+    worker runs)."""
     total, parts = 0, []
     for entry in entries:
         backend = entry.backend
-        count = backend.db_connections() if backend is not None else 0
+        count = _held(backend) if backend is not None else 0
         if count:
             total += count
             parts.append(f"{entry.name} {_shape(backend)}" if backend else entry.name)
@@ -109,7 +110,11 @@ def _shape(backend: Backend) -> str:
     if len(factors) < 2 and not listeners:
         return factors[0] if factors else "1"
     plus = f" + {plural(listeners, 'listener')}" if listeners else ""
-    return f"{' x '.join(factors)}{plus} = {backend.db_connections()}"
+    return f"{' x '.join(factors)}{plus} = {_held(backend)}"
+
+
+def _held(backend: Backend) -> int:
+    return backend.db_connections() + backend.db_listeners() if backend.runs_django else 0
 
 
 def _factor(knob: str, value: int) -> str:
