@@ -210,10 +210,17 @@ def latency_lines(
     lines = []
     for db, name in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
 
-        def wait(worker: str, db: str = db) -> str:
+        def wait(worker: str, label: str = "", db: str = db) -> str:
             p50 = pick(waits, "p50", database=db, worker=worker)
             p95 = pick(waits, "p95", database=db, worker=worker)
-            return f"{num(p50, '{:,.1f}')} / {num(p95, '{:,.1f}')}"
+            if not isinstance(p50, int | float):
+                return ""  # not measured: --wake missing, or a run that did not finish
+            return f"{label}{num(p50, '{:,.1f}')} / {num(p95, '{:,.1f}')}"
+
+        def load(worker: str, db: str = db) -> str:
+            django = pick(idle, "django", database=db, worker=worker)
+            counted = pick(idle, "counted", database=db, worker=worker)
+            return f"{num(django, '{:,.0f}')} ({num(counted, '{:,.0f}')})"
 
         ours = pick(waits, "p50", database=db, worker="ours, defaults")
         if ours is not None:
@@ -221,21 +228,21 @@ def latency_lines(
             target = "p50 20" if db == "sqlite" else "p50 10, p95 30"
             lines.append(
                 f"| task start after `.enqueue()`, {name}, 5 tasks/s: p50 / p95 ms "
-                f"(target {target}) | {wait('ours, defaults')}; `--wake poll` "
-                f"{wait('ours --wake poll')} "
+                f"(target {target}) "
+                f"| {joined(wait('ours, defaults'), wait('ours --wake poll', '`--wake poll` '))} "
                 f"| `db_worker` {wait('db_worker (interval 1 s)')}; "
-                f"`--interval 0.1` {wait('db_worker --interval 0.1')} "
+                f"{wait('db_worker --interval 0.1', '`--interval 0.1` ')} "
                 f"| {ratio(theirs, ours, 'sooner than db_worker (p50)')} |"
             )
         quiet = pick(idle, "django", database=db, worker="ours, defaults")
         if quiet is not None:
             peer = pick(idle, "django", database=db, worker="db_worker (interval 1 s)")
-            fast = pick(idle, "django", database=db, worker="db_worker --interval 0.1")
             lines.append(
                 f"| idle worker, {name}: statements/min on an empty queue "
-                f"| {num(quiet, '{:,.1f}')} | `db_worker` {num(peer, '{:,.1f}')}; "
-                f"`--interval 0.1` {num(fast, '{:,.1f}')} "
-                f"| {joined(ratio(quiet, peer, 'db_worker'))} |"
+                f"(as the database counts them) "
+                f"| {load('ours, defaults')} | `db_worker` {load('db_worker (interval 1 s)')}; "
+                f"`--interval 0.1` {load('db_worker --interval 0.1')} "
+                f"| {ratio(quiet, peer, 'db_worker')} |"
             )
     return lines
 
