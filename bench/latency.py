@@ -46,7 +46,7 @@ What it does
 * Medians of ``--repeat`` runs (3) per row.
 
 Run from the repository root (about 25 minutes: 3 rounds of 8 latency and 6 idle runs of
-30 s; ``--quick``, one round of 10 s runs, about 4)::
+30 s; ``--quick``, one round of 10 s runs, about 3)::
 
     .venv/bin/python bench/latency.py --json bench/results/latency.json
     .venv/bin/python bench/latency.py --quick --no-postgres
