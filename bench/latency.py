@@ -32,9 +32,10 @@ What it does
   waits for it to finish (the worker is up and idle), waits a second, then enqueues ``noop(n)``
   with the real ``.enqueue()``, one transaction each (autocommit, as a web request), evenly at
   ``--rate`` per second for ``--seconds``. The bench waits for every task to finish, stops the
-  worker, and reads the timestamps of the result rows (the warm-up left out). Every run checks
-  exactly once: every result SUCCESSFUL with one worker id, each task's run recorded once; a
-  run that fails it says so in its row and the script exits 1.
+  worker, and reads the timestamps of the result rows (the warm-up left out); until the last
+  task has run it watches the runs file, not the database, so its reads cannot delay a claim
+  on SQLite. Every run checks exactly once: every result SUCCESSFUL with one worker id, each
+  task's run recorded once; a run that fails it says so in its row and the script exits 1.
 * Idle run: the worker on an empty queue; after ``--settle`` seconds, statements counted over
   ``--idle`` seconds, identically for every worker: each process of the project counts what its
   Django connections execute (an ``execute_wrapper`` installed on every connection; the
@@ -158,7 +159,7 @@ IDLE_WORKERS = [OURS, DB_WORKER, DB_WORKER_FAST]
 def wake_supported() -> bool:
     """Whether this checkout's worker has the --wake option (its --help names it)."""
     done = subprocess.run(
-        [*ours_argv("--help")], cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL
+        ours_argv("--help"), cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL
     )
     return "--wake" in done.stdout
 
@@ -168,7 +169,6 @@ def wake_supported() -> bool:
 
 @dataclass
 class Latency:
-    tasks: int
     p50: float = float("nan")  # ms
     p95: float = float("nan")
     max: float = float("nan")
@@ -199,7 +199,7 @@ def latency_run(
     database: Database, worker: Worker, options: argparse.Namespace, logs: Path
 ) -> Latency:
     count = round(options.rate * options.seconds)
-    run = Latency(count)
+    run = Latency()
     database.reset()
     env = database.env(AGE)
     log_file = logs / f"latency-{database.name}-{worker.slug}.log"
@@ -208,18 +208,18 @@ def latency_run(
     producer = start(REAPER, database, [argv], env, log_file)[0]
     try:
         deadline = time.monotonic() + WARM_UP + options.seconds + options.timeout
-        while True:
-            ok, failed = database.finished()
-            if ok + failed > count:  # the warm-up too
+        while True:  # progress from the runs file: the bench's reads stay out of SQLite's way
+            ran = database.ran()
+            if ran > count and sum(database.finished()) > count:  # the warm-up too
                 break
             if producer.poll() not in (None, 0):
-                run.error = f"producer failed ({ok + failed} done), see {log_file}"
+                run.error = f"producer failed ({ran} ran), see {log_file}"
                 break
             if workers[0].poll() is not None:
-                run.error = f"worker exited ({ok + failed} done), see {log_file}"
+                run.error = f"worker exited ({ran} ran), see {log_file}"
                 break
             if time.monotonic() > deadline:
-                run.error = f"timeout ({ok + failed} of {count + 1} done)"
+                run.error = f"timeout ({ran} of {count + 1} ran)"
                 break
             time.sleep(POLL)
     finally:

@@ -236,6 +236,12 @@ class Database:
         )
         return int(counts.get("SUCCESSFUL", 0)), int(counts.get("FAILED", 0))
 
+    def ran(self) -> int:
+        """Runs recorded in the runs file: progress read without touching the database."""
+        with contextlib.suppress(FileNotFoundError):
+            return self.runs_file.read_bytes().count(b"\n")
+        return 0
+
     def reset(self) -> None:
         self.query(self.truncate)
         self.runs_file.unlink(missing_ok=True)
