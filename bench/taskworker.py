@@ -21,7 +21,8 @@ What it does
   on 127.0.0.1:5432 (trust auth, user postgres) in a scratch database ``prodserver_bench_<pid>``
   created here and dropped at the end. No server or no psycopg: a skip row says why.
 * A throwaway project with a tiny app ``benchapp`` (tasks ``noop(n)`` and ``sleep50(n)``) and one
-  settings module per ``CONN_MAX_AGE``, migrated with ``python -m django migrate``.
+  settings module per ``CONN_MAX_AGE``, migrated with ``python -m django migrate`` (the project
+  of ``bench/taskproject.py``, shared with ``bench/latency.py``).
 * Each run empties the result table, enqueues the workload with the real ``.enqueue()`` in one
   transaction, then starts the worker(s) and polls the number of finished tasks every 50 ms
   until all are done. The main number is the steady throughput between 10 % and 90 % done.
