@@ -46,7 +46,7 @@ What it does
   the window (the bench reads the statistics from another one; autovacuum may add a visit).
 * Medians of ``--repeat`` runs (3) per row.
 
-Run from the repository root (about 25 minutes: 3 rounds of 8 latency and 6 idle runs of
+Run from the repository root (about 20 minutes: 3 rounds of 8 latency and 6 idle runs of
 30 s; ``--quick``, one round of 10 s runs, about 3)::
 
     .venv/bin/python bench/latency.py --json bench/results/latency.json
