@@ -13,8 +13,9 @@ Reads ``bench/results/NAME.json`` (``--results`` elsewhere) for each script NAME
 README.md and every ``docs/*.md`` replaces the text between ``<!-- bench:NAME -->`` and the
 next ``<!-- /bench -->`` with NAME's tables as Markdown, preceded by a line saying when, on
 what and with which command they were measured. ``<!-- bench:summary -->`` is the README's
-one short table, picked from the output, console and taskworker results. A block whose JSON
-is missing is left as it is and named on stderr. Nothing outside the markers changes.
+one short table, picked from the output, console, taskworker and latency results. A block
+whose JSON is missing is left as it is and named on stderr. Nothing outside the markers
+changes.
 
     .venv/bin/python bench/output.py --json bench/results/output.json
     .venv/bin/python bench/console.py --json bench/results/console.json
@@ -30,6 +31,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +148,7 @@ def summary(results: dict[str, dict[str, Any]]) -> str:
             f"{num(tasks(db, 'db_worker2x1@600'))} (600) "
             f"| {joined(ratio(ours, theirs, 'db_worker'), ratio(ours, persistent, 'persistent'))} |"
         )
+    lines += latency_lines(results, ratio, joined)
     srv = rows_of(results, "server")
     attach = pick(
         srv,
@@ -197,6 +200,53 @@ def summary(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n\n" + measured(results) + "\n"
 
 
+def latency_lines(
+    results: dict[str, dict[str, Any]],
+    ratio: Callable[[Any, Any, str], str],
+    joined: Callable[..., str],
+) -> list[str]:
+    """bench/latency.py's rows: enqueue to start, and idle statements, per database."""
+    waits, idle = rows_of(results, "latency"), rows_of(results, "latency", 1)
+    lines = []
+    for db, name in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+
+        def wait(worker: str, label: str = "", db: str = db) -> str:
+            p50 = pick(waits, "p50", database=db, worker=worker)
+            p95 = pick(waits, "p95", database=db, worker=worker)
+            if not isinstance(p50, int | float):
+                return ""  # not measured: --wake missing, or a run that did not finish
+            return f"{label}{num(p50, '{:,.1f}')} / {num(p95, '{:,.1f}')}"
+
+        def load(worker: str, db: str = db) -> str:
+            django = pick(idle, "django", database=db, worker=worker)
+            counted = pick(idle, "counted", database=db, worker=worker)
+            return f"{num(django, '{:,.0f}')} ({num(counted, '{:,.0f}')})"
+
+        ours = pick(waits, "p50", database=db, worker="ours, defaults")
+        if ours is not None:
+            theirs = pick(waits, "p50", database=db, worker="db_worker (interval 1 s)")
+            target = "p50 20" if db == "sqlite" else "p50 10, p95 30"
+            lines.append(
+                f"| task start after `.enqueue()`, {name}, 5 tasks/s: p50 / p95 ms "
+                f"(target {target}) "
+                f"| {joined(wait('ours, defaults'), wait('ours --wake poll', '`--wake poll` '))} "
+                f"| `db_worker` {wait('db_worker (interval 1 s)')}; "
+                f"{wait('db_worker --interval 0.1', '`--interval 0.1` ')} "
+                f"| {ratio(theirs, ours, 'sooner than db_worker (p50)')} |"
+            )
+        quiet = pick(idle, "django", database=db, worker="ours, defaults")
+        if quiet is not None:
+            peer = pick(idle, "django", database=db, worker="db_worker (interval 1 s)")
+            lines.append(
+                f"| idle worker, {name}: statements/min on an empty queue "
+                f"(as the database counts them) "
+                f"| {load('ours, defaults')} | `db_worker` {load('db_worker (interval 1 s)')}; "
+                f"`--interval 0.1` {load('db_worker --interval 0.1')} "
+                f"| {ratio(quiet, peer, 'db_worker')} |"
+            )
+    return lines
+
+
 def load(env: dict[str, str]) -> str:
     """The 1-minute load average at the start, and at the end where it was recorded."""
     first = env["load"].split(",")[0]
@@ -209,7 +259,7 @@ def measured(results: dict[str, dict[str, Any]]) -> str:
     runs = ", ".join(
         f"{name} {data['env']['date']} (load average {load(data['env'])})"
         for name, data in results.items()
-        if name in ("output", "console", "taskworker", "startup", "server")
+        if name in ("output", "console", "taskworker", "latency", "startup", "server")
     )
     return (
         f"_{env['machine']}; Python {env['python']}, Django {env['django']}, "

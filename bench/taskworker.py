@@ -21,7 +21,8 @@ What it does
   on 127.0.0.1:5432 (trust auth, user postgres) in a scratch database ``prodserver_bench_<pid>``
   created here and dropped at the end. No server or no psycopg: a skip row says why.
 * A throwaway project with a tiny app ``benchapp`` (tasks ``noop(n)`` and ``sleep50(n)``) and one
-  settings module per ``CONN_MAX_AGE``, migrated with ``python -m django migrate``.
+  settings module per ``CONN_MAX_AGE``, migrated with ``python -m django migrate`` (the project
+  of ``bench/taskproject.py``, shared with ``bench/latency.py``).
 * Each run empties the result table, enqueues the workload with the real ``.enqueue()`` in one
   transaction, then starts the worker(s) and polls the number of finished tasks every 50 ms
   until all are done. The main number is the steady throughput between 10 % and 90 % done.
@@ -50,24 +51,18 @@ percent: compare the columns of one run, not runs of different days.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import taskproject
 from bench.harness import (
-    PG_DSN,
     Column,
     Reaper,
     Report,
@@ -78,56 +73,19 @@ from bench.harness import (
     trap_signals,
     tree_cpu,
 )
-from bench.harness import REPO as ROOT
+from bench.taskproject import (
+    Database,
+    db_worker_argv,
+    ours_argv,
+    postgres_database,
+    sqlite_database,
+    write_project,
+)
 
-TABLE = "django_tasks_database_dbtaskresult"
 POLL = 0.05
 AGES = (0, 600)  # db_worker's CONN_MAX_AGE: Django's default, and persistent connections
 
-# -- the throwaway project ----------------------------------------------------------------------
-
-SETTINGS = """\
-import importlib.util
-
-SECRET_KEY = "bench"
-DEBUG = False
-USE_TZ = True
-INSTALLED_APPS = (
-    ["django_tasks"] if importlib.util.find_spec("django.tasks") is None else []
-) + ["django_tasks_db", "benchapp"]
-TASKS = {{"default": {{"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}}}
-DATABASES = {{"default": {database!r}}}
-"""
-
-TASKS = """\
-import os
-import time
-
-try:
-    from django.tasks import task
-except ImportError:
-    from django_tasks import task
-
-
-def ran(n):
-    \"\"\"One line per run in the runs file: what tells a task run twice from one run once.\"\"\"
-    fd = os.open(os.environ["BENCH_RUNS"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, b"%d\\n" % n)
-    finally:
-        os.close(fd)
-
-
-@task()
-def noop(n):
-    ran(n)
-
-
-@task()
-def sleep50(n):
-    time.sleep(0.05)
-    ran(n)
-"""
+# -- the bulk enqueue (the project itself: bench/taskproject.py) --------------------------------
 
 ENQUEUE = """\
 import sys
@@ -145,174 +103,6 @@ with transaction.atomic():
     for n in range(count):
         task.enqueue(n)
 """
-
-MANAGE = """\
-import sys
-
-from django.core.management import execute_from_command_line
-
-execute_from_command_line(sys.argv)
-"""
-
-
-def write_project(folder: Path) -> None:
-    (folder / "benchapp").mkdir()
-    (folder / "benchapp" / "__init__.py").write_text("")
-    (folder / "benchapp" / "tasks.py").write_text(TASKS)
-    (folder / "enqueue.py").write_text(ENQUEUE)
-    (folder / "manage.py").write_text(MANAGE)
-
-
-class Conn(Protocol):
-    def execute(self, sql: str, /) -> Any: ...
-
-    def close(self) -> None: ...
-
-
-@dataclass
-class Database:
-    """One database under test: a settings module per CONN_MAX_AGE, a connection for polling."""
-
-    name: str
-    folder: Path
-    connect: Callable[[], Conn]
-    truncate: str
-    conn: Conn | None = None
-
-    def write_settings(self, database: dict[str, Any]) -> None:
-        for age in AGES:
-            module = self.folder / f"settings_{self.name}_{age}.py"
-            module.write_text(SETTINGS.format(database={**database, "CONN_MAX_AGE": age}))
-
-    def env(self, age: int = 0) -> dict[str, str]:
-        env = dict(os.environ)
-        env["DJANGO_SETTINGS_MODULE"] = f"settings_{self.name}_{age}"
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(self.folder), str(ROOT), env.get("PYTHONPATH", "")) if p
-        )
-        env["PYTHONUNBUFFERED"] = "1"
-        env["BENCH_RUNS"] = str(self.runs_file)
-        return env
-
-    @property
-    def runs_file(self) -> Path:
-        return self.folder / f"runs-{self.name}.txt"
-
-    def django(self, *args: str) -> None:
-        subprocess.run(
-            [sys.executable, *args],
-            cwd=self.folder,
-            env=self.env(),
-            check=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-        )
-
-    def query(self, sql: str) -> list[tuple[Any, ...]]:
-        if self.conn is None:
-            self.conn = self.connect()
-        for attempt in range(50):  # SQLite: a writer may hold the lock for a moment
-            try:
-                cursor = self.conn.execute(sql)
-                return list(cursor.fetchall()) if cursor.description else []
-            except sqlite3.OperationalError:
-                if attempt == 49:
-                    raise
-                time.sleep(0.01)
-        return []
-
-    def finished(self) -> tuple[int, int]:
-        counts = dict(
-            self.query(
-                f"SELECT status, COUNT(*) FROM {TABLE} "
-                "WHERE status IN ('SUCCESSFUL', 'FAILED') GROUP BY status"
-            )
-        )
-        return int(counts.get("SUCCESSFUL", 0)), int(counts.get("FAILED", 0))
-
-    def reset(self) -> None:
-        self.query(self.truncate)
-        self.runs_file.unlink(missing_ok=True)
-
-    def exactly_once(self, count: int) -> str:
-        """ "" when every task is SUCCESSFUL, ran by one worker id and recorded one run."""
-        problems = []
-        results = self.query(f"SELECT status, worker_ids FROM {TABLE}")
-        statuses = Counter(status for status, _ in results)
-        if statuses != Counter({"SUCCESSFUL": count}):
-            problems.append(", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
-        ids = [w if isinstance(w, list) else json.loads(w) for _, w in results]
-        several = sum(1 for w in ids if len(w) != 1)
-        if several:
-            problems.append(f"{several} without exactly one worker id")
-        text = self.runs_file.read_text() if self.runs_file.exists() else ""
-        runs = Counter(int(n) for n in text.split())
-        twice = sum(1 for n in runs.values() if n > 1)
-        if twice:
-            problems.append(f"{twice} ran twice")
-        if len(runs) != count:
-            problems.append(f"{count - len(runs)} never ran")
-        return "; ".join(problems)
-
-    def close(self) -> None:
-        if self.conn is not None:
-            with contextlib.suppress(Exception):
-                self.conn.close()
-            self.conn = None
-
-
-def sqlite_database(folder: Path) -> Database:
-    path = folder / "bench.sqlite3"
-
-    def connect() -> Conn:
-        return sqlite3.connect(path, timeout=20, isolation_level=None)
-
-    database = Database("sqlite", folder, connect, f"DELETE FROM {TABLE}")
-    database.write_settings(
-        {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path), "OPTIONS": {"timeout": 20}}
-    )
-    return database
-
-
-@contextlib.contextmanager
-def postgres_database(folder: Path) -> Iterator[Database | str]:
-    """A scratch database, dropped on the way out; a string says why there is none."""
-    try:
-        import psycopg
-    except ImportError:
-        yield "psycopg not installed (.venv/bin/pip install 'psycopg[binary]')"
-        return
-    name = f"prodserver_bench_{os.getpid()}"
-    try:
-        admin = psycopg.connect(f"{PG_DSN} dbname=postgres", autocommit=True, connect_timeout=3)
-    except psycopg.Error as e:
-        yield f"no server ({PG_DSN}): {str(e).strip().splitlines()[0]}"
-        return
-    try:
-        admin.execute(f'CREATE DATABASE "{name}"')
-
-        def connect() -> Conn:
-            return psycopg.connect(f"{PG_DSN} dbname={name}", autocommit=True)
-
-        database = Database("postgresql", folder, connect, f"TRUNCATE {TABLE}")
-        database.write_settings(
-            {
-                "ENGINE": "django.db.backends.postgresql",
-                "NAME": name,
-                "USER": "postgres",
-                "HOST": "127.0.0.1",
-                "PORT": "5432",
-            }
-        )
-        try:
-            yield database
-        finally:
-            database.close()
-    finally:
-        with contextlib.suppress(psycopg.Error):
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
 
 # -- workers ------------------------------------------------------------------------------------
 
@@ -335,37 +125,24 @@ class Config:
     def argvs(self, interval: float | None) -> list[list[str]]:
         every = [] if interval is None else ["--interval", str(interval)]
         if self.worker == "db_worker":
-            one = [sys.executable, "manage.py", "db_worker", "--no-reload", "--no-startup-delay"]
-            return [[*one, *every, "--queue-name", "default"]] * self.processes
+            return [db_worker_argv(*every)] * self.processes
         return [
-            [
-                sys.executable,
-                "-m",
-                "backends.taskworker",
+            ours_argv(
                 f"--processes={self.processes}",
                 f"--threads={self.threads}",
                 "--queue-name=default",
                 "--no-startup-delay",
                 *every,
-            ]
+            )
         ]
 
 
 def start(
     database: Database, config: Config, interval: float | None, log: Path
 ) -> list[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        return [
-            REAPER.start(
-                argv,
-                cwd=database.folder,
-                env=database.env(config.age),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-            for argv in config.argvs(interval)
-        ]
+    return taskproject.start(
+        REAPER, database, config.argvs(interval), database.env(config.age), log
+    )
 
 
 # -- measuring ----------------------------------------------------------------------------------
@@ -619,11 +396,11 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="taskworker-bench-"))
     code = 0
     try:
-        write_project(folder)
+        write_project(folder, {"enqueue.py": ENQUEUE})
         if not options.no_sqlite:
-            bench_database(sqlite_database(folder), options, report, rows, wide)
+            bench_database(sqlite_database(folder, AGES), options, report, rows, wide)
         if not options.no_postgres:
-            with postgres_database(folder) as pg:
+            with postgres_database(folder, AGES) as pg:
                 if isinstance(pg, str):
                     log(f"postgresql: skipped: {pg}")
                     rows.add(database="postgresql", worker=f"skipped: {pg}")
