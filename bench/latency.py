@@ -36,7 +36,8 @@ What it does
   task has run it watches the runs file, not the database, so its reads cannot delay a claim
   on SQLite. Every run checks exactly once: every result SUCCESSFUL with one worker id, each
   task's run recorded once; a run that fails it says so in its row and the script exits 1.
-* Idle run: the worker on an empty queue; after ``--settle`` seconds, statements counted over
+* Idle run: the worker on an empty queue; after ``--settle`` seconds (12: PostgreSQL reports
+  an idle backend's counts up to 10 s late, so the start-up stays out), statements counted over
   ``--idle`` seconds, identically for every worker: each process of the project counts what its
   Django connections execute (an ``execute_wrapper`` installed on every connection; the
   ``benchcount`` app of taskproject.py). What a wrapper cannot see is counted by the database:
@@ -46,7 +47,7 @@ What it does
   the window (the bench reads the statistics from another one; autovacuum may add a visit).
 * Medians of ``--repeat`` runs (3) per row.
 
-Run from the repository root (about 20 minutes: 3 rounds of 8 latency and 6 idle runs of
+Run from the repository root (about 22 minutes: 3 rounds of 8 latency and 6 idle runs of
 30 s; ``--quick``, one round of 10 s runs, about 3)::
 
     .venv/bin/python bench/latency.py --json bench/results/latency.json
@@ -416,7 +417,9 @@ def arguments() -> argparse.Namespace:
         "--seconds", type=float, help="enqueueing time per run, s (default 30, quick 10)"
     )
     p.add_argument("--idle", type=float, help="idle counting window, s (default 30, quick 10)")
-    p.add_argument("--settle", type=float, default=5.0, help="idle: wait before counting, s")
+    # PostgreSQL (15) sends an idle backend's counts to pg_stat_database up to 10 s late: a
+    # shorter settle counted the start-up's transactions inside the window.
+    p.add_argument("--settle", type=float, default=12.0, help="idle: wait before counting, s")
     p.add_argument("--repeat", type=int, help="runs per row, median reported (default 3)")
     p.add_argument("--timeout", type=float, default=60.0, help="wait for the last tasks, s")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
