@@ -17,7 +17,13 @@ django-tasks-db's ``manage.py db_worker`` at its default ``--interval`` of 1 s a
   than db_worker's default (p50 and p95 within 10 %);
 * idle database load on an empty queue: statements per minute. Target: ours fewer than
   db_worker's default on every count, by 10 % at least (a tie of two 1 s pollers must not
-  pass on the jitter of the window).
+  pass on the jitter of the window);
+* a burst of 10,000 tasks, in one transaction (PostgreSQL folds its notifications into one
+  ring) and in one transaction each (10,000 rings), on ours 2 processes x 4 threads with push
+  and with ``--wake poll``: statements per task, claims that found nothing included, and tasks
+  per second. Target: no thundering herd: a ring wakes one idle thread per process, never
+  every idle thread, so push adds at most one empty claim per task per other process to
+  polling's statements (2 statements); every task exactly once.
 
 What it does
 ------------
@@ -47,8 +53,8 @@ What it does
   the window (the bench reads the statistics from another one; autovacuum may add a visit).
 * Medians of ``--repeat`` runs (3) per row.
 
-Run from the repository root (about 22 minutes: 3 rounds of 8 latency and 6 idle runs of
-30 s; ``--quick``, one round of 10 s runs, about 3)::
+Run from the repository root (about 30 minutes: 3 rounds of 8 latency and 6 idle runs of
+30 s and 8 bursts; ``--quick``, one round of 10 s runs and bursts of 2,000, about 5)::
 
     .venv/bin/python bench/latency.py --json bench/results/latency.json
     .venv/bin/python bench/latency.py --quick --no-postgres
@@ -109,7 +115,8 @@ REAPER = Reaper()  # every process started: killed on any exit
 
 PRODUCER = """\
 \"\"\"Enqueue a warm-up task and wait for it, then noop(0..count-1) at rate per second,
-each in its own transaction (autocommit, as a web request would).\"\"\"
+each in its own transaction (autocommit, as a web request would); rate inf: back to back;
+rate 0: all in one transaction.\"\"\"
 
 import sys
 import time
@@ -120,6 +127,8 @@ django.setup()
 
 from benchapp.tasks import noop
 
+from django.db import transaction
+
 rate, count = float(sys.argv[1]), int(sys.argv[2])
 warm = noop.enqueue(count)
 deadline = time.monotonic() + float(sys.argv[3])
@@ -129,9 +138,15 @@ while warm.status != "SUCCESSFUL":
     time.sleep(0.02)
     warm.refresh()
 time.sleep(1.0)  # the worker back to waiting
+if rate == 0:  # a burst: all at once, in one transaction
+    with transaction.atomic():
+        for n in range(count):
+            noop.enqueue(n)
+    sys.exit()
 began = time.monotonic()
 for n in range(count):
-    time.sleep(max(0.0, began + n / rate - time.monotonic()))
+    if rate != float("inf"):  # inf: a burst of transactions, one per task, back to back
+        time.sleep(max(0.0, began + n / rate - time.monotonic()))
     noop.enqueue(n)
 """
 
@@ -154,6 +169,18 @@ OURS_POLL = Worker(
 DB_WORKER = Worker("db_worker (interval 1 s)", tuple(db_worker_argv()))
 DB_WORKER_FAST = Worker("db_worker --interval 0.1", tuple(db_worker_argv("--interval", "0.1")))
 LATENCY_WORKERS = [OURS, OURS_POLL, DB_WORKER, DB_WORKER_FAST]
+BURST_SHAPE = ("--processes", "2", "--threads", "4")
+BURST_PUSH = Worker("ours 2 x 4", tuple(ours_argv("--no-startup-delay", *BURST_SHAPE)))
+BURST_POLL = Worker(
+    "ours 2 x 4 --wake poll",
+    tuple(ours_argv("--no-startup-delay", *BURST_SHAPE, "--wake", "poll")),
+    True,
+)
+BURSTS = {"one transaction": 0.0, "one transaction each": float("inf")}
+#: No thundering herd: a ring wakes at most one idle thread per process, so push may add at
+#: most one claim that finds nothing per task for each other process (2 processes: one). An
+#: empty claim is at most 2 statements (the claim and, on PostgreSQL, the look at free slots).
+HERD_BOUND = 2.0 * (int(BURST_SHAPE[1]) - 1)
 IDLE_WORKERS = [OURS, DB_WORKER, DB_WORKER_FAST]
 
 
@@ -196,36 +223,48 @@ def waits_ms(rows: list[tuple[Any, ...]], warm_up: int) -> list[float]:
     return waits
 
 
-def latency_run(
-    database: Database, worker: Worker, options: argparse.Namespace, logs: Path
-) -> Latency:
-    count = round(options.rate * options.seconds)
-    run = Latency()
+def produce(
+    database: Database,
+    worker: Worker,
+    rate: float,
+    count: int,
+    within: float,
+    log_file: Path,
+    env: dict[str, str],
+) -> str:
+    """Run ``worker`` while the producer enqueues ``count`` tasks at ``rate``, until every
+    task (and the warm-up) has finished; what went wrong, or ""."""
     database.reset()
-    env = database.env(AGE)
-    log_file = logs / f"latency-{database.name}-{worker.slug}.log"
     workers = start(REAPER, database, [list(worker.argv)], env, log_file)
-    argv = [sys.executable, "producer.py", str(options.rate), str(count), str(WARM_UP)]
+    argv = [sys.executable, "producer.py", str(rate), str(count), str(WARM_UP)]
     producer = start(REAPER, database, [argv], env, log_file)[0]
     try:
-        deadline = time.monotonic() + WARM_UP + options.seconds + options.timeout
+        deadline = time.monotonic() + WARM_UP + within
         while True:  # progress from the runs file: the bench's reads stay out of SQLite's way
             ran = database.ran()
             if ran > count and sum(database.finished()) > count:  # the warm-up too
-                break
+                return ""
             if producer.poll() not in (None, 0):
-                run.error = f"producer failed ({ran} ran), see {log_file}"
-                break
+                return f"producer failed ({ran} ran), see {log_file}"
             if workers[0].poll() is not None:
-                run.error = f"worker exited ({ran} ran), see {log_file}"
-                break
+                return f"worker exited ({ran} ran), see {log_file}"
             if time.monotonic() > deadline:
-                run.error = f"timeout ({ran} of {count + 1} ran)"
-                break
+                return f"timeout ({ran} of {count + 1} ran)"
             time.sleep(POLL)
     finally:
         terminate(workers)
         terminate([producer])
+
+
+def latency_run(
+    database: Database, worker: Worker, options: argparse.Namespace, logs: Path
+) -> Latency:
+    count = round(options.rate * options.seconds)
+    log_file = logs / f"latency-{database.name}-{worker.slug}.log"
+    within = options.seconds + options.timeout
+    run = Latency(
+        error=produce(database, worker, options.rate, count, within, log_file, database.env(AGE))
+    )
     waits = waits_ms(
         database.query(f"SELECT args_kwargs, enqueued_at, started_at FROM {TABLE}"), count
     )
@@ -233,6 +272,47 @@ def latency_run(
         run.p50, run.p95, run.max = percentile(waits, 50), percentile(waits, 95), max(waits)
     run.once = database.exactly_once(count + 1)
     return run
+
+
+# -- one burst run ------------------------------------------------------------------------------
+
+
+@dataclass
+class Burst:
+    per_task: float = float("nan")  # Django statements per task, the warm-up's included
+    rate: float = float("nan")  # tasks per second, first enqueue to last finish
+    error: str = ""
+    once: str = ""
+
+    def describe(self) -> str:
+        found = self.error or f"{self.per_task:.2f} statements/task, {self.rate:,.0f} tasks/s"
+        return found + (f"; NOT EXACTLY ONCE: {self.once}" if self.once else "")
+
+
+def burst_run(
+    database: Database, worker: Worker, rate: float, options: argparse.Namespace, logs: Path
+) -> Burst:
+    counts = logs / f"counts-{next(COUNT_DIRS)}"
+    counts.mkdir()
+    env = database.env(AGE, BENCH_COUNT_DIR=str(counts))
+    log_file = logs / f"burst-{database.name}-{worker.slug}.log"
+    run = Burst(
+        error=produce(database, worker, rate, options.burst, options.timeout * 5, log_file, env)
+    )
+    rows = database.query(f"SELECT args_kwargs, enqueued_at, finished_at FROM {TABLE}")
+    burst = [(moment(e), moment(f)) for a, e, f in rows if f is not None and not warm(a, options)]
+    if not run.error and burst:
+        run.per_task = statement_counts(counts)[0] / (options.burst + 1)
+        took = max(f for _, f in burst) - min(e for e, _ in burst)
+        run.rate = len(burst) / max(1e-3, took.total_seconds())
+    run.once = database.exactly_once(options.burst + 1)
+    return run
+
+
+def warm(args_kwargs: Any, options: argparse.Namespace) -> bool:
+    """Whether a row is the producer's warm-up task (its argument is the task count)."""
+    args = args_kwargs if isinstance(args_kwargs, dict) else json.loads(args_kwargs)
+    return bool(args["args"] == [options.burst])
 
 
 # -- one idle run -------------------------------------------------------------------------------
@@ -303,6 +383,19 @@ IDLE_COLUMNS = [
     Column("counted", "counted by the database/min", "{:,.1f}", right=True),
     Column("ratio", "vs db_worker (interval 1 s)", "{:.2f}x", right=True),
     Column("runs", "runs", right=True),
+    Column("target", "target"),
+    Column("ok", "ok"),
+]
+
+
+BURST_COLUMNS = [
+    Column("database", "database"),
+    Column("burst", "enqueued"),
+    Column("worker", "worker"),
+    Column("per_task", "statements/task", "{:.2f}", right=True),
+    Column("rate", "tasks/s", "{:,.0f}", right=True),
+    Column("runs", "runs", right=True),
+    Column("once", "exactly once"),
     Column("target", "target"),
     Column("ok", "ok"),
 ]
@@ -385,6 +478,40 @@ def idle_rows(report: Report, db: str, results: dict[Worker, list[Idle]]) -> Non
         )
 
 
+def burst_rows(
+    report: Report, db: str, results: dict[tuple[str, Worker], list[Burst]], skipped: set[Worker]
+) -> None:
+    table = report.tables[2]
+    medians = {
+        k: {f: median([getattr(r, f) for r in rs]) for f in ("per_task", "rate")}
+        for k, rs in results.items()
+    }
+    for (burst, worker), runs in results.items():
+        if worker in skipped:
+            table.add(database=db, burst=burst, worker=f"{worker.label}: {WAKE_MISSING}")
+            continue
+        once = "; ".join(sorted({r.once for r in runs if r.once}))
+        if once:
+            report.failed.append(f"{db} burst {burst} {worker.label}: {once}")
+        errors = [r.error for r in runs if r.error]
+        target, passed = "", None
+        ours, polled = medians[burst, worker]["per_task"], medians[burst, BURST_POLL]["per_task"]
+        if worker is BURST_PUSH and ours is not None and polled is not None:
+            target = f"statements/task <= polling's + {HERD_BOUND:g}"
+            passed = ours <= polled + HERD_BOUND
+        table.add(
+            database=db,
+            burst=burst,
+            worker=worker.label,
+            per_task=errors[0] if errors else ours,
+            rate=medians[burst, worker]["rate"],
+            runs=f"{len(runs) - len(errors)}/{len(runs)}",
+            once=f"NO: {once}" if once else "yes",
+            target=target,
+            ok=verdict(passed),
+        )
+
+
 def rows_for(
     report: Report, db: str, results: dict[str, list[Any]], skipped: dict[str, str]
 ) -> None:
@@ -400,6 +527,13 @@ def rows_for(
         {w: skipped[key("latency", w)] for w in LATENCY_WORKERS if key("latency", w) in skipped},
     )
     idle_rows(report, db, {w: results[key("idle", w)] for w in IDLE_WORKERS})
+    bursts = {(b, w): f"{db} burst {b} {w.label}" for b in BURSTS for w in (BURST_PUSH, BURST_POLL)}
+    burst_rows(
+        report,
+        db,
+        {k: results[name] for k, name in bursts.items()},
+        {w for (_, w), name in bursts.items() if name in skipped},
+    )
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -420,6 +554,7 @@ def arguments() -> argparse.Namespace:
     # PostgreSQL (15) sends an idle backend's counts to pg_stat_database up to 10 s late: a
     # shorter settle counted the start-up's transactions inside the window.
     p.add_argument("--settle", type=float, default=12.0, help="idle: wait before counting, s")
+    p.add_argument("--burst", type=int, help="tasks per burst (default 10,000, quick 2,000)")
     p.add_argument("--repeat", type=int, help="runs per row, median reported (default 3)")
     p.add_argument("--timeout", type=float, default=60.0, help="wait for the last tasks, s")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
@@ -428,7 +563,8 @@ def arguments() -> argparse.Namespace:
     options.repeat = options.repeat or (1 if options.quick else 3)
     options.seconds = options.seconds or (10.0 if options.quick else 30.0)
     options.idle = options.idle or (10.0 if options.quick else 30.0)
-    for name in ("rate", "seconds", "idle"):
+    options.burst = options.burst or (2000 if options.quick else 10000)
+    for name in ("rate", "seconds", "idle", "burst"):
         if not getattr(options, name) > 0:
             p.error(f"--{name} must be more than 0")
     if options.repeat < 1:
@@ -436,7 +572,7 @@ def arguments() -> argparse.Namespace:
     return options
 
 
-Peers = list[tuple[str, Callable[[], Latency | Idle]]]
+Peers = list[tuple[str, Callable[[], Latency | Idle | Burst]]]
 
 
 def peers_of(database: Database, options: argparse.Namespace, logs: Path, wake: bool) -> Peers:
@@ -453,9 +589,22 @@ def peers_of(database: Database, options: argparse.Namespace, logs: Path, wake: 
     def idle(worker: Worker) -> Callable[[], Idle]:
         return lambda: idle_run(database, worker, options, logs)
 
+    def burst(worker: Worker, rate: float) -> Callable[[], Burst]:
+        def run() -> Burst:
+            if worker.wake and not wake:
+                raise Skip(WAKE_MISSING)
+            return burst_run(database, worker, rate, options, logs)
+
+        return run
+
     return [
         *((f"{database.name} latency {w.label}", latency(w)) for w in LATENCY_WORKERS),
         *((f"{database.name} idle {w.label}", idle(w)) for w in IDLE_WORKERS),
+        *(
+            (f"{database.name} burst {b} {w.label}", burst(w, rate))
+            for b, rate in BURSTS.items()
+            for w in (BURST_PUSH, BURST_POLL)
+        ),
     ]
 
 
@@ -482,6 +631,18 @@ def main() -> int:
         "(execute_wrapper);",
         "counted by the database = SQLite: every statement the library ran for them, COMMIT "
         "included; PostgreSQL: commits + rollbacks in the scratch database (pg_stat_database).",
+    ]
+    bursts = report.table(
+        f"A burst: {options.burst:,} noop tasks enqueued at once, ours {' '.join(BURST_SHAPE)} "
+        f"(median of {options.repeat}, CONN_MAX_AGE=600)",
+        BURST_COLUMNS,
+    )
+    bursts.notes += [
+        "statements/task = every statement the worker's Django connections executed (claims "
+        "that found nothing included), per task;",
+        "each ring wakes at most one idle thread per process (a thread that claims wakes the "
+        "next): push may add one empty claim per task per other process, never one per idle "
+        "thread.",
     ]
     wake = wake_supported()
     log(f"--wake: {'supported' if wake else 'not supported by this worker'}")
