@@ -13,8 +13,9 @@ unchanged; only timers are put around it:
 * ``run ms``: running the task (django-tasks-db's ``run_task``: import, signals, the call,
   ``done`` logging) less its save; ``save ms``: ``set_successful`` (the result's UPDATE);
 * ``cpu ms``: the process's CPU time per task (client side only; the server's is not counted);
-* ``round trips``: PostgreSQL: messages that make the client wait for the server (``Sync``
-  and simple ``Query``), counted from libpq's own protocol trace in a separate, traced run;
+* ``round trips``: PostgreSQL: the times the client sent and then read the server's answer
+  (a run of frontend messages followed by backend ones in libpq's own protocol trace, so a
+  pipeline's batch counts once), in a separate, traced run;
   SQLite: statements executed (``sqlite3`` trace callback), BEGIN and COMMIT included.
 
 Logging is as each worker does it at its default verbosity (db_worker: django-tasks' two
@@ -44,7 +45,6 @@ from bench.harness import Column, Report, log, median, trap_signals
 from bench.taskworker import Database, postgres_database, sqlite_database, write_project
 
 WORKERS = ("db_worker", "ours")
-ROUND_TRIP_MESSAGES = ("Sync", "Query")  # the frontend messages the client then waits on
 
 
 # -- the child: one worker, in this process -----------------------------------------------------
@@ -79,11 +79,13 @@ class Counter:
         if not self.trace_path.exists():
             return self.statements
         trips = 0
+        sending = False
         with self.trace_path.open(encoding="utf-8", errors="replace") as lines:
             for line in lines:
-                parts = line.split("\t")
-                if len(parts) > 2 and parts[0] == "F" and parts[2].strip() in ROUND_TRIP_MESSAGES:
+                direction = line[:1]
+                if direction == "B" and sending:
                     trips += 1
+                sending = direction == "F" or (sending and direction != "B")
         return trips
 
 
@@ -261,7 +263,7 @@ def main() -> int:
     table.notes += [
         "claim ms = the loop outside run_task; run ms = run_task less the save; "
         "cpu = the worker process's;",
-        "round trips: PostgreSQL Sync/Query messages (libpq trace), SQLite statements.",
+        "round trips: PostgreSQL sends answered (libpq trace), SQLite statements.",
     ]
     folder = Path(tempfile.mkdtemp(prefix="taskcost-bench-"))
     try:

@@ -1,0 +1,104 @@
+"""The worker's one-statement claim and save (backends/taskworker/claims.py) against
+django-tasks-db's own, on real SQLite and PostgreSQL: the same task first, the same fields
+written (worker ids byte for byte as the ORM writes them), the latch asked before the commit,
+the conditional save, and no row claimed twice by two processes claiming at once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import POSTGRES
+from helpers import enqueue, query, run_json, statuses
+
+SCENARIO = Path(__file__).resolve().parent / "fixtures" / "claims_scenario.py"
+REPO = Path(__file__).resolve().parent.parent
+DATABASES = pytest.mark.parametrize("djproject", ["sqlite", POSTGRES], indirect=True)
+
+
+def scenario(djproject: Path, *args: str) -> Any:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(djproject), str(REPO)])}
+    return run_json([sys.executable, str(SCENARIO), *args], djproject, env)
+
+
+@DATABASES
+@pytest.mark.parametrize(
+    ("queues", "excluded"),
+    [("default", ""), ("default,other", ""), ("*", ""), ("*", "other"), ("*", "default,third")],
+)
+def test_claims_come_in_django_tasks_db_s_order(
+    djproject: Path, queues: str, excluded: str
+) -> None:
+    """Priority first, then run_after, then enqueue time; not-yet-due tasks and other
+    queues never; each claim writes RUNNING, started_at and the worker id appended."""
+    found = scenario(djproject, "order", queues, excluded)
+    expected, got = found["expected"], found["got"]
+    assert got == expected
+    assert len(got) > 2 and got[-1] is None  # claimed some, then found none left
+    for written in found["written"]:
+        assert written["status"] == "RUNNING"
+        assert written["worker_ids"][-1].startswith("test:")
+        assert written["raw_worker_ids"] == written["dumps"]  # as the ORM writes it
+        assert written["started_at_matches"] and written["started_recently"]
+        assert all(written["returned_equals_row"])
+        assert written["orm_exact_lookup"] == 1
+    requeued = [w["worker_ids"] for w in found["written"] if len(w["worker_ids"]) > 1]
+    if queues != "default,other" and "default" not in excluded:
+        assert [ids[0] for ids in requeued] == ["old:1"]  # appended, not replaced
+
+
+@DATABASES
+def test_a_refused_claim_writes_nothing(djproject: Path) -> None:
+    """The latch is asked once, with the row in hand; refused, the row is as it was."""
+    found = scenario(djproject, "refused")
+    assert found == {
+        "claimed": False,
+        "asked": 1,
+        "status": "READY",
+        "worker_ids": [],
+        "started_at": False,
+    }
+
+
+@DATABASES
+def test_a_result_is_saved_only_to_its_own_claim(djproject: Path) -> None:
+    found = scenario(djproject, "save")
+    assert found["saved"] is True
+    assert found["row"] == ["SUCCESSFUL", {"sum": [1, 2], "text": "é"}, True]
+    assert found["requeued_saved"] is False
+    assert found["requeued_row"] == ["READY", None, None]
+
+
+@DATABASES
+def test_two_processes_claiming_at_once_never_take_one_row_twice(djproject: Path) -> None:
+    count = 400
+    enqueue(djproject, f"for n in range({count}):\n    tasks.noop.enqueue()")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(djproject), str(REPO)])}
+    racers = [
+        subprocess.Popen(
+            [sys.executable, str(SCENARIO), "race"],
+            cwd=djproject,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [racer.communicate(timeout=120)[0] for racer in racers]
+    assert [racer.returncode for racer in racers] == [0, 0, 0], outputs
+    import json
+
+    claimed = [json.loads(out.strip().splitlines()[-1])["got"] for out in outputs]
+    every = Counter(task for got in claimed for task in got)
+    assert len(every) == count and set(every.values()) == {1}
+    assert all(len(got) > 0 for got in claimed), [len(got) for got in claimed]  # they raced
+    assert statuses(djproject) == {"RUNNING": count}
+    ids = query(djproject, "select worker_ids from django_tasks_database_dbtaskresult")
+    lengths = Counter(len(json.loads(w) if isinstance(w, str) else w) for (w,) in ids)
+    assert lengths == Counter({1: count})
