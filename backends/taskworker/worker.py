@@ -4,8 +4,9 @@ Running a task is django-tasks-db's ``Worker.run_task``. The claim and the resul
 take the task django-tasks-db would and write what it writes, each in one statement on SQLite
 and PostgreSQL (`claims`: they cost a third of the CPU and, on PostgreSQL, three round trips a
 task instead of five); on other databases the claim is its own queryset, ``get_locked`` and
-``claim``. The loop around them is ours, for three reasons. Waiting: ``Worker.run`` sleeps with ``time.sleep``,
-so a retired or draining thread could not leave before its interval ran out. Idle cost: with
+``claim``. The loop around them is ours, for three reasons. Waiting: ``Worker.run`` sleeps
+with ``time.sleep``, so a retired or draining thread could not leave before its interval ran
+out. Idle cost: with
 every thread polling every interval, 2 x 8 threads cost 3 % of a core on an empty queue; here
 idle threads of a process take turns (a process polls about once per interval whatever its
 thread count), and a thread that finds work wakes an idle one, so a burst still fills every
