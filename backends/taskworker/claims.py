@@ -22,12 +22,13 @@ sent none before either: it was already a queryset ``update``).
 The claim still runs in a transaction, so the pool's latch can be asked with the row written
 but not committed (`Statements.claim`'s ``admit``): refused, the transaction rolls back and
 the row was never anything but READY to anyone else. On PostgreSQL the ``BEGIN`` and the
-``UPDATE`` go in one pipeline, so a claim costs two round trips (that one and the
-``COMMIT``), not four. Server-side prepared statements are not used: Django turns them off
-(``prepare_threshold=None``) so that PgBouncer in transaction mode keeps working, and so do we.
+``UPDATE`` go in one query, so a claim costs two round trips (that one and the ``COMMIT``),
+not four. Server-side prepared statements are not used: Django turns them off
+(``prepare_threshold=None``) so that PgBouncer in transaction mode keeps working, and so do we;
+with the ORM gone from the path, parsing two short statements is not where the time goes.
 
-Only SQLite and PostgreSQL, the databases the project supports for its worker, get these;
-`for_connection` returns None for others, and the loop keeps django-tasks-db's own claim.
+Only SQLite and PostgreSQL (with psycopg 3) get these; `for_connection` returns None for other
+databases and drivers, and the loop keeps django-tasks-db's own claim there.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def for_connection(
 ) -> Statements | None:
     """The statements for a loop claiming from ``alias`` (``queues`` None: all of them)."""
     connection = connections[alias]
-    if connection.vendor not in VENDORS:
+    if connection.vendor not in VENDORS or (connection.vendor == "postgresql" and not _psycopg3()):
         return None
     meta = DBTaskResult._meta
     q = connection.ops.quote_name
@@ -200,6 +201,14 @@ def for_connection(
         converters=compiler.get_converters([f.get_col(str(meta.db_table)) for f in fields]),
         compiler=compiler,
     )
+
+
+def _psycopg3() -> bool:
+    """Whether Django drives PostgreSQL with psycopg 3 (the claim uses its ClientCursor);
+    with psycopg2 the loop keeps django-tasks-db's claim."""
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return bool(is_psycopg3)
 
 
 def _field(name: str) -> Field[Any, Any]:
