@@ -4,7 +4,8 @@ Why this exists
 ---------------
 bench/taskworker.py says how many tasks per second a worker does; this says why, per task,
 for our task loop and django-tasks-db's own ``Worker`` (what ``manage.py db_worker`` runs)
-with persistent connections (``CONN_MAX_AGE=600``), on SQLite and PostgreSQL, in one run.
+with persistent connections (``CONN_MAX_AGE=600``), on SQLite (Django's default journal, and
+WAL as ``--check`` suggests) and PostgreSQL, in one run.
 Each measurement is one thread in a child process of its own (Django is set up once per
 process), working through a queue of noop tasks in ``--batch`` mode, the loop's own code
 unchanged; only timers are put around it:
@@ -270,6 +271,7 @@ def main() -> int:
         write_project(folder)
         if not options.no_sqlite:
             bench(sqlite_database(folder), options, table)
+            bench(sqlite_database(folder, wal=True), options, table)
         if not options.no_postgres:
             with postgres_database(folder) as pg:
                 if isinstance(pg, str):

@@ -5,6 +5,7 @@ the conditional save, and no row claimed twice by two processes claiming at once
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import POSTGRES
-from helpers import enqueue, query, run_json, statuses
+from helpers import WORKER, enqueue, entry, query, run_json, statuses, until
 
 SCENARIO = Path(__file__).resolve().parent / "fixtures" / "claims_scenario.py"
 REPO = Path(__file__).resolve().parent.parent
@@ -103,3 +104,41 @@ def test_two_processes_claiming_at_once_never_take_one_row_twice(djproject: Path
     ids = query(djproject, "select worker_ids from django_tasks_database_dbtaskresult")
     lengths = Counter(len(json.loads(w) if isinstance(w, str) else w) for (w,) in ids)
     assert lengths == Counter({1: count})
+
+
+@pytest.mark.parametrize("djproject", [POSTGRES], indirect=True)
+async def test_an_idle_thread_whose_connection_was_dropped_reconnects_quietly(
+    djproject: Path,
+) -> None:
+    """After a task the health check is skipped (the save just used the connection), but not
+    after waiting: a connection the server dropped while the thread idled is replaced before
+    the next claim, with no "database unavailable" and no retry delay."""
+    enqueue(djproject, "tasks.noop.enqueue()")
+    args = {"queue": "default", "interval": "3"}  # one poll in 3 s: the drop lands in a wait
+    launch = entry(djproject, "worker", WORKER, args).launch()
+    proc = await asyncio.create_subprocess_exec(
+        *launch.argv,
+        cwd=launch.cwd,
+        env={**os.environ, **launch.env},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        await until(lambda: statuses(djproject) == {"SUCCESSFUL": 1}, 30, "the first task")
+        await asyncio.sleep(0.5)  # past the empty claim that follows a task: now it waits
+        dropped = query(
+            djproject,
+            "select count(pg_terminate_backend(pid)) from pg_stat_activity "
+            "where datname = current_database() and pid <> pg_backend_pid() "
+            "and backend_type = 'client backend'",
+        )
+        assert dropped[0][0] >= 1
+        enqueue(djproject, "tasks.noop.enqueue()")
+        await until(lambda: statuses(djproject) == {"SUCCESSFUL": 2}, 30, "the second task")
+    finally:
+        proc.terminate()
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
+    text = out.decode()
+    assert "database unavailable" not in text, text
+    assert text.count(" done ") == 2, text
