@@ -23,7 +23,9 @@ connections (``CONN_MAX_AGE=600``), and checks that every task ran exactly once.
 
 What it does
 ------------
-* Databases: SQLite (a file in a temporary folder, ``OPTIONS={"timeout": 20}``) and PostgreSQL
+* Databases: SQLite (a file in a temporary folder, ``OPTIONS={"timeout": 20}``; with
+  ``--sqlite-journal wal`` or ``both`` also ``init_command`` WAL, as ``--check`` suggests,
+  its rows named ``sqlite_wal``) and PostgreSQL
   on 127.0.0.1:5432 (trust auth, user postgres) in a scratch database ``prodserver_bench_<pid>``
   created here and dropped at the end. No server or no psycopg: a skip row says why.
 * A throwaway project with a tiny app ``benchapp`` (tasks ``noop(n)`` and ``sleep50(n)``) and one
@@ -620,6 +622,7 @@ def bench_database(
 
 # -- pgbench: the server's own ceiling on this machine -------------------------------------------
 
+JOURNALS = {"delete": ("delete",), "wal": ("wal",), "both": ("delete", "wal")}
 PERSISTENT_TARGET = 1.5  # ours K x 1 against K db_workers with persistent connections
 PGBENCH_TARGET = 0.60  # best PostgreSQL noop against pgbench's transactions/s / 2
 PGBENCH_CLIENTS = (2, 4, 8)
@@ -694,6 +697,12 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="one run per row, shorter idle window")
     p.add_argument("--no-postgres", action="store_true", help="SQLite only")
     p.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    p.add_argument(
+        "--sqlite-journal",
+        choices=sorted(JOURNALS),
+        default="delete",
+        help="SQLite's journal: Django's default (delete), WAL as --check suggests, or both",
+    )
     p.add_argument("--noop", type=int, default=600, help="noop tasks per run (%(default)s)")
     p.add_argument("--sleep", type=int, default=120, help="50 ms tasks per run (%(default)s)")
     p.add_argument("--idle", type=float, help="idle CPU window, s (default 10, quick 5)")
@@ -731,8 +740,9 @@ def main() -> int:
     best: dict[str, float | None] = {}  # database -> ours' best noop tasks/s
     try:
         write_project(folder)
-        if not options.no_sqlite:
-            bench_database(sqlite_database(folder), options, report, rows, wide, best)
+        for journal in () if options.no_sqlite else JOURNALS[options.sqlite_journal]:
+            database = sqlite_database(folder, wal=journal == "wal")
+            bench_database(database, options, report, rows, wide, best)
         if not options.no_postgres:
             with postgres_database(folder) as pg:
                 if isinstance(pg, str):
