@@ -273,15 +273,22 @@ class Database:
             self.conn = None
 
 
-def sqlite_database(folder: Path, ages: tuple[int, ...], apps: list[str] = APPS) -> Database:
-    path = folder / "bench.sqlite3"
+def sqlite_database(
+    folder: Path, ages: tuple[int, ...], apps: list[str] = APPS, *, wal: bool = False
+) -> Database:
+    """Django's default journal, or WAL as ``--check`` suggests (``init_command``)."""
+    name = "sqlite_wal" if wal else "sqlite"
+    path = folder / f"{name}.sqlite3"
 
     def connect() -> Conn:
         return sqlite3.connect(path, timeout=20, isolation_level=None)
 
-    database = Database("sqlite", folder, connect, f"DELETE FROM {TABLE}")
+    options: dict[str, Any] = {"timeout": 20}
+    if wal:
+        options["init_command"] = "PRAGMA journal_mode=WAL;"
+    database = Database(name, folder, connect, f"DELETE FROM {TABLE}")
     database.write_settings(
-        {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path), "OPTIONS": {"timeout": 20}},
+        {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path), "OPTIONS": options},
         ages,
         apps,
     )

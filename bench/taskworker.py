@@ -12,12 +12,20 @@ connections (``CONN_MAX_AGE=600``), and checks that every task ran exactly once.
 * PostgreSQL, noop tasks: ours with 1 process >= 3x one db_worker at ``CONN_MAX_AGE=0``;
 * noop, both databases: K processes x 1 thread never slower than K db_workers (K = 1, 2) at
   the same ``CONN_MAX_AGE=0``;
+* noop, both databases: K processes x 1 thread >= 1.5x K db_workers with persistent
+  connections (``CONN_MAX_AGE=600``): the same tasks at a time and connections kept, so
+  what is left is the cost per task (bench/taskcost.py breaks it down);
 * 50 ms tasks: 1 x 8 >= 6x one db_worker, 2 x 8 >= 10x;
+* PostgreSQL, noop: ours' best >= 60 % of pgbench's ceiling / 2 (a task is two write
+  transactions), pgbench's default TPC-B-like script run in the same run on the same server
+  at 2, 4 and 8 clients, the best of them;
 * idle (empty queue, default ``--interval`` of 1 s): ours under 1 % of one core.
 
 What it does
 ------------
-* Databases: SQLite (a file in a temporary folder, ``OPTIONS={"timeout": 20}``) and PostgreSQL
+* Databases: SQLite (a file in a temporary folder, ``OPTIONS={"timeout": 20}``; with
+  ``--sqlite-journal wal`` or ``both`` also ``init_command`` WAL, as ``--check`` suggests,
+  its rows named ``sqlite_wal``) and PostgreSQL
   on 127.0.0.1:5432 (trust auth, user postgres) in a scratch database ``prodserver_bench_<pid>``
   created here and dropped at the end. No server or no psycopg: a skip row says why.
 * A throwaway project with a tiny app ``benchapp`` (tasks ``noop(n)`` and ``sleep50(n)``) and one
@@ -51,6 +59,7 @@ percent: compare the columns of one run, not runs of different days.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -244,6 +253,7 @@ ROWS = [
     Column("rate", "tasks/s (steady)", "{:,.1f}", right=True),
     Column("ratio", "vs db_worker x 1, CONN_MAX_AGE=0", "{:.2f}x", right=True),
     Column("ratio600", "vs db_worker x 1, CONN_MAX_AGE=600", "{:.2f}x", right=True),
+    Column("same", "vs db_worker x K, CONN_MAX_AGE=600 (ours K x 1)", "{:.2f}x", right=True),
     Column("cpu", "cpu ms/task", "{:.2f}", right=True),
     Column("once", "exactly once"),
     Column("target", "target"),
@@ -278,24 +288,48 @@ def key(config: Config) -> str:
 
 def target_for(
     db: str, task: str, config: Config, steady: dict[Config, float | None]
-) -> tuple[str, bool | None]:
+) -> list[tuple[str, bool]]:
+    """The targets a row of ours has, each with whether it held."""
     rate = steady[config]
     one = steady[Config("db_worker", 1)]
     if config.worker != "ours" or rate is None or one is None:
-        return "", None
+        return []
+    found = []
     if config.threads == 1 and task == "noop":
         if db == "postgresql" and config.processes == 1:
-            return ">= 3x db_worker", rate >= 3 * one
+            found.append((">= 3x db_worker", rate >= 3 * one))
         same = steady[Config("db_worker", config.processes)]
-        return f">= db_worker x {config.processes}", same is not None and rate >= same
+        found.append((f">= db_worker x {config.processes}", same is not None and rate >= same))
+        persistent = steady[Config("db_worker", config.processes, 1, 600)]
+        found.append(
+            (
+                f">= {PERSISTENT_TARGET}x db_worker x {config.processes} persistent",
+                persistent is not None and rate >= PERSISTENT_TARGET * persistent,
+            )
+        )
     if task == "sleep50" and config.threads == 8:
         need = 6 if config.processes == 1 else 10
-        return f">= {need}x db_worker", rate >= need * one
-    return "", None
+        found.append((f">= {need}x db_worker", rate >= need * one))
+    return found
+
+
+def equal_concurrency(config: Config, steady: dict[Config, float | None]) -> float | None:
+    """Ours K x 1 against K db_workers with persistent connections: the same number of
+    tasks at a time, the same connections kept."""
+    rate = steady[config]
+    if config.worker != "ours" or config.threads != 1 or rate is None:
+        return None
+    peer = steady[Config("db_worker", config.processes, 1, 600)]
+    return rate / peer if peer else None
 
 
 def bench_database(
-    database: Database, options: argparse.Namespace, report: Report, rows: Table, wide: Table
+    database: Database,
+    options: argparse.Namespace,
+    report: Report,
+    rows: Table,
+    wide: Table,
+    best: dict[str, float | None],
 ) -> None:
     log(f"{database.name}: migrating")
     database.django("-m", "django", "migrate", "--noinput", "-v", "0")
@@ -322,7 +356,7 @@ def bench_database(
             once = "; ".join(sorted({r.once for r in rs if r.once}))
             if once:
                 report.failed.append(f"{database.name} {task} {config.label}: {once}")
-            target, passed = target_for(database.name, task, config, steady)
+            targets = target_for(database.name, task, config, steady)
             rate = steady[config]
             one, one600 = steady[Config("db_worker", 1)], steady[Config("db_worker", 1, 1, 600)]
             line[key(config)] = rate if not errors else "error"
@@ -335,12 +369,15 @@ def bench_database(
                 rate=errors[0] if errors else rate,
                 ratio=rate / one if rate and one else None,
                 ratio600=rate / one600 if rate and one600 else None,
+                same=equal_concurrency(config, steady),
                 cpu=median([r.cpu_ms for r in rs]),
                 once=f"NO: {once}" if once else "yes",
-                target=target,
-                ok="" if passed is None else "yes" if passed else "NO",
+                target="; ".join(text for text, _ in targets),
+                ok="; ".join("yes" if passed else "NO" for _, passed in targets),
             )
         wide.add(**line)
+        if task == "noop":
+            best[database.name] = max((r for c in OURS if (r := steady[c])), default=None)
     for config in IDLE_CONFIGS:
         log_file = logs / f"idle-{key(config)}.log"
         cpu = idle_cpu(database, config, options.settle, options.idle, log_file)
@@ -356,6 +393,75 @@ def bench_database(
         )
 
 
+# -- pgbench: the server's own ceiling on this machine -------------------------------------------
+
+JOURNALS = {"delete": ("delete",), "wal": ("wal",), "both": ("delete", "wal")}
+PERSISTENT_TARGET = 1.5  # ours K x 1 against K db_workers with persistent connections
+PGBENCH_TARGET = 0.60  # best PostgreSQL noop against pgbench's transactions/s / 2
+PGBENCH_CLIENTS = (2, 4, 8)
+
+
+def pgbench_binary() -> str | None:
+    """The newest server's pgbench, or one on PATH."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"), key=lambda p: p.parts[-3])
+    versions = sorted(found, key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    return str(versions[-1]) if versions else shutil.which("pgbench")
+
+
+def pgbench(database: Database, seconds: float) -> list[tuple[int, float]] | str:
+    """pgbench's default TPC-B-like script (per transaction: three single-row UPDATEs, a
+    SELECT and an INSERT; a task's claim and save are two one-row UPDATE transactions) on a
+    scale-1 data set in the scratch database: transactions/s at a few client counts, or why
+    not. A string says why it could not run."""
+    binary = pgbench_binary()
+    if binary is None:
+        return "no pgbench (/usr/lib/postgresql/*/bin or PATH)"
+    name = str(database.query("SELECT current_database()")[0][0])
+    base = [binary, "-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
+    subprocess.run([*base, "-i", "-q", "-s", "1", name], check=True, capture_output=True)
+    found = []
+    for clients in PGBENCH_CLIENTS:
+        argv = [*base, "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 1))]
+        done = subprocess.run(
+            [*argv, "-T", str(round(seconds)), name], capture_output=True, text=True, check=True
+        )
+        tps = [line for line in done.stdout.splitlines() if line.startswith("tps = ")]
+        if not tps:
+            return f"pgbench said no tps: {done.stdout[-200:]!r}"
+        found.append((clients, float(tps[-1].split()[2])))
+    database.query(
+        "DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, pgbench_history, pgbench_tellers"
+    )
+    return found
+
+
+def bench_pgbench(
+    database: Database, options: argparse.Namespace, rows: Table, best: float | None
+) -> None:
+    log("postgresql: pgbench")
+    found = pgbench(database, options.pgbench)
+    if isinstance(found, str):
+        rows.add(database="postgresql", workload="pgbench", worker=f"skipped: {found}")
+        return
+    for clients, tps in found:
+        rows.add(
+            database="postgresql",
+            workload="pgbench",
+            worker=f"pgbench TPC-B-like, {clients} clients",
+            rate=tps,
+        )
+    ceiling = max(tps for _, tps in found) / 2  # two write transactions per task
+    rows.add(
+        database="postgresql",
+        workload="noop",
+        worker="best of ours vs pgbench / 2",
+        rate=best,
+        target=f">= {PGBENCH_TARGET:.0%} of {ceiling:,.0f}/s"
+        + (f" (is {best / ceiling:.0%})" if best else ""),
+        ok="yes" if best and best >= PGBENCH_TARGET * ceiling else "NO",
+    )
+
+
 # -- main ---------------------------------------------------------------------------------------
 
 
@@ -364,12 +470,19 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="one run per row, shorter idle window")
     p.add_argument("--no-postgres", action="store_true", help="SQLite only")
     p.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    p.add_argument(
+        "--sqlite-journal",
+        choices=sorted(JOURNALS),
+        default="delete",
+        help="SQLite's journal: Django's default (delete), WAL as --check suggests, or both",
+    )
     p.add_argument("--noop", type=int, default=600, help="noop tasks per run (%(default)s)")
     p.add_argument("--sleep", type=int, default=120, help="50 ms tasks per run (%(default)s)")
     p.add_argument("--idle", type=float, help="idle CPU window, s (default 10, quick 5)")
     p.add_argument("--settle", type=float, default=5.0, help="idle: wait before measuring, s")
     p.add_argument("--repeat", type=int, help="runs per row, median reported (default 3)")
     p.add_argument("--timeout", type=float, default=300.0, help="give up on a run after, s")
+    p.add_argument("--pgbench", type=float, default=10.0, help="pgbench: seconds per client count")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
     p.add_argument("--json", metavar="PATH", help="also write the tables as JSON")
     options = p.parse_args()
@@ -392,20 +505,25 @@ def main() -> int:
         "tasks/s (steady) = between 10 % and 90 % done; wall s = worker start to all done;",
         "cpu ms/task = CPU of the worker processes per task in the steady window;",
         "exactly once = every result SUCCESSFUL with one worker id, each task's run recorded once.",
+        "vs db_worker x K = ours K x 1 against K db_workers, CONN_MAX_AGE=600: equal concurrency;",
+        "pgbench = its default TPC-B-like script, same run, same server (see pgbench()).",
     ]
     folder = Path(tempfile.mkdtemp(prefix="taskworker-bench-"))
     code = 0
+    best: dict[str, float | None] = {}  # database -> ours' best noop tasks/s
     try:
         write_project(folder, {"enqueue.py": ENQUEUE})
-        if not options.no_sqlite:
-            bench_database(sqlite_database(folder, AGES), options, report, rows, wide)
+        for journal in () if options.no_sqlite else JOURNALS[options.sqlite_journal]:
+            database = sqlite_database(folder, AGES, wal=journal == "wal")
+            bench_database(database, options, report, rows, wide, best)
         if not options.no_postgres:
             with postgres_database(folder, AGES) as pg:
                 if isinstance(pg, str):
                     log(f"postgresql: skipped: {pg}")
                     rows.add(database="postgresql", worker=f"skipped: {pg}")
                 else:
-                    bench_database(pg, options, report, rows, wide)
+                    bench_database(pg, options, report, rows, wide, best)
+                    bench_pgbench(pg, options, rows, best.get("postgresql"))
     except KeyboardInterrupt:
         log("interrupted: stopping workers, removing the scratch database and folder")
         rows.notes.append("INTERRUPTED: rows so far")

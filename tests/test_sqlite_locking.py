@@ -49,7 +49,9 @@ def test_web_and_worker_on_default_sqlite_settings_get_the_options_to_paste(
         'it at once (web 2, worker 1) without transaction_mode "IMMEDIATE" or a busy timeout '
         'of 10 s or more or WAL, so saves and tasks fail with "database is locked" — set '
         "DATABASES['default']['OPTIONS'] = {'transaction_mode': 'IMMEDIATE', 'timeout': 20, "
-        "'init_command': 'PRAGMA journal_mode=WAL;'} (Django 5.1 or later)"
+        "'init_command': 'PRAGMA journal_mode=WAL;'} (Django 5.1 or later); the task worker "
+        "does not switch WAL on by itself: it is a mode of the database file, for every program "
+        "that opens it, and needs them all on this machine's own disk"
     ]
     assert sqlite_lines(check(djproject, DJPROJECT_SQLITE_OPTIONS=json.dumps(RECOMMENDED))[1]) == []
     with contextlib.closing(sqlite3.connect(djproject.parent / "db.sqlite3")) as db:

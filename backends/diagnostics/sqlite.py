@@ -28,6 +28,14 @@ RECOMMENDED: dict[str, Any] = {
 }
 WAL_HEADER = b"\x02\x02"  # bytes 18-19 of the file, write and read versions: 2 is WAL
 SQLITE_ENGINE = "django.db.backends.sqlite3"
+#: Why the task worker, which sets IMMEDIATE and a busy timeout on its own connections, leaves
+#: WAL to the settings: the journal mode is written into the database file and holds for
+#: every program that opens it, and WAL needs all of them on this machine (its shared memory
+#: does not work over a network filesystem), which only the project's owner knows.
+WAL_NOT_OURS = (
+    "; the task worker does not switch WAL on by itself: it is a mode of the database file, "
+    "for every program that opens it, and needs them all on this machine's own disk"
+)
 
 
 def check_sqlite(settings: Any, entries: Sequence[EntryLike]) -> list[Finding]:
@@ -60,6 +68,8 @@ def check_sqlite(settings: Any, entries: Sequence[EntryLike]) -> list[Finding]:
             '"database is locked"'
         )
         fix = f"set DATABASES[{alias!r}]['OPTIONS'] = {_fixed(options)} (Django 5.1 or later)"
+        if "WAL" in missing:
+            fix += WAL_NOT_OURS
         found.append(Finding("warning", "sqlite-locking", None, what, fix, topic=alias))
     return found
 

@@ -1,9 +1,12 @@
 """One worker thread: django-tasks-db's claim and run, in a loop that can wait politely.
 
-The claim is django-tasks-db's own (the same queryset, ``exclusive_transaction``,
-``get_locked`` and ``claim``) and running a task is its ``Worker.run_task``; only the loop
-around them is ours, for three reasons. Waiting: ``Worker.run`` sleeps with ``time.sleep``,
-so a retired or draining thread could not leave before its interval ran out. Idle cost: with
+Running a task is django-tasks-db's ``Worker.run_task``. The claim and the result's save
+take the task django-tasks-db would and write what it writes, each in one statement on SQLite
+and PostgreSQL (`claims`: they cost a third of the CPU and, on PostgreSQL, three round trips a
+task instead of five); on other databases the claim is its own queryset, ``get_locked`` and
+``claim``. The loop around them is ours, for three reasons. Waiting: ``Worker.run`` sleeps
+with ``time.sleep``, so a retired or draining thread could not leave before its interval ran
+out. Idle cost: with
 every thread polling every interval, 2 x 8 threads cost 3 % of a core on an empty queue; here
 idle threads of a process take turns (a process polls about once per interval whatever its
 thread count), and a thread that finds work wakes an idle one, so a burst still fills every
@@ -38,10 +41,11 @@ from django_tasks_db.utils import exclusive_transaction
 from backends import dbslots
 from backends.backoff import Backoff as Delays
 from backends.base import flat, plural
+from backends.taskworker import claims
 from backends.taskworker.recovery import release_claims
 from backends.taskworker.setup import log
 
-_SQLITE_CLAIMS = threading.Lock()  # one claim at a time per process on SQLite (see claim)
+_SQLITE_WRITES = threading.Lock()  # one claim or save at a time per process on SQLite
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -54,8 +58,6 @@ OUTAGE = (OperationalError, InterfaceError)
 FIRST_RETRY = 0.5  # seconds; doubled after every failed attempt ...
 MAX_RETRY = 10.0  # ... up to this, so a thread notices a returned database within 10 s
 REFUSALS_EVERY = 60.0  # seconds: refused connections are said at most this often per process
-#: The columns django-tasks-db's set_successful / set_failed write.
-RESULT_FIELDS = ["status", "return_value", "finished_at", "exception_class_path", "traceback"]
 
 
 class Backoff:
@@ -178,9 +180,13 @@ class TaskLoop(Worker):
       master's ``--drain-timeout``, SIGKILL) does the row stay RUNNING under a dead pid; the
       master then recovers it by its ``--on-crash`` rule (requeue: the task runs again), once
       the database answers.
-    * Draining: a claim is made only if the pool admits it (``admit``), asked with the row
-      locked, right before the claim is written; refused, the thread leaves. So no thread of a
-      draining process claims, even one that was waiting for the database when the drain began.
+    * Draining: a claim is made only if the pool admits it (``admit``), asked with the row in
+      hand: written by the claim's UPDATE but not committed (locked, on other databases), right
+      before the commit; refused, the transaction rolls back, so nobody ever saw the row other
+      than READY, and the thread leaves. So no thread of a draining process claims, even one
+      that was waiting for the database when the drain began. (A claim in one autocommit
+      statement would save a round trip, but could only ask before the statement, while the
+      drain may begin during it: that claim would be made after the drain's line.)
     """
 
     def __init__(
@@ -197,6 +203,7 @@ class TaskLoop(Worker):
         self.admit = admit  # and whether a claim may still be made (not once draining)
         self.busy = False  # a claim admitted, its task not finished: a drain counts it
         self.wake = threading.Event()
+        self._statements: tuple[str, claims.Statements | None] | None = None
 
     def stop(self) -> None:
         """Leave after the current task, or now if waiting."""
@@ -208,9 +215,13 @@ class TaskLoop(Worker):
         if self.startup_delay and self.interval:
             self.wake.wait(random.random())
         backoff = Backoff()
+        ran = False  # the last iteration ran a task, whose save just used the connection
         while self.running:
             try:
                 close_old_connections()  # drop a connection the database closed meanwhile
+                if ran:
+                    self.skip_health_check()
+                ran = False
                 if backoff.since is not None:
                     self.release_own_claims()
                 task = self.claim()
@@ -222,6 +233,7 @@ class TaskLoop(Worker):
             if task is not None:
                 self.found()
                 self.run_task(task)
+                ran = True
                 if self.max_tasks is not None and self._run_tasks >= self.max_tasks:
                     log.info("ran %s (max_tasks): recycling", plural(self._run_tasks, "task"))
                     return
@@ -235,34 +247,69 @@ class TaskLoop(Worker):
                 self.idle_wait(self)
 
     def claim(self) -> DBTaskResult | None:
-        """django-tasks-db's claim. A locked SQLite raises like any outage (db_worker would
-        call it "no task", so lock contention looked like an idle worker)."""
-        tasks = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)  # type: ignore[attr-defined]
-        if not self.process_all_queues:
-            tasks = tasks.filter(queue_name__in=self.queue_names)
-        if self.excluded_queue_names:
-            tasks = tasks.exclude(queue_name__in=self.excluded_queue_names)
-        # SQLite has one writer: threads of a process that raced for it got "database is
-        # locked" and backed off as from an outage, so one thread could take a whole burst.
-        # They take turns here instead; other processes still meet SQLite's own lock.
-        turn = (
-            _SQLITE_CLAIMS if connections[tasks.db].vendor == "sqlite" else contextlib.nullcontext()
-        )
+        """django-tasks-db's claim, as one statement on SQLite and PostgreSQL (`claims`). A
+        locked SQLite raises like any outage (db_worker would call it "no task", so lock
+        contention looked like an idle worker)."""
+        alias = DBTaskResult.objects.db  # where django-tasks-db's queryset claims
+        statements = self.statements(alias)
         try:
-            with turn, exclusive_transaction(tasks.db):
-                task: DBTaskResult | None = tasks.get_locked()
-                if task is None:
-                    return None
-                # Asked only now, with the row in hand: a thread that waited here for a lock
-                # while the drain began must not claim. Refused, it leaves; the row stays READY.
-                if not self.admit(self):
-                    self.running = False
-                    return None
-                task.claim(self.worker_id)
+            with self.writing(alias):
+                if statements is not None:
+                    return statements.claim(self.worker_id, self._admitted)
+                tasks = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)  # type: ignore[attr-defined]
+                if not self.process_all_queues:
+                    tasks = tasks.filter(queue_name__in=self.queue_names)
+                if self.excluded_queue_names:
+                    tasks = tasks.exclude(queue_name__in=self.excluded_queue_names)
+                with exclusive_transaction(alias):
+                    task: DBTaskResult | None = tasks.get_locked()
+                    if task is None or not self._admitted():
+                        return None
+                    task.claim(self.worker_id)
+                    return task
         except BaseException:
             self.busy = False  # the claim did not happen, or an outage cut it off
             raise
-        return task
+
+    @staticmethod
+    def writing(alias: str) -> contextlib.AbstractContextManager[object]:
+        """A turn to write, on SQLite. It has one writer: threads of a process that raced for
+        it got "database is locked" and backed off as from an outage, so one thread could take
+        a whole burst; and a thread that lost the race sleeps in SQLite's busy handler (1, 2,
+        5, 10 ms and up), however soon the lock is free. They take turns here instead, for
+        claims and saves alike; other processes still meet SQLite's own lock."""
+        if connections[alias].vendor == "sqlite":
+            return _SQLITE_WRITES
+        return contextlib.nullcontext()
+
+    def _admitted(self) -> bool:
+        """Asked only with the row in hand (locked, or written and not yet committed): a
+        thread that waited here for a lock while the drain began must not claim. Refused, it
+        leaves; its transaction rolls back and the row stays READY."""
+        if self.admit(self):
+            return True
+        self.running = False
+        return False
+
+    def statements(self, alias: str) -> claims.Statements | None:
+        """This loop's claim and save statements on ``alias``, made once."""
+        if self._statements is None or self._statements[0] != alias:
+            queues = None if self.process_all_queues else self.queue_names
+            made = claims.for_connection(
+                alias, self.backend_name, queues, self.excluded_queue_names
+            )
+            self._statements = (alias, made)
+        return self._statements[1]
+
+    def skip_health_check(self) -> None:
+        """After a task: its save used the connection a moment ago, so the health check
+        ``close_old_connections`` arms (CONN_HEALTH_CHECKS, on for every worker: see
+        `setup.setup_django`) would be a ``SELECT 1`` round trip per task proving nothing.
+        Its other checks (autocommit left off, errors, age) have run; an idle thread still
+        checks before its next claim."""
+        connection = connections[DBTaskResult.objects.db]
+        if connection.connection is not None and not connection.errors_occurred:
+            connection.health_check_done = True  # type: ignore[attr-defined]
 
     def give_back(self) -> None:
         """An idle thread needs no connection: while the server is crowded, close it.
@@ -305,14 +352,17 @@ class TaskLoop(Worker):
             super().run_task(db_task_result)
         finally:
             self.busy = False
-        # Duration first and the id last: in a narrow pane the id is what gets cut off.
-        took = f"{time.monotonic() - started:.2f}s {db_task_result.task_path}"
+        # Duration first and the id last: in a narrow pane the id is what gets cut off. Both
+        # lines are formatted only at a verbosity that shows them (the "done" line costs about
+        # 7 us at the default one: bench/taskcost.py's per-task cost is a millisecond).
+        took = time.monotonic() - started
+        path = db_task_result.task_path
         if db_task_result.status == "FAILED":
             error = raised(db_task_result.traceback) or db_task_result.exception_class_path
-            log.error("FAILED %s: %s (%s)", took, error, db_task_result.id)
+            log.error("FAILED %.2fs %s: %s (%s)", took, path, error, db_task_result.id)
             log.debug("%s", db_task_result.traceback.rstrip())
         else:
-            log.info("done %s %s", took, db_task_result.id)
+            log.info("done %.2fs %s %s", took, path, db_task_result.id)
 
     def _store(self, row: DBTaskResult, **_: object) -> bool:
         """Save the outcome only if the row is still the claim this thread ran: RUNNING, its
@@ -325,18 +375,24 @@ class TaskLoop(Worker):
         """
         for field in ("traceback", "exception_class_path"):
             setattr(row, field, storable(getattr(row, field)))
-        changed = (
-            DBTaskResult.objects.using(row._state.db)
-            .filter(id=row.id, status=TaskResultStatus.RUNNING, worker_ids=row.worker_ids)
-            .update(**{field: getattr(row, field) for field in RESULT_FIELDS})
-        )
+        alias = row._state.db or DBTaskResult.objects.db
+        statements = self.statements(alias)
+        with self.writing(alias):
+            if statements is not None:
+                changed = statements.save(row)
+            else:
+                changed = bool(
+                    DBTaskResult.objects.using(alias)
+                    .filter(id=row.id, status=TaskResultStatus.RUNNING, worker_ids=row.worker_ids)
+                    .update(**{field: getattr(row, field) for field in claims.RESULT_FIELDS})
+                )
         if not changed:
             log.warning(
                 "result of task %s not saved: the task was requeued or changed by someone "
                 "else while it ran",
                 row.id,
             )
-        return bool(changed)
+        return changed
 
     def _until_saved(self, row: DBTaskResult, setter: Callable[..., None]) -> Callable[..., None]:
         """``setter`` (which fills in the outcome, then saves), saving again until it sticks.
