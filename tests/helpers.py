@@ -228,3 +228,17 @@ class Drained:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+
+async def worker_process(djproject: Path, args: Any) -> asyncio.subprocess.Process:
+    """The task worker of ``args`` as a bare child of the test (no supervisor), its output
+    piped: for tests that read or signal the worker themselves."""
+    launch = entry(djproject, "worker", WORKER, args).launch()
+    return await asyncio.create_subprocess_exec(
+        *launch.argv,
+        cwd=launch.cwd,
+        env={**os.environ, **launch.env},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )

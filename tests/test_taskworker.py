@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import POSTGRES
-from helpers import WORKER, enqueue, entry, query, statuses, until
+from helpers import WORKER, enqueue, entry, query, statuses, until, worker_process
 
 from backends.taskworker import ids
 from tui.engine.supervisor import Supervisor
@@ -222,15 +222,7 @@ async def test_a_task_requeued_while_it_ran_keeps_its_new_state(djproject: Path)
     requeued meanwhile (recovery, or by hand) is left READY for its next run, not finished."""
     enqueue(djproject, "tasks.sleep.enqueue(4)")
     args = {"queue": "default", "interval": "0.1", "batch": None, "max_tasks": "1"}
-    launch = entry(djproject, "worker", WORKER, args).launch()  # one task, then it exits
-    proc = await asyncio.create_subprocess_exec(
-        *launch.argv,
-        cwd=launch.cwd,
-        env={**os.environ, **launch.env},
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    proc = await worker_process(djproject, args)  # one task, then it exits
     try:
         await until(lambda: statuses(djproject) == {"RUNNING": 1}, timeout=20, what="running")
         # What recovery.requeue writes, straight away (a Django process takes seconds to start).

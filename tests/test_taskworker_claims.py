@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import POSTGRES
-from helpers import WORKER, enqueue, entry, query, run_json, statuses, until
+from helpers import enqueue, query, run_json, statuses, until, worker_process
 
 SCENARIO = Path(__file__).resolve().parent / "fixtures" / "claims_scenario.py"
 REPO = Path(__file__).resolve().parent.parent
@@ -115,15 +115,7 @@ async def test_an_idle_thread_whose_connection_was_dropped_reconnects_quietly(
     the next claim, with no "database unavailable" and no retry delay."""
     enqueue(djproject, "tasks.noop.enqueue()")
     args = {"queue": "default", "interval": "3"}  # one poll in 3 s: the drop lands in a wait
-    launch = entry(djproject, "worker", WORKER, args).launch()
-    proc = await asyncio.create_subprocess_exec(
-        *launch.argv,
-        cwd=launch.cwd,
-        env={**os.environ, **launch.env},
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    proc = await worker_process(djproject, args)
     try:
         await until(lambda: statuses(djproject) == {"SUCCESSFUL": 1}, 30, "the first task")
         await asyncio.sleep(0.5)  # past the empty claim that follows a task: now it waits
