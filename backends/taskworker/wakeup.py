@@ -56,6 +56,12 @@ NOT_DEFERRED = 1e11
 FIRST_RETRY, MAX_RETRY = 0.5, 2.0
 LONGEST_SLEEP = 60.0  # the listener looks at its doorbell file this often when nothing rings
 TIMERS = 256  # due times kept; more are found again by asking the database for the next
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,11 @@ class Notify:
         import psycopg
 
         params = connections[self.alias].get_connection_params()
+        # A listener only reads: a network path that died silently (a NAT's idle timeout)
+        # would leave it deaf but sure of itself. TCP keepalives find that out within a
+        # minute, unless OPTIONS chose otherwise.
+        for name, value in KEEPALIVES.items():
+            params.setdefault(name, value)
         self.conn = psycopg.connect(**params, autocommit=True)
         found = self.conn.execute(
             "SELECT 1 FROM pg_trigger WHERE tgname = %s AND tgrelid = to_regclass(%s)",
