@@ -122,7 +122,7 @@ async def test_gunicorn_workers_scale_with_plus_minus_and_dialog(
         await until(running(app, "web"), timeout=20, what="running")
         await until(lambda: workers() == 2, timeout=20, what="2 workers")
         await pilot.press("plus", "plus")
-        await until(lambda: workers() == 4, timeout=20, what="4 workers")
+        await until(lambda: workers() == 4, timeout=60, what="4 workers")  # 2 gunicorn boots
         await pilot.press("minus")
         await until(lambda: workers() == 3, timeout=20, what="3 workers")
         await pilot.press("S")

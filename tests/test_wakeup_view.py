@@ -105,13 +105,19 @@ async def test_the_view_follows_each_process_mode_and_drops_one_that_exits(
     supervise: Supervise, tmp_path: Path
 ) -> None:
     sup = await supervise(reporting("worker", tmp_path, 2, POLLING), stats_every=0)
-    await until(lambda: len(workers(sup, "worker")) == 2, what="two worker processes")
+    await until(lambda: len(workers(sup, "worker")) == 2, what="two worker processes", timeout=30)
     first, second = workers(sup, "worker")
-    await until(lambda: modes(sup, "worker") == {first: POLLING, second: POLLING}, what="reports")
+    await until(
+        lambda: modes(sup, "worker") == {first: POLLING, second: POLLING},
+        what="reports",
+        timeout=30,
+    )
     assert "wake-up polling (2 processes)" in _status_lines(sup.view())[0]
 
     cue(tmp_path, first, NOTIFY)
-    await until(lambda: modes(sup, "worker") == {first: NOTIFY, second: POLLING}, what="notify")
+    await until(
+        lambda: modes(sup, "worker") == {first: NOTIFY, second: POLLING}, what="notify", timeout=30
+    )
     assert "wake-up notify 1, polling 1" in _status_lines(sup.view())[0]
 
     # A task may print anything: a report in the wrong shape, of a pid outside the tree, or
@@ -124,11 +130,13 @@ async def test_the_view_follows_each_process_mode_and_drops_one_that_exits(
         "say all said",
     ]
     cue(tmp_path, second, *fake)
-    await until(lambda: any(x.text == "all said" for x in sup["worker"].ring.since(0)))
+    await until(lambda: any(x.text == "all said" for x in sup["worker"].ring.since(0)), timeout=30)
     assert modes(sup, "worker") == {first: NOTIFY, second: POLLING}
 
     cue(tmp_path, first, "exit")
-    await until(lambda: modes(sup, "worker") == {second: POLLING}, what="the exited one gone")
+    await until(
+        lambda: modes(sup, "worker") == {second: POLLING}, what="the exited one gone", timeout=30
+    )
     view = sup.view()
     assert from_json(json.loads(json.dumps(to_json(view)))) == view
     info = {"pid": 1, "version": "0", "socket": "s", "project": "p", "settings_module": "m"}
@@ -145,9 +153,11 @@ async def test_the_task_panel_and_the_pane_show_each_worker_mode(
     app = console(reporting("worker", tmp_path, 2, POLLING), stats_every=0, sample_every=0.2)
     async with app.run_test(size=(80, 24)) as pilot:
         sup = app.engine.supervisor
-        await until(lambda: len(modes(sup, "worker")) == 2, what="two reports")
+        await until(lambda: len(modes(sup, "worker")) == 2, what="two reports", timeout=30)
         first = workers(sup, "worker")[0]
-        await until(lambda: "wake-up polling" in str(app.current.stats_text()), what="the pane")
+        await until(
+            lambda: "wake-up polling" in str(app.current.stats_text()), what="the pane", timeout=30
+        )
         await pilot.press("t")
         assert isinstance(app.screen, TaskPanel)
         panel = app.screen
@@ -155,11 +165,15 @@ async def test_the_task_panel_and_the_pane_show_each_worker_mode(
         def said() -> str:
             return str(panel.query_one("#wake-up", Label).content)
 
-        await until(lambda: said() == "Wake-up: worker polling (2 processes)", what="panel")
+        await until(
+            lambda: said() == "Wake-up: worker polling (2 processes)", what="panel", timeout=30
+        )
         cue(tmp_path, first, NOTIFY)
         await until(lambda: said() == "Wake-up: worker notify 1, polling 1", timeout=10)
         await pilot.press("t")
-        await until(lambda: "wake-up notify 1, polling 1" in str(app.current.stats_text()))
+        await until(
+            lambda: "wake-up notify 1, polling 1" in str(app.current.stats_text()), timeout=30
+        )
 
 
 def test_views_round_trip_through_json_with_their_reports() -> None:
