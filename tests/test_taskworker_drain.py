@@ -271,9 +271,9 @@ def test_a_stop_while_every_thread_waits_in_its_first_claim_claims_nothing(
         proc, out = worker_process(djproject)
         started.append(proc)
         with database_locked(djproject):
-            # Every loop, the control thread and the main thread exist and sleep: each loop is
+            # Every loop, the control, wake-up and main threads exist and sleep: each loop is
             # past its start, inside its claim, waiting for the database (or for its turn).
-            wait_for(lambda: thread_count(proc.pid) == THREADS + 2, 60, "threads started")
+            wait_for(lambda: thread_count(proc.pid) == THREADS + 3, 60, "threads started")
             wait_for(lambda: asleep(proc.pid), 10, "threads waiting", every=0.02)
             wait_for(lambda: asleep(proc.pid), 10, "threads still waiting", every=0.02)
             proc.send_signal(signal.SIGTERM)
