@@ -247,6 +247,9 @@ def latency_lines(
     return lines
 
 
+SUMMARISED = ("output", "console", "taskworker", "latency", "startup", "server")
+
+
 def load(env: dict[str, str]) -> str:
     """The 1-minute load average at the start, and at the end where it was recorded."""
     first = env["load"].split(",")[0]
@@ -254,15 +257,18 @@ def load(env: dict[str, str]) -> str:
 
 
 def measured(results: dict[str, dict[str, Any]]) -> str:
-    """When and on what, once: the versions of the first result, each script's date and load."""
-    env = next(iter(results.values()))["env"]
+    """When and on what: the versions of the first result summed up, each script's date and
+    load, and its machine where the scripts ran on more than one."""
+    shown = {n: d["env"] for n, d in results.items() if n in SUMMARISED}
+    env = next(iter(shown.values()))
+    several = len({e["machine"] for e in shown.values()}) > 1
     runs = ", ".join(
-        f"{name} {data['env']['date']} (load average {load(data['env'])})"
-        for name, data in results.items()
-        if name in ("output", "console", "taskworker", "latency", "startup", "server")
+        f"{name} {e['date']} (load average {load(e)}" + (f"; {e['machine']})" if several else ")")
+        for name, e in shown.items()
     )
+    machine = "several machines" if several else env["machine"]
     return (
-        f"_{env['machine']}; Python {env['python']}, Django {env['django']}, "
+        f"_{machine}; Python {env['python']}, Django {env['django']}, "
         f"Textual {env['textual']}, gunicorn {env['gunicorn']}, psycopg {env['psycopg']}, "
         f"PostgreSQL {env['postgresql']}. Measured: {runs}._"
     )
