@@ -22,6 +22,22 @@ from pathlib import Path
 
 FOLDER_MODE = 0o700
 FILE_MODE = 0o600
+APP = "prodserver-tui"
+
+
+def state_home() -> Path:
+    """``$XDG_STATE_HOME``, else ``~/.local/state``. A relative ``XDG_*`` is invalid by the
+    spec and ignored, as the spec says."""
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    return Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "state"
+
+
+def runtime_folder() -> Path:
+    """Where this user's sockets live (the engine's control socket, the task workers'
+    doorbells): ``$XDG_RUNTIME_DIR/prodserver-tui``, else the state folder's ``run``. One
+    rule, so that every process started from one environment meets the others."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    return Path(runtime) / APP if os.path.isabs(runtime) else state_home() / APP / "run"
 
 
 class UnsafePath(OSError):

@@ -15,6 +15,7 @@ refuses the datagram and is removed by the next ring.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import socket
@@ -22,28 +23,25 @@ from pathlib import Path
 
 from backends import private
 
-APP = "prodserver-tui"
 LARGEST = 1024  # bytes: a ring says a backend, a queue and a time, never more
 
 
 def folder_for(database: str) -> Path | None:
     """Where the doorbells of one SQLite file hang; None for a database in memory.
 
-    The runtime folder as the console's control socket uses it (``$XDG_RUNTIME_DIR``, else
-    the state folder), so a web server and a worker started from one environment meet.
+    Under the runtime folder the console's control socket uses (`private.runtime_folder`),
+    so a web server and a worker started from one environment meet.
     """
     if not database or database == ":memory:" or "mode=memory" in database:
         return None
+    return private.runtime_folder() / "doorbell" / _digest(database)
+
+
+@functools.lru_cache(maxsize=8)
+def _digest(database: str) -> str:
+    """The file's real path, hashed: resolved once per process, not at every enqueue."""
     real = os.path.realpath(database.removeprefix("file:").partition("?")[0])
-    digest = hashlib.sha256(real.encode()).hexdigest()[:16]
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isabs(runtime):
-        base = Path(runtime) / APP
-    else:
-        state = os.environ.get("XDG_STATE_HOME", "")
-        home = Path(state) if os.path.isabs(state) else Path.home() / ".local" / "state"
-        base = home / APP / "run"
-    return base / "doorbell" / digest
+    return hashlib.sha256(real.encode()).hexdigest()[:16]
 
 
 def bind(database: str) -> socket.socket:

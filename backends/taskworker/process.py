@@ -152,18 +152,22 @@ class Pool:
     def found(self) -> None:
         """There is work: wake the longest-waiting idle thread to claim right away."""
         with self.lock:
-            if self.idle:
-                self.idle.pop(0).wake.set()
+            self._wake_one()
 
     def ring(self) -> None:
         """A task became ready (a notification, a doorbell, a deferred task's time): one idle
         thread claims it. With none idle, the next thread to go idle claims again first: the
         ring may have come between its empty claim and its wait."""
         with self.lock:
-            if self.idle:
-                self.idle.pop(0).wake.set()
-            else:
+            if not self._wake_one():
                 self.rung = True
+
+    def _wake_one(self) -> bool:
+        """With the lock held: wake the longest-waiting idle thread; whether there was one."""
+        if not self.idle:
+            return False
+        self.idle.pop(0).wake.set()
+        return True
 
     def rearm(self) -> None:
         """The wake-up mode changed: every thread looks now, the idle ones then wait the new

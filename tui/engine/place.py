@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Protocol
 
 from backends import private
+from backends.private import APP, runtime_folder, state_home
 
 ENV_SOCKET = "PRODSERVER_TUI_SOCKET"
-APP = "prodserver-tui"
 SUN_PATH_MAX = 107  # Linux sun_path is 108 bytes including the terminating NUL
 LOCK_NAME = "engine.lock"
 _LOCK_WAIT = 0.2  # seconds: outlasts a probe's shared lock, never a live engine's
@@ -80,14 +80,12 @@ def place_for(project_dir: Path, settings_module: str, socket: str | None = None
     digest = hashlib.sha256(f"{project}\0{settings_module}".encode()).hexdigest()[:8]
     # Short parts: the whole socket path must fit in sun_path, even under a deep home folder.
     key = f"{_slug(project.name, 16)}-{_slug(settings_module, 24)}-{digest}"
-    state = _state_home() / APP / key
+    state = state_home() / APP / key
     chosen = socket or os.environ.get(ENV_SOCKET) or None
     if chosen:
         path = Path(os.path.abspath(os.path.expanduser(chosen)))
     else:
-        runtime = os.environ.get("XDG_RUNTIME_DIR")
-        base = Path(runtime) / APP if runtime else _state_home() / APP / "run"
-        path = base / f"{key}.sock"
+        path = runtime_folder() / f"{key}.sock"
     size = len(os.fsencode(path))
     if size > SUN_PATH_MAX:
         raise PlaceError(
@@ -99,12 +97,6 @@ def place_for(project_dir: Path, settings_module: str, socket: str | None = None
 
 def _slug(text: str, most: int) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:most] or "_"
-
-
-def _state_home() -> Path:
-    # A relative XDG_*_HOME is invalid by the spec and ignored, as the spec says.
-    xdg = os.environ.get("XDG_STATE_HOME", "")
-    return Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "state"
 
 
 class Listener:
