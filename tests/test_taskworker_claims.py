@@ -77,6 +77,18 @@ def test_a_result_is_saved_only_to_its_own_claim(djproject: Path) -> None:
 
 
 @DATABASES
+def test_django_s_execute_wrappers_see_every_claim_and_save(djproject: Path) -> None:
+    """Instrumentation counts the claims, the ones that found nothing too, as it counts
+    Django's own statements: the PostgreSQL claim goes through the driver's own cursor."""
+    found = scenario(djproject, "wrapped")
+    assert found["nothing"] is True
+    # On PostgreSQL BEGIN goes with the claim in one query; on SQLite django-tasks-db's
+    # exclusive transaction sends its own BEGIN first.
+    claim = "BEGIN;" if "DJPROJECT_PG" in os.environ else "UPDATE"
+    assert [s for s in found["seen"] if s != "BEGIN"] == [claim, "UPDATE", claim]
+
+
+@DATABASES
 def test_two_processes_claiming_at_once_never_take_one_row_twice(djproject: Path) -> None:
     count = 400
     enqueue(djproject, f"for n in range({count}):\n    tasks.noop.enqueue()")

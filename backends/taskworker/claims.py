@@ -111,7 +111,9 @@ class Statements:
         with connection.wrap_database_errors:
             cursor = psycopg.ClientCursor(raw)
             try:
-                cursor.execute("BEGIN; " + self.claim_sql, params)
+                # Through Django's wrapper, so that its execute_wrappers (instrumentation,
+                # the benchmarks' statement counts) see the claim as they see the save.
+                connection.make_cursor(cursor).execute("BEGIN; " + self.claim_sql, params)
                 cursor.nextset()
                 row: tuple[Any, ...] | None = cursor.fetchone()
                 if row is not None and not admit():
