@@ -81,9 +81,12 @@ class Outlet:
                 if self._gap:
                     data, self._gap = self.gap(self._gap), 0
                 else:
-                    data, lines, _noted = self._pending.popleft()
-                    self._lines -= lines
-                    self._bytes -= len(data)
+                    # Everything waiting, in one write: each write lets go of the GIL, and
+                    # taking it back from a busy event loop can take a switch interval (5 ms),
+                    # so a chunk per write fell behind a flood and dropped most of it.
+                    data = b"".join(chunk for chunk, _, _ in self._pending)
+                    self._pending.clear()
+                    self._lines = self._bytes = 0
                 self._writing = True
             try:
                 view = memoryview(data)
