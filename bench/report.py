@@ -256,22 +256,43 @@ def load(env: dict[str, str]) -> str:
     return f"{first} to {env['load_end'].split(',')[0]}" if "load_end" in env else first
 
 
+VERSIONS = {
+    "python": "Python",
+    "django": "Django",
+    "textual": "Textual",
+    "gunicorn": "gunicorn",
+    "psycopg": "psycopg",
+    "postgresql": "PostgreSQL",
+}
+
+
 def measured(results: dict[str, dict[str, Any]]) -> str:
-    """When and on what: the versions of the first result summed up, each script's date and
-    load, and its machine where the scripts ran on more than one."""
+    """When and on what: the versions the results summed up ran with (each script's where
+    they differ), each script's date and load, and its machine where they ran on more than
+    one."""
     shown = {n: d["env"] for n, d in results.items() if n in SUMMARISED}
-    env = next(iter(shown.values()))
-    several = len({e["machine"] for e in shown.values()}) > 1
+    machines = {e["machine"] for e in shown.values()}
     runs = ", ".join(
-        f"{name} {e['date']} (load average {load(e)}" + (f"; {e['machine']})" if several else ")")
+        f"{name} {e['date']} (load average {load(e)}"
+        + (f"; {e['machine']})" if len(machines) > 1 else ")")
         for name, e in shown.items()
     )
-    machine = "several machines" if several else env["machine"]
-    return (
-        f"_{machine}; Python {env['python']}, Django {env['django']}, "
-        f"Textual {env['textual']}, gunicorn {env['gunicorn']}, psycopg {env['psycopg']}, "
-        f"PostgreSQL {env['postgresql']}. Measured: {runs}._"
-    )
+    machine = "several machines" if len(machines) > 1 else machines.pop()
+    return f"_{machine}; {versions(shown)}. Measured: {runs}._"
+
+
+def versions(shown: dict[str, dict[str, Any]]) -> str:
+    """``Django 5.2.19``, or ``Django 5.2.19 (console, server), 5.2.20 (latency)``."""
+    said = []
+    for key, label in VERSIONS.items():
+        by: dict[str, list[str]] = {}
+        for name, env in shown.items():
+            by.setdefault(str(env.get(key, "?")), []).append(name)
+        if len(by) == 1:
+            said.append(f"{label} {next(iter(by))}")
+        else:
+            said.append(f"{label} " + ", ".join(f"{v} ({', '.join(n)})" for v, n in by.items()))
+    return ", ".join(said)
 
 
 def main() -> int:
