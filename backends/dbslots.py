@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +72,7 @@ def refused(text: str) -> bool:
 
 
 _lock = threading.Lock()
-_last: dict[str, tuple[Slots, float]] = {}  # alias -> the last slots read, and when (monotonic)
+_last: dict[str, Slots] = {}  # alias -> the last slots read, for when the server refuses us
 
 
 def read(connection: Any) -> Slots | None:
@@ -90,23 +89,8 @@ def read(connection: Any) -> Slots | None:
     name = one_line(str(user), 64)
     slots = Slots(int(top), int(su_reserved) + int(reserved), bool(superuser), name, int(in_use))
     with _lock:
-        _last[connection.alias] = (slots, time.monotonic())
+        _last[connection.alias] = slots
     return slots
-
-
-def recent(connection: Any, within: float) -> Slots | None:
-    """The slots read on this alias less than ``within`` seconds ago, else read now.
-
-    A worker's idle threads ask each time they find no task: under a stream of wake-ups that
-    is hundreds of times a second, each a scan of pg_stat_activity, for a number that moves
-    slowly."""
-    if connection.vendor != "postgresql":
-        return None
-    with _lock:
-        slots, when = _last.get(connection.alias, (None, 0.0))
-    if slots is not None and time.monotonic() - when < within:
-        return slots
-    return read(connection)
 
 
 def known(using: str = "default") -> Slots | None:
@@ -116,5 +100,4 @@ def known(using: str = "default") -> Slots | None:
     with contextlib.suppress(DatabaseError):
         return read(connections[using])
     with _lock:
-        last = _last.get(using)
-    return None if last is None else last[0]
+        return _last.get(using)

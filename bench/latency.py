@@ -179,8 +179,7 @@ BURST_POLL = Worker(
 BURSTS = {"one transaction": 0.0, "one transaction each": float("inf")}
 #: No thundering herd: a ring wakes at most one idle thread per process, so push may add at
 #: most one claim that finds nothing per task for each other process (2 processes: one). An
-#: empty claim is at most 2 statements (the claim and, on PostgreSQL, at most once a second
-#: per process, the look at free slots).
+#: empty claim is at most 2 statements (the claim and, on PostgreSQL, the look at free slots).
 HERD_BOUND = 2.0 * (int(BURST_SHAPE[1]) - 1)
 IDLE_WORKERS = [OURS, DB_WORKER, DB_WORKER_FAST]
 

@@ -58,7 +58,6 @@ OUTAGE = (OperationalError, InterfaceError)
 FIRST_RETRY = 0.5  # seconds; doubled after every failed attempt ...
 MAX_RETRY = 10.0  # ... up to this, so a thread notices a returned database within 10 s
 REFUSALS_EVERY = 60.0  # seconds: refused connections are said at most this often per process
-CROWDED_EVERY = 1.0  # seconds: an idle thread reuses its process's last look at the slots
 
 
 class Backoff:
@@ -319,14 +318,14 @@ class TaskLoop(Worker):
         superusers' too, when workers connect as one), so the threads left out retried for ever
         and nobody else got in, not even psql. Crowded means more than CROWDED of the slots an
         ordinary role may use are taken (a look at pg_stat_activity, on the connection the
-        claim just used, at most once a second per process); otherwise the connection stays,
-        as reconnecting costs a few ms per poll. The next claim reconnects.
+        claim just used); otherwise the connection stays, as reconnecting costs a few ms per
+        poll. The next claim reconnects.
         """
         connection = connections[router.db_for_write(DBTaskResult)]
         if connection.vendor != "postgresql" or connection.connection is None:
             return
         try:
-            slots = dbslots.recent(connection, CROWDED_EVERY)
+            slots = dbslots.read(connection)
         except DatabaseError:  # the next claim meets the outage and waits it out
             return
         if slots is not None and slots.crowded:
