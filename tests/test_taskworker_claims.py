@@ -23,9 +23,13 @@ REPO = Path(__file__).resolve().parent.parent
 DATABASES = pytest.mark.parametrize("djproject", ["sqlite", POSTGRES], indirect=True)
 
 
+def scenario_env(djproject: Path) -> dict[str, str]:
+    """The scenario script runs in the test project, with this repository importable."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(djproject), str(REPO)])}
+
+
 def scenario(djproject: Path, *args: str) -> Any:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(djproject), str(REPO)])}
-    return run_json([sys.executable, str(SCENARIO), *args], djproject, env)
+    return run_json([sys.executable, str(SCENARIO), *args], djproject, scenario_env(djproject))
 
 
 @DATABASES
@@ -92,12 +96,11 @@ def test_django_s_execute_wrappers_see_every_claim_and_save(djproject: Path) -> 
 def test_two_processes_claiming_at_once_never_take_one_row_twice(djproject: Path) -> None:
     count = 400
     enqueue(djproject, f"for n in range({count}):\n    tasks.noop.enqueue()")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(djproject), str(REPO)])}
     racers = [
         subprocess.Popen(
             [sys.executable, str(SCENARIO), "race"],
             cwd=djproject,
-            env=env,
+            env=scenario_env(djproject),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -6,14 +6,13 @@ and PostgreSQL (`claims`: they cost a third of the CPU and, on PostgreSQL, three
 task instead of five); on other databases the claim is its own queryset, ``get_locked`` and
 ``claim``. The loop around them is ours, for three reasons. Waiting: ``Worker.run`` sleeps
 with ``time.sleep``, so a retired or draining thread could not leave before its interval ran
-out. Idle cost: with
-every thread polling every interval, 2 x 8 threads cost 3 % of a core on an empty queue; here
-idle threads of a process take turns (a process polls about once per interval whatever its
-thread count), and a thread that finds work wakes an idle one, so a burst still fills every
-thread within a few polls. Outages: see `TaskLoop`. Connection slots: an idle thread holds a
-PostgreSQL connection for nothing, so while the server is crowded it gives it back (see
-`TaskLoop.give_back`), and a server that has no slot left is said once a minute per process,
-not once per attempt of every thread (`Refusals`).
+out. Idle cost: with every thread polling every interval, 2 x 8 threads cost 3 % of a core
+on an empty queue; here idle threads of a process take turns (a process polls about once per
+interval whatever its thread count), and a thread that finds work wakes an idle one, so a
+burst still fills every thread within a few polls. Outages: see `TaskLoop`. Connection
+slots: an idle thread holds a PostgreSQL connection for nothing, so while the server is
+crowded it gives it back (see `TaskLoop.give_back`), and a server that has no slot left is
+said once a minute per process, not once per attempt of every thread (`Refusals`).
 """
 
 from __future__ import annotations
