@@ -133,7 +133,15 @@ async def test_an_idle_thread_whose_connection_was_dropped_reconnects_quietly(
     proc = await worker_process(djproject, args)
     try:
         await until(lambda: statuses(djproject) == {"SUCCESSFUL": 1}, 30, "the first task")
-        await asyncio.sleep(0.5)  # past the empty claim that follows a task: now it waits
+        # Past the empty claim that follows a task: its last statement, the look at the
+        # connection slots (give_back), says the thread now waits. A fixed sleep was too
+        # short on a loaded machine, and the drop then met the claim after the task.
+        idle = (
+            "select count(*) from pg_stat_activity where datname = current_database() "
+            "and state = 'idle' and strpos(query, 'from pg_stat_activity') > 0 "
+            "and pid <> pg_backend_pid()"
+        )
+        await until(lambda: query(djproject, idle)[0][0] >= 1, 30, "the thread waiting")
         dropped = query(
             djproject,
             "select count(pg_terminate_backend(pid)) from pg_stat_activity "
